@@ -1,0 +1,209 @@
+"""The configuration model: every nodemon.json key reloadd understands, validated by pydantic.
+
+Config files, package.json and the command line all produce plain dicts keyed by nodemon's
+names (``legacyWatch``, ``execMap``...). ``sources.py`` merges them; this module validates a
+layer or the merged result and turns pydantic's errors into one line naming file and key.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+DEFAULT_IGNORE_ROOT = [
+    "**/.git/**",
+    "**/.nyc_output/**",
+    "**/.sass-cache/**",
+    "**/bower_components/**",
+    "**/coverage/**",
+    "**/node_modules/**",
+]
+DEFAULT_EXEC_MAP = {"py": "python", "rb": "ruby", "ts": "ts-node"}
+DEFAULT_RESTART_SIGNAL = "SIGUSR2"  # nodemon's default: node dies of it unless the app handles it
+DEFAULT_STOP_TIMEOUT = 5.0  # seconds the old tree gets before SIGKILL
+DEFAULT_POLL_INTERVAL_MS = 100  # chokidar's (and so nodemon's) default interval
+DEFAULT_EVENT_TIMEOUT = 30.0  # seconds a hook may run before it is killed
+
+# Keys whose values are objects merged key by key across layers; everything else replaces.
+DEEP_MERGED_KEYS = ("env", "execMap", "events", "watchOptions")
+
+EVENT_NAMES = ("start", "restart", "crash", "exit", "quit", "config:update")
+
+
+def signal_number(name: str) -> int:
+    """Map ``SIGUSR2``/``usr2``/``12`` to a signal number, or raise ValueError."""
+    text = name.strip().upper()
+    if text.isdigit():
+        return int(signal.Signals(int(text)))
+    if not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        return int(signal.Signals[text])
+    except KeyError:
+        raise ValueError(f"unknown signal name {name!r}") from None
+
+
+def _as_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+class HotConfig(BaseModel):
+    """Soft reload: changes touching only ``paths`` signal the app instead of restarting it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(default_factory=list)
+    signal: str = "SIGHUP"
+
+    _paths = field_validator("paths", mode="before")(_as_list)
+
+    @field_validator("signal")
+    @classmethod
+    def _check_signal(cls, value: str) -> str:
+        signal_number(value)
+        return value
+
+
+ScalarEnv = Union[str, int, float, bool]
+
+
+class Settings(BaseModel):
+    """The effective configuration. Field aliases are nodemon's key names."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", validate_default=False)
+
+    watch: Union[list[str], Literal[False]] = Field(default_factory=lambda: ["*.*"])
+    ignore: list[str] = Field(default_factory=list)
+    ignore_root: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE_ROOT), alias="ignoreRoot")
+    ext: Optional[str] = None  # None = derived from the script
+    delay: float = 0.0  # milliseconds
+    exec: Optional[Union[str, list[str]]] = None
+    exec_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_EXEC_MAP), alias="execMap")
+    env: dict[str, ScalarEnv] = Field(default_factory=dict)
+    events: dict[str, str] = Field(default_factory=dict)
+    verbose: bool = False
+    quiet: bool = False
+    legacy_watch: Optional[bool] = Field(default=None, alias="legacyWatch")  # None = decide per mount
+    polling_interval: int = Field(default=DEFAULT_POLL_INTERVAL_MS, alias="pollingInterval", ge=1)
+    restartable: Union[str, Literal[False]] = "rs"
+    colours: bool = True
+    signal: str = DEFAULT_RESTART_SIGNAL
+    stdin: bool = True
+    run_on_change_only: bool = Field(default=False, alias="runOnChangeOnly")
+    exitcrash: bool = False
+    script: Optional[str] = None
+    args: list[str] = Field(default_factory=list)
+    node_args: list[str] = Field(default_factory=list, alias="nodeArgs")
+    exec_args: list[str] = Field(default_factory=list, alias="execArgs")
+    cwd: Optional[str] = None
+    spawn: bool = False
+    watch_options: dict[str, Any] = Field(default_factory=dict, alias="watchOptions")
+    # reloadd's own keys (interface.md "Options beyond nodemon's")
+    stop_timeout: float = Field(default=DEFAULT_STOP_TIMEOUT, alias="stopTimeout", ge=0)
+    inspect: Optional[str] = None  # "HOST:PORT"; "brk:HOST:PORT" for --inspect-brk
+    restart_on_crash: bool = Field(default=False, alias="restartOnCrash")
+    log_format: Literal["text", "json"] = Field(default="text", alias="logFormat")
+    event_timeout: float = Field(default=DEFAULT_EVENT_TIMEOUT, alias="eventTimeout", gt=0)
+    hot: Optional[HotConfig] = None
+
+    _lists = field_validator("ignore", "ignore_root", "args", "node_args", "exec_args", mode="before")(_as_list)
+
+    @field_validator("watch", mode="before")
+    @classmethod
+    def _watch_list(cls, value: Any) -> Any:
+        return _as_list(value)
+
+    @field_validator("ext", mode="before")
+    @classmethod
+    def _ext_string(cls, value: Any) -> Any:
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return ",".join(value)
+        return value
+
+    @field_validator("signal")
+    @classmethod
+    def _check_signal(cls, value: str) -> str:
+        signal_number(value)
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _check_events(cls, value: dict[str, str]) -> dict[str, str]:
+        return value  # unknown event names are warned about by sources.unknown_keys
+
+    @property
+    def watching(self) -> bool:
+        return self.watch is not False
+
+    @property
+    def restart_signal(self) -> int:
+        return signal_number(self.signal)
+
+
+KNOWN_KEYS = frozenset(
+    {field.alias or name for name, field in Settings.model_fields.items()}
+    | {"exitCrash", "dump", "version", "help"}
+)
+
+# What each key expects, in words, for error messages (pydantic's own are too technical).
+EXPECTED = {
+    "watch": "a path or glob, a list of them, or false",
+    "ignore": "a glob or a list of globs",
+    "ignoreRoot": "a list of globs",
+    "ext": 'a comma-separated list of extensions such as "js,json"',
+    "delay": "a number of milliseconds",
+    "exec": "a command string",
+    "execMap": 'an object mapping extensions to programs, e.g. { "ts": "ts-node" }',
+    "env": "an object of environment values, e.g. { \"PORT\": 8000 }",
+    "events": 'an object mapping event names to shell commands, e.g. { "restart": "echo hi" }',
+    "pollingInterval": "a positive number of milliseconds",
+    "restartable": 'a string such as "rs", or false',
+    "signal": "a signal name such as SIGUSR2 or SIGTERM",
+    "stopTimeout": "a number of seconds (0 or more)",
+    "eventTimeout": "a positive number of seconds",
+    "logFormat": '"text" or "json"',
+    "inspect": "HOST:PORT, PORT, or true",
+    "hot": '{ "paths": ["routes/**"], "signal": "SIGHUP" }',
+}
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    """Return (dotted key, what was expected) for one pydantic error."""
+    loc = [str(part) for part in error.get("loc", ()) if not str(part).startswith(("list[", "literal[", "function"))]
+    loc = [part for part in loc if part not in {"str", "int", "float", "bool", "dict[str,str]"}]
+    key = ".".join(loc) or "(top level)"
+    top = loc[0] if loc else ""
+    message = str(error.get("msg", "invalid value"))
+    if error.get("type") == "value_error":
+        message = message.removeprefix("Value error, ") if hasattr(message, "removeprefix") else message
+        return key, message
+    return key, f"expected {EXPECTED.get(top, message[0].lower() + message[1:])}"
+
+
+def validate(raw: dict[str, Any], source: str) -> Settings:
+    """Validate one layer or the merged config.
+
+    Args:
+        raw: keys as in nodemon.json.
+        source: the file (or "command line") the values came from, for the error message.
+
+    Returns:
+        The validated settings.
+    """
+    data = dict(raw)
+    if "exitCrash" in data:
+        data.setdefault("exitcrash", data.pop("exitCrash"))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key, expected = _describe(dict(first))
+        got = first.get("input")
+        shown = "" if isinstance(got, dict) and key.count(".") == 0 and key not in {"env", "hot"} else f", got {got!r}"
+        raise ConfigError(f"{source}: key '{key}': {expected}{shown}") from None
