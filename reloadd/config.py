@@ -147,8 +147,7 @@ class Settings(BaseModel):
 
 
 KNOWN_KEYS = frozenset(
-    {field.alias or name for name, field in Settings.model_fields.items()}
-    | {"exitCrash", "dump", "version", "help"}
+    {field.alias or name for name, field in Settings.model_fields.items()} | {"exitCrash", "dump", "version", "help"}
 )
 
 # What each key expects, in words, for error messages (pydantic's own are too technical).
@@ -160,7 +159,7 @@ EXPECTED = {
     "delay": "a number of milliseconds",
     "exec": "a command string",
     "execMap": 'an object mapping extensions to programs, e.g. { "ts": "ts-node" }',
-    "env": "an object of environment values, e.g. { \"PORT\": 8000 }",
+    "env": 'an object of environment values, e.g. { "PORT": 8000 }',
     "events": 'an object mapping event names to shell commands, e.g. { "restart": "echo hi" }',
     "pollingInterval": "a positive number of milliseconds",
     "restartable": 'a string such as "rs", or false',
