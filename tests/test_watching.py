@@ -1,0 +1,394 @@
+"""Watching on real file systems: FUSE mounts, inotify limits, late and vanishing roots, temp files.
+
+Each test runs the installed reloadd on the small HTTP app (support.SERVER_JS) and counts app
+starts in its starts.log, so "restarted" means a new node process really ran.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+from fs_support import (
+    INOTIFY_FAIL_ENV,
+    bindfs_mount,
+    fuse_missing_reason,
+    hold,
+    inotify_limit_prefix,
+    inotify_names_seen,
+    inotify_watch_count,
+    mount_entry,
+    userns_can_limit_inotify,
+)
+from support import Reloadd, make_app, starts, touch, wait_for
+
+RunReloadd = Callable[..., Reloadd]
+
+POLL_RESTART_BOUND = 5.0  # seconds: a 100 ms poll interval plus generous slack for a loaded CI box
+QUIET = 1.0  # seconds with nothing happening that count as "no (further) restart": >> grouping window, 10 polls
+WATCH_SLACK = 4  # extra inotify watches tolerated beyond one per watched directory (parents of roots etc.)
+SOURCE_DIRS = 5  # src0..src4 next to server.js: with the root, 6 directories deserve a watch
+IGNORED_PACKAGES = 50  # node_modules/pkg0..pkg49: enough that watching them is unmistakable
+SMALL_INOTIFY_LIMIT = 2  # watches allowed in the user namespace: fewer than the tree's directories
+
+MODES = {"native": [], "polling": ["-L"]}
+# "all" makes the extension filter accept everything, so only the temp-file rules can keep
+# `~syncthing~mod.js.tmp` or `4913` out; the app's own output files must then be ignored by name.
+EXTS = {"default": [], "all": ["-e", "*", "-i", "starts.log", "-i", "port"]}
+
+fuse = pytest.mark.fuse
+needs_fuse = pytest.mark.skipif(fuse_missing_reason() is not None, reason=fuse_missing_reason() or "")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def restart_lines(runner: Reloadd) -> int:
+    return runner.log().count("restarting due to changes")
+
+
+def wait_starts(runner: Reloadd, app: Path, count: int, timeout: float = 10.0) -> None:
+    wait_for(
+        lambda: len(starts(app)) >= count,
+        timeout,
+        what=f"{count} app start(s) (have {len(starts(app))}); log:\n{runner.log()}",
+    )
+
+
+def hold_starts(runner: Reloadd, app: Path, count: int, seconds: float = QUIET) -> None:
+    """reloadd stays up and the app is started exactly ``count`` times for ``seconds``."""
+    wait_starts(runner, app, count)
+    hold(
+        lambda: runner.proc.poll() is None and len(starts(app)) == count,
+        seconds,
+        f"exactly {count} app start(s) with reloadd running (have {len(starts(app))}); log:\n{runner.log()}",
+    )
+
+
+def settle(runner: Reloadd, app: Path, timeout: float = 15.0) -> int:
+    """Wait until nothing happens for QUIET seconds (no log line, no app start); return the starts."""
+    end = time.monotonic() + timeout
+    while True:
+        before = (len(starts(app)), runner.log())
+        try:
+            hold(functools.partial(_unchanged, runner, app, before), QUIET, "quiet")
+            return before[0]
+        except AssertionError:
+            if time.monotonic() > end:
+                raise AssertionError(f"reloadd never settled; log:\n{runner.log()}") from None
+
+
+def _unchanged(runner: Reloadd, app: Path, snapshot: tuple[int, str]) -> bool:
+    return (len(starts(app)), runner.log()) == snapshot
+
+
+def served_version(app: Path) -> Optional[str]:
+    try:
+        port = int((app / "port").read_text())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return str(response.read().decode().split()[0])
+    except (OSError, ValueError):
+        return None
+
+
+def log_lines_with(runner: Reloadd, *words: str) -> list[str]:
+    return [line for line in runner.log().splitlines() if all(word in line for word in words)]
+
+
+def make_tree(app: Path, packages: int = 0) -> None:
+    """Source dirs with a module each, plus ``packages`` dirs under node_modules and a .git."""
+    for index in range(SOURCE_DIRS):
+        (app / f"src{index}").mkdir()
+        (app / f"src{index}" / "mod.js").write_text(f"module.exports = {index};\n")
+    for index in range(packages):
+        package = app / "node_modules" / f"pkg{index}"
+        package.mkdir(parents=True)
+        (package / "index.js").write_text("module.exports = {};\n")
+        (package / "package.json").write_text(f'{{"name": "pkg{index}"}}\n')
+    for name in ("objects/ab", "objects/cd", "refs/heads"):
+        (app / ".git" / name).mkdir(parents=True)
+
+
+# ---------------------------------------------------------------- FUSE (bindfs)
+
+
+@pytest.fixture
+def bindfs_app(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(underlying dir with the app, its bindfs mount point); unmounted after the test."""
+    src = make_app(tmp_path / "underlying")
+    with bindfs_mount(src, tmp_path / "mnt") as mnt:
+        yield src, mnt
+
+
+@fuse
+@needs_fuse
+def test_inotify_on_a_bindfs_mount_misses_writes_to_the_underlying_dir(bindfs_app: tuple[Path, Path]) -> None:
+    """The premise of the FUSE test below: without polling, reloadd could not see these writes."""
+    src, mnt = bindfs_app
+    entry = mount_entry(mnt)
+    assert entry is not None and entry[1].startswith("fuse"), entry
+
+    def write_both() -> None:
+        touch(src / "behind.js")  # what a sync tool or the host does
+        touch(mnt / "front.js")  # the positive control: a write through the mount itself
+
+    seen = inotify_names_seen(mnt, write_both)
+    assert "front.js" in seen, f"inotify on the mount works at all: {seen}"
+    assert "behind.js" not in seen, f"inotify saw a write behind the mount: {seen}"
+
+
+@fuse
+@needs_fuse
+def test_a_fuse_mount_is_polled_and_writes_behind_it_restart(
+    bindfs_app: tuple[Path, Path], run_reloadd: RunReloadd
+) -> None:
+    src, mnt = bindfs_app
+    runner = run_reloadd(["server.js"], cwd=mnt)
+    wait_starts(runner, src, 1)
+    wait_for(lambda: served_version(src) == "v1", what=f"the app answering v1; log:\n{runner.log()}")
+    assert log_lines_with(runner, "polling", "fuse", str(mnt)), runner.log()
+    assert not log_lines_with(runner, "inotify", str(mnt)), runner.log()
+
+    touch(src / "version.js", "module.exports = 'v2';\n")
+
+    wait_starts(runner, src, 2, timeout=POLL_RESTART_BOUND)
+    wait_for(lambda: served_version(src) == "v2", what=f"the app answering v2; log:\n{runner.log()}")
+    hold_starts(runner, src, 2)
+
+
+# ---------------------------------------------------------------- inotify watch accounting
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["-L"], {}),
+        (["--legacy-watch"], {}),
+        ([], {"RELOADD_POLL": "1"}),
+        ([], {"CHOKIDAR_USEPOLLING": "1"}),
+    ],
+    ids=["-L", "--legacy-watch", "RELOADD_POLL", "CHOKIDAR_USEPOLLING"],
+)
+def test_polling_holds_no_inotify_watches(
+    app: Path, run_reloadd: RunReloadd, args: list[str], env: dict[str, str]
+) -> None:
+    make_tree(app, packages=5)
+    runner = run_reloadd(args + ["server.js"], cwd=app, env=env)
+    wait_starts(runner, app, 1)
+    assert log_lines_with(runner, "polling", str(app)), runner.log()
+    hold(lambda: inotify_watch_count(runner.pid) == 0, QUIET, "zero inotify watches in reloadd's process tree")
+
+    touch(app / "src4" / "mod.js")
+
+    wait_starts(runner, app, 2, timeout=POLL_RESTART_BOUND)
+    assert inotify_watch_count(runner.pid) == 0
+
+
+def test_native_watching_skips_ignored_directories(app: Path, run_reloadd: RunReloadd) -> None:
+    make_tree(app, packages=IGNORED_PACKAGES)
+    runner = run_reloadd(["server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+    assert log_lines_with(runner, "inotify", str(app)), runner.log()
+    wanted = 1 + SOURCE_DIRS
+    counts: list[int] = []
+
+    def sample() -> int:
+        counts.append(inotify_watch_count(runner.pid))
+        return counts[-1]
+
+    wait_for(lambda: sample() >= wanted, what=f"{wanted} watches; log:\n{runner.log()}")
+    hold(lambda: sample() <= wanted + WATCH_SLACK, QUIET, f"at most {wanted} + {WATCH_SLACK} watches: {counts}")
+    assert max(counts) <= wanted + WATCH_SLACK, f"watches over time: {counts}"
+
+    touch(app / "node_modules" / "pkg7" / "index.js")  # ignored: never a restart
+    hold_starts(runner, app, 1)
+    touch(app / "src3" / "mod.js")
+    hold_starts(runner, app, 2)
+
+
+def test_native_watching_follows_new_directories_but_not_new_packages(app: Path, run_reloadd: RunReloadd) -> None:
+    make_tree(app, packages=IGNORED_PACKAGES)
+    runner = run_reloadd(["server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+    wanted = 1 + SOURCE_DIRS
+    wait_for(lambda: inotify_watch_count(runner.pid) >= wanted, what=f"{wanted} watches; log:\n{runner.log()}")
+
+    for index in range(IGNORED_PACKAGES, 2 * IGNORED_PACKAGES):  # an `npm install` after start
+        (app / "node_modules" / f"pkg{index}" / "lib").mkdir(parents=True)
+    (app / "src9").mkdir()
+    (app / "src9" / "new.js").write_text("module.exports = 9;\n")
+    hold_starts(runner, app, 2)
+    touch(app / "src9" / "new.js")  # the new directory got its own watch
+    hold_starts(runner, app, 3)
+    assert inotify_watch_count(runner.pid) <= wanted + 1 + WATCH_SLACK
+
+
+def test_inotify_watch_limit_falls_back_to_polling(app: Path, run_reloadd: RunReloadd) -> None:
+    """nodemon dies with `watch ENOSPC` (#907); reloadd warns, polls that root, and keeps working.
+
+    The limit really is tiny where user namespaces allow it (max_inotify_watches is per user
+    namespace); elsewhere reloadd's documented test hook makes inotify fail with ENOSPC.
+    """
+    make_tree(app)
+    if userns_can_limit_inotify():
+        runner = run_reloadd(["server.js"], cwd=app, prefix=inotify_limit_prefix(SMALL_INOTIFY_LIMIT))
+    else:
+        runner = run_reloadd(["server.js"], cwd=app, env={INOTIFY_FAIL_ENV: "ENOSPC"})
+    wait_starts(runner, app, 1)
+    log = runner.wait_log("fs.inotify.max_user_watches")
+    warning = log_lines_with(runner, "fs.inotify.max_user_watches")[0]
+    assert re.search(r"fs\.inotify\.max_user_watches\D*\d+", warning), warning
+    assert "poll" in log[log.index(warning) :], log
+    assert runner.proc.poll() is None, log
+
+    touch(app / f"src{SOURCE_DIRS - 1}" / "mod.js")  # a directory beyond the limit
+
+    wait_starts(runner, app, 2, timeout=POLL_RESTART_BOUND)
+    hold_starts(runner, app, 2)
+
+
+# ---------------------------------------------------------------- roots that come and go
+
+
+def appear_by_mkdir(root: Path) -> None:
+    root.mkdir()
+    (root / "late.js").write_text("module.exports = 'late';\n")
+
+
+def appear_by_rename(root: Path) -> None:
+    """A volume or a first sync landing in one go: the directory shows up already full."""
+    staging = root.with_name(root.name + ".staging")
+    staging.mkdir()
+    (staging / "late.js").write_text("module.exports = 'late';\n")
+    staging.rename(root)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("appear", [appear_by_mkdir, appear_by_rename], ids=["mkdir", "rename"])
+def test_a_watch_root_created_after_start_is_watched(
+    app: Path, run_reloadd: RunReloadd, appear: Callable[[Path], None], mode: str
+) -> None:
+    runner = run_reloadd(MODES[mode] + ["-w", "later/", "server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+    hold_starts(runner, app, 1)
+
+    appear(app / "later")
+
+    hold_starts(runner, app, 2)
+    touch(app / "later" / "late.js")
+    hold_starts(runner, app, 3)
+
+
+def vanish_by_rmtree(root: Path) -> None:
+    shutil.rmtree(root)
+
+
+def vanish_by_rename(root: Path) -> None:
+    root.rename(root.with_name(root.name + ".old"))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("vanish", [vanish_by_rmtree, vanish_by_rename], ids=["rmtree", "rename"])
+def test_a_watch_root_that_vanishes_and_returns_is_watched_again(
+    app: Path, run_reloadd: RunReloadd, vanish: Callable[[Path], None], mode: str
+) -> None:
+    (app / "src").mkdir()
+    (app / "src" / "mod.js").write_text("module.exports = 1;\n")
+    runner = run_reloadd(MODES[mode] + ["-w", "src/", "server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+
+    vanish(app / "src")
+    # Losing files may itself restart the app (nodemon counts removals); let that settle.
+    settled = settle(runner, app)
+    assert runner.proc.poll() is None, runner.log()
+
+    appear_by_mkdir(app / "src")
+    hold_starts(runner, app, settled + 1)
+    touch(app / "src" / "late.js")
+    hold_starts(runner, app, settled + 2)
+    assert runner.proc.poll() is None, runner.log()
+
+
+# ---------------------------------------------------------------- temporary files
+
+
+def write_in_chunks(path: Path, text: str) -> None:
+    """Write like a sync tool receiving blocks: several flushed writes to the same file."""
+    with open(path, "w") as handle:
+        for part in (text[: len(text) // 2], text[len(text) // 2 :]):
+            handle.write(part)
+            handle.flush()
+            os.fsync(handle.fileno())
+    os.utime(path, (1_600_000_000, 1_600_000_000))  # sync tools copy the source's mtime
+
+
+TEMP_NAMES = {
+    "syncthing": ".syncthing.mod.js.tmp",
+    "syncthing-windows": "~syncthing~mod.js.tmp",
+    "rsync": ".mod.js.Xq3ZpA",
+}
+
+
+@pytest.mark.parametrize("ext", EXTS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("temp_name", list(TEMP_NAMES.values()), ids=list(TEMP_NAMES))
+def test_a_temp_file_renamed_into_place_restarts_once_at_the_rename(
+    app: Path, run_reloadd: RunReloadd, temp_name: str, mode: str, ext: str
+) -> None:
+    (app / "mod.js").write_text("module.exports = 1;\n")
+    runner = run_reloadd(MODES[mode] + EXTS[ext] + ["--verbose", "server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+
+    temp = app / temp_name
+    write_in_chunks(temp, "module.exports = 2;\n" * 50)
+    hold_starts(runner, app, 1)
+    assert restart_lines(runner) == 0, runner.log()
+
+    temp.rename(app / "mod.js")
+
+    hold_starts(runner, app, 2)
+    assert restart_lines(runner) == 1, runner.log()
+    changed = log_lines_with(runner, "changed:")
+    assert any(line.endswith("mod.js") for line in changed), runner.log()
+    assert not [line for line in changed if temp_name in line], runner.log()
+
+
+def editor_noise(app: Path) -> None:
+    """What vim, emacs and backup settings leave next to a file while editing it (not saving)."""
+    for directory in (app, app / "src"):
+        probe = directory / "4913"  # vim's can-I-write-here probe
+        probe.write_text("")
+        probe.unlink()
+        (directory / ".mod.js.swp").write_bytes(b"b0VIM 9.0" + b"\0" * 100)
+        (directory / ".mod.js.swx").write_bytes(b"b0VIM 9.0")
+        (directory / ".mod.js.swp").write_bytes(b"b0VIM 9.0" + b"\1" * 100)
+        (directory / "mod.js~").write_text("module.exports = 0;\n")
+        os.symlink("user@host.1234:1700000000", directory / ".#mod.js")  # emacs lock: dangling on purpose
+    for directory in (app, app / "src"):
+        (directory / ".mod.js.swx").unlink()
+        (directory / ".#mod.js").unlink()
+
+
+@pytest.mark.parametrize("ext", EXTS)
+@pytest.mark.parametrize("mode", MODES)
+def test_editor_temp_files_never_restart(app: Path, run_reloadd: RunReloadd, mode: str, ext: str) -> None:
+    for directory in (app, app / "src"):
+        directory.mkdir(exist_ok=True)
+        (directory / "mod.js").write_text("module.exports = 1;\n")
+    runner = run_reloadd(MODES[mode] + EXTS[ext] + ["server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+
+    editor_noise(app)
+    hold_starts(runner, app, 1)
+    assert restart_lines(runner) == 0, runner.log()
+
+    touch(app / "src" / "mod.js")  # the save itself: proves the watcher was listening all along
+    hold_starts(runner, app, 2)
