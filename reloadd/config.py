@@ -27,6 +27,10 @@ DEFAULT_RESTART_SIGNAL = "SIGUSR2"  # nodemon's default: node dies of it unless 
 DEFAULT_STOP_TIMEOUT = 5.0  # seconds the old tree gets before SIGKILL
 DEFAULT_POLL_INTERVAL_MS = 100  # chokidar's (and so nodemon's) default interval
 DEFAULT_EVENT_TIMEOUT = 30.0  # seconds a hook may run before it is killed
+INSPECT_DEFAULT_HOST = "127.0.0.1"  # reachable through kubectl port-forward, not from the network (interface.md)
+INSPECT_DEFAULT_PORT = 9229  # node's own default inspector port
+INSPECT_BRK_PREFIX = "brk:"  # `inspect` value prefix meaning --inspect-brk (stop before the first line)
+MAX_PORT = 65535
 
 # Keys whose values are objects merged key by key across layers; everything else replaces.
 DEEP_MERGED_KEYS = ("env", "execMap", "events", "watchOptions")
@@ -45,6 +49,52 @@ def signal_number(name: str) -> int:
         return int(signal.Signals[text])
     except KeyError:
         raise ValueError(f"unknown signal name {name!r}") from None
+
+
+def parse_inspect(text: str) -> tuple[str, int]:
+    """Parse node's ``[HOST:]PORT`` (an IPv6 HOST in brackets: ``[::1]:9229``) into (host, port).
+
+    An empty text means the defaults. Raises ValueError for anything else.
+    """
+    text = text.strip()
+    if not text:
+        return INSPECT_DEFAULT_HOST, INSPECT_DEFAULT_PORT
+    host, colon, port_text = text.rpartition(":")
+    if not colon:
+        host, port_text = "", text
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 1 <= int(port_text) <= MAX_PORT or "[" in host or "]" in host:
+        raise ValueError("expected [HOST:]PORT such as 9229 or 127.0.0.1:9229")
+    return host or INSPECT_DEFAULT_HOST, int(port_text)
+
+
+def format_inspect(host: str, port: int, brk: bool = False) -> str:
+    """The canonical ``inspect`` value: ``HOST:PORT``, ``brk:HOST:PORT`` for --inspect-brk."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{INSPECT_BRK_PREFIX if brk else ''}{shown}:{port}"
+
+
+def inspect_target(value: str) -> tuple[bool, str, int]:
+    """Split a canonical ``inspect`` value into (brk, host, port)."""
+    brk = value.startswith(INSPECT_BRK_PREFIX)
+    host, port = parse_inspect(value[len(INSPECT_BRK_PREFIX) :] if brk else value)
+    return brk, host, port
+
+
+def _normalise_inspect(value: Any) -> Any:
+    """Accept ``true``, a port number, ``"PORT"`` or ``"[brk:]HOST:PORT"``; store ``[brk:]HOST:PORT``."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return format_inspect(INSPECT_DEFAULT_HOST, INSPECT_DEFAULT_PORT)
+    if isinstance(value, int):
+        return format_inspect(*parse_inspect(str(value)))
+    if isinstance(value, str):
+        brk, host, port = inspect_target(value)
+        return format_inspect(host, port, brk)
+    raise ValueError("expected HOST:PORT, PORT, or true")
 
 
 def _as_list(value: Any) -> Any:
@@ -131,6 +181,11 @@ class Settings(BaseModel):
     def _check_signal(cls, value: str) -> str:
         signal_number(value)
         return value
+
+    @field_validator("inspect", mode="before")
+    @classmethod
+    def _inspect(cls, value: Any) -> Any:
+        return _normalise_inspect(value)
 
     @field_validator("events")
     @classmethod

@@ -1,0 +1,357 @@
+"""Config sources: find the config files, read them, and merge them with the environment and the flags.
+
+Precedence (nodemon's, plus the environment): command line > environment variables > local
+config > global ``$HOME/nodemon.json`` > defaults. Objects in ``DEEP_MERGED_KEYS`` merge key by
+key; everything else replaces. Every environment variable reloadd reads is resolved here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .cli import CliArgs, parse_bool, parse_log_format, parse_milliseconds, parse_seconds
+from .config import DEEP_MERGED_KEYS, DEFAULT_EXEC_MAP, EVENT_NAMES, KNOWN_KEYS, Settings, validate
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.9/3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+NODEMON_JSON = "nodemon.json"  # local (working dir) and global ($HOME)
+RELOADD_TOML = "reloadd.toml"
+PYPROJECT_TOML = "pyproject.toml"
+PYPROJECT_TABLE = ("tool", "reloadd")
+PACKAGE_JSON = "package.json"
+PACKAGE_KEY = "nodemonConfig"
+PRODUCTION = "production"  # NODE_ENV value that turns watching off (interface.md "Production")
+# nodemon keys reloadd accepts and has no use for: no warning for them.
+SILENT_KEYS = frozenset({"noUpdateNotifier", "js"})
+
+_TOML_POSITION = re.compile(r"^(?P<reason>.*?)\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)$", re.DOTALL)
+_TOML_AT_END = re.compile(r"^(?P<reason>.*?)\s*\(at end of document\)$", re.DOTALL)
+
+
+@dataclass
+class Loaded:
+    """The effective configuration and where it came from."""
+
+    settings: Settings  # effective merged config, validated
+    cwd: Path  # absolute working dir (from --cwd / config cwd / os.getcwd())
+    files: list[Path] = field(default_factory=list)  # config files in use, global + local: editing one reloads
+    warnings: list[str] = field(default_factory=list)  # one line each
+    notices: list[str] = field(default_factory=list)  # informational lines
+
+
+@dataclass
+class Layer:
+    """One config source: its values (nodemon's key names) and the name its messages use."""
+
+    name: str
+    values: dict[str, Any]
+    path: Optional[Path] = None  # the file, for config reload; None for the environment and the flags
+
+
+def load_settings(cli: CliArgs, env: Mapping[str, str]) -> Loaded:
+    """Read every config source and merge them.
+
+    Args:
+        cli: the parsed command line.
+        env: the environment (reloadd's own), for HOME and the RELOADD_* variables.
+
+    Returns:
+        The validated settings, the working directory and the files in use. Changes no directory.
+    """
+    base = _base_dir(cli)
+    warnings: list[str] = []
+    files = _file_layers(base, cli.config_file, env, warnings)
+    layers = [Layer("defaults", {"execMap": dict(DEFAULT_EXEC_MAP)}), *files]
+    layers += [Layer("environment", env_options(env)), Layer("command line", dict(cli.options))]
+    for layer in layers:
+        validate(layer.values, layer.name)
+    merged = merge([layer.values for layer in layers])
+    notices = _production_rule(merged, env)
+    cwd = _working_dir(base, cli, layers)
+    merged["cwd"] = str(cwd)
+    settings = validate(merged, "configuration")
+    return Loaded(settings, cwd, [layer.path for layer in files if layer.path], warnings, notices)
+
+
+# -- working directory --------------------------------------------------------------------------------
+def _base_dir(cli: CliArgs) -> Path:
+    """Where config files are looked up: --cwd, else the current directory."""
+    here = Path(os.getcwd())
+    if cli.cwd is None:
+        return here
+    path = (here / cli.cwd).resolve()
+    if not path.is_dir():
+        raise ConfigError(f"--cwd: directory {cli.cwd!r} does not exist")
+    return path
+
+
+def _working_dir(base: Path, cli: CliArgs, layers: list[Layer]) -> Path:
+    """--cwd wins; else the last config file that sets ``cwd`` (relative to the base directory)."""
+    if cli.cwd is not None:
+        return base
+    setting = next((layer for layer in reversed(layers) if layer.values.get("cwd")), None)
+    if setting is None:
+        return base
+    value = str(setting.values["cwd"])
+    path = (base / value).resolve()
+    if not path.is_dir():
+        raise ConfigError(f"{setting.name}: key 'cwd': directory {value!r} does not exist")
+    return path
+
+
+# -- the environment ------------------------------------------------------------------------------------
+ENV_OPTIONS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "RELOADD_STOP_TIMEOUT": ("stopTimeout", parse_seconds),
+    "RELOADD_POLL": ("legacyWatch", parse_bool),
+    "RELOADD_POLL_INTERVAL": ("pollingInterval", parse_milliseconds),
+    "RELOADD_LOG_FORMAT": ("logFormat", parse_log_format),
+}
+
+
+def env_options(env: Mapping[str, str]) -> dict[str, Any]:
+    """Config keys set by environment variables (empty variables count as unset)."""
+    options: dict[str, Any] = {}
+    for name, (key, parse) in ENV_OPTIONS.items():
+        text = env.get(name, "").strip()
+        if text:
+            options[key] = parse(name, text)
+    if "legacyWatch" not in options and _chokidar_polling(env):
+        options["legacyWatch"] = True
+    if _watch_switch(env) is False:
+        options["watch"] = False
+    return options
+
+
+def _chokidar_polling(env: Mapping[str, str]) -> bool:
+    """nodemon's (chokidar's) switch: anything but empty, 0 or false means poll. Never an error: not ours."""
+    text = env.get("CHOKIDAR_USEPOLLING", "").strip().lower()
+    return text not in ("", "0", "false")
+
+
+def _watch_switch(env: Mapping[str, str]) -> Optional[bool]:
+    """RELOADD_WATCH: 0 = never watch, 1 = watch even in production, unset = decide."""
+    text = env.get("RELOADD_WATCH", "").strip()
+    return parse_bool("RELOADD_WATCH", text) if text else None
+
+
+def _production_rule(merged: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """The same image must be safe in production: with NODE_ENV=production, supervise without watching."""
+    if env.get("NODE_ENV", "").strip() != PRODUCTION or _watch_switch(env) or merged.get("watch") is False:
+        return []
+    merged["watch"] = False
+    return ["NODE_ENV=production: running as an init, not watching files (RELOADD_WATCH=1 watches anyway)"]
+
+
+# -- merging -----------------------------------------------------------------------------------------------
+def merge(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge layers, later ones winning: objects in DEEP_MERGED_KEYS key by key, everything else replaced."""
+    merged: dict[str, Any] = {}
+    for values in layers:
+        for key, value in values.items():
+            if key in DEEP_MERGED_KEYS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = _deep_merge(merged[key], value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def _deep_merge(lower: dict[str, Any], upper: dict[str, Any]) -> dict[str, Any]:
+    result = dict(lower)
+    for key, value in upper.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+    """``null`` means "not set" (the lower layer or the default applies); ``exitCrash`` is ``exitcrash``."""
+    cleaned = {key: value for key, value in values.items() if value is not None}
+    if "exitCrash" in cleaned:
+        cleaned.setdefault("exitcrash", cleaned.pop("exitCrash"))
+    return cleaned
+
+
+def unknown_keys(values: dict[str, Any], name: str) -> list[str]:
+    """Warnings for keys and event names reloadd does not know (typos, mostly)."""
+    warnings = [
+        f"{name}: unknown key {key!r} ignored" for key in values if key not in KNOWN_KEYS and key not in SILENT_KEYS
+    ]
+    events = values.get("events")
+    if isinstance(events, dict):
+        known = ", ".join(EVENT_NAMES)
+        warnings += [
+            f"{name}: unknown event {event!r} ignored (known: {known})" for event in events if event not in EVENT_NAMES
+        ]
+    return warnings
+
+
+# -- config files -----------------------------------------------------------------------------------------
+def _file_layers(base: Path, config_file: Optional[str], env: Mapping[str, str], warnings: list[str]) -> list[Layer]:
+    """The global layer (if any) then the local one (if any), each checked for unknown keys."""
+    local = _explicit_layer(base, config_file) if config_file else _local_layer(base, warnings)
+    layers = [layer for layer in (_global_layer(env, local), local) if layer is not None]
+    for layer in layers:
+        warnings.extend(unknown_keys(layer.values, layer.name))
+    return layers
+
+
+def _global_layer(env: Mapping[str, str], local: Optional[Layer]) -> Optional[Layer]:
+    home = env.get("HOME", "")
+    if not home:
+        return None
+    path = Path(home) / NODEMON_JSON
+    if not path.is_file() or (local is not None and local.path is not None and _same_file(path, local.path)):
+        return None  # in $HOME itself the local file is the global one: read it once
+    return Layer(str(path), _object(read_json(path, str(path)), str(path)), path)
+
+
+def _explicit_layer(base: Path, config_file: str) -> Layer:
+    """--config FILE: .toml or JSON; a pyproject.toml or package.json is read for its reloadd section."""
+    path = base / config_file
+    if not path.is_file():
+        raise ConfigError(f"--config: file {config_file!r} does not exist")
+    if path.name == PYPROJECT_TOML:
+        return _pyproject_layer(path, config_file, required=True) or Layer(config_file, {}, path)
+    if path.name == PACKAGE_JSON:
+        return _package_layer(path, config_file) or Layer(config_file, {}, path)
+    data = read_toml(path, config_file) if path.suffix.lower() == ".toml" else read_json(path, config_file)
+    return Layer(config_file, _object(data, config_file), path)
+
+
+def _local_layer(base: Path, warnings: list[str]) -> Optional[Layer]:
+    """The first of reloadd.toml, [tool.reloadd], nodemon.json, package.json nodemonConfig; warn about the rest."""
+    finders: list[Callable[[], Optional[Layer]]] = [
+        lambda: _toml_layer(base / RELOADD_TOML),
+        lambda: _pyproject_layer(base / PYPROJECT_TOML, PYPROJECT_TOML),
+        lambda: _json_layer(base / NODEMON_JSON),
+        lambda: _package_layer(base / PACKAGE_JSON, PACKAGE_JSON),
+    ]
+    for index, find in enumerate(finders):
+        layer = find()
+        if layer is not None:
+            shadowed = _existing_sources(base, index + 1)
+            if shadowed:
+                warnings.append(f"{layer.name} is the config in use; ignoring {' and '.join(shadowed)}")
+            return layer
+    return None
+
+
+def _existing_sources(base: Path, start: int) -> list[str]:
+    """Names of lower-priority config sources that exist (for the shadowing warning); never raises."""
+    checks: list[tuple[str, Callable[[], bool]]] = [
+        (RELOADD_TOML, lambda: (base / RELOADD_TOML).is_file()),
+        (f"{PYPROJECT_TOML} [tool.reloadd]", lambda: _quietly(lambda: _pyproject_layer(base / PYPROJECT_TOML, ""))),
+        (NODEMON_JSON, lambda: (base / NODEMON_JSON).is_file()),
+        (f"{PACKAGE_JSON} {PACKAGE_KEY}", lambda: _quietly(lambda: _package_layer(base / PACKAGE_JSON, ""))),
+    ]
+    return [name for name, exists in checks[start:] if exists()]
+
+
+def _quietly(find: Callable[[], Optional[Layer]]) -> bool:
+    try:
+        return find() is not None
+    except ConfigError:
+        return False
+
+
+def _toml_layer(path: Path) -> Optional[Layer]:
+    if not path.is_file():
+        return None
+    return Layer(path.name, _object(read_toml(path, path.name), path.name), path)
+
+
+def _json_layer(path: Path) -> Optional[Layer]:
+    if not path.is_file():
+        return None
+    return Layer(path.name, _object(read_json(path, path.name), path.name), path)
+
+
+def _pyproject_layer(path: Path, shown: str, required: bool = False) -> Optional[Layer]:
+    """``[tool.reloadd]``. A broken pyproject.toml that does not mention it is none of our business."""
+    if not path.is_file():
+        return None
+    if not required and "reloadd" not in _read_text(path, shown):
+        return None
+    table: Any = read_toml(path, shown)
+    for part in PYPROJECT_TABLE:
+        table = table.get(part) if isinstance(table, dict) else None
+    if table is None:
+        return None
+    name = f"{shown} [tool.reloadd]"
+    return Layer(name, _object(table, name), path)
+
+
+def _package_layer(path: Path, shown: str) -> Optional[Layer]:
+    if not path.is_file():
+        return None
+    package = read_json(path, shown)
+    if not isinstance(package, dict) or package.get(PACKAGE_KEY) is None:
+        return None
+    name = f"{shown} {PACKAGE_KEY}"
+    return Layer(name, _object(package[PACKAGE_KEY], name), path)
+
+
+def _object(data: Any, name: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f'{name}: expected an object of settings such as {{"watch": ["src"]}}, got {data!r}')
+    return _normalise(data)
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+def _read_text(path: Path, name: str) -> str:
+    """The file's text; a UTF-8 byte order mark (Windows editors write one) is dropped."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_json(path: Path, name: str) -> Any:
+    """Parse a JSON file; errors name the file, line and column."""
+    try:
+        return json.loads(_read_text(path, name))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def read_toml(path: Path, name: str) -> dict[str, Any]:
+    """Parse a TOML file; errors name the file, line and column."""
+    try:
+        data: dict[str, Any] = tomllib.loads(_read_text(path, name))
+        return data
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: invalid TOML{_toml_where(exc)}") from None
+
+
+def _toml_where(exc: Exception) -> str:
+    """tomllib puts the position at the end of its message: "Invalid value (at line 3, column 5)"."""
+    text = str(exc)
+    match = _TOML_POSITION.match(text)
+    if match:
+        return f" at line {match['line']} column {match['column']}: {match['reason']}"
+    match = _TOML_AT_END.match(text)
+    if match:
+        return f" at the end of the file: {match['reason']}"
+    return f": {text}"

@@ -1,0 +1,263 @@
+"""The command line: nodemon's splitting, every flag, units, and each usage error's message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reloadd.cli import FLAGS, HELP, CliArgs, parse_args, parse_duration_ms, parse_seconds
+from reloadd.errors import ConfigError
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A directory with a script, a module that is only found as `<name>.js`, and a subdirectory."""
+    (tmp_path / "server.js").write_text("")
+    (tmp_path / "worker.js").write_text("")
+    (tmp_path / "src").mkdir()
+    return tmp_path
+
+
+def parse(argv: list[str], base: Path) -> CliArgs:
+    return parse_args(argv, base=base)
+
+
+# -- splitting: script, node flags, script args, exact form ------------------------------------------------
+SPLITS = [
+    # argv, positional, node_flags, exact
+    (["server.js"], ["server.js"], [], None),
+    (["server.js", "80", "localhost"], ["server.js", "80", "localhost"], [], None),
+    (["--trace-warnings", "server.js", "80"], ["server.js", "80"], ["--trace-warnings"], None),
+    (["-r", "dotenv/config", "server.js"], ["server.js"], ["-r", "dotenv/config"], None),
+    (["--require", "src", "server.js"], ["server.js"], ["--require", "src"], None),  # value exists, still a value
+    (["--max-old-space-size=512", "server.js"], ["server.js"], ["--max-old-space-size=512"], None),
+    (["worker", "x"], ["worker", "x"], [], None),  # worker.js exists
+    (["."], ["."], [], None),
+    (["src"], ["src"], [], None),  # a directory that exists
+    (["later.js", "--port", "1"], ["later.js", "--port", "1"], [], None),  # not synced yet, but looks like a script
+    (["server.js", "--port", "80"], ["server.js", "--port", "80"], [], None),  # unknown flags after: the script's
+    (["server.js", "--", "-w", "x"], ["server.js", "-w", "x"], [], None),  # nodemon: after -- belongs to the script
+    (["--", "node", "server.js"], [], [], ["node", "server.js"]),
+    (["--", "node", "--inspect", "x.js", "-w"], [], [], ["node", "--inspect", "x.js", "-w"]),
+    (["-w", "src", "--", "npm", "start"], [], [], ["npm", "start"]),
+    (["--"], [], [], []),
+    ([], [], [], None),
+    (["--trace-warnings"], [], ["--trace-warnings"], None),  # no script: discovered later
+    (["missing", "arg"], ["missing", "arg"], [], None),  # no script on disk: words for the discovered one
+    (["--title", "x", "missing"], ["missing"], ["--title", "x"], None),
+]
+
+
+@pytest.mark.parametrize(("argv", "positional", "node_flags", "exact"), SPLITS, ids=lambda v: repr(v))
+def test_splitting(project: Path, argv: list[str], positional: list[str], node_flags: list[str], exact: Any) -> None:
+    cli = parse(argv, project)
+    assert (cli.positional, cli.node_flags, cli.exact) == (positional, node_flags, exact)
+
+
+@pytest.mark.parametrize(
+    ("argv", "found"),
+    [(["server.js"], True), (["worker"], True), (["missing", "x"], False), ([], False), (["--", "node"], False)],
+)
+def test_script_found_says_whether_positional_starts_with_the_script(
+    project: Path, argv: list[str], found: bool
+) -> None:
+    assert parse(argv, project).script_found is found
+
+
+def test_reloadd_flags_after_the_script_are_still_reloadds(project: Path) -> None:
+    """nodemon recognises its own flags anywhere before `--`: `nodemon app.js -e js,html` is common."""
+    cli = parse(["server.js", "-e", "js,html", "--port", "80", "-w", "src"], project)
+    assert cli.options == {"ext": "js,html", "watch": ["src"]}
+    assert cli.positional == ["server.js", "--port", "80"]
+
+
+def test_existence_is_checked_in_the_cwd_given_with_cwd(
+    project: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    cli = parse_args(["--cwd", str(project), "worker", "x"])
+    assert cli.script_found and cli.positional == ["worker", "x"] and cli.cwd == str(project)
+    cli = parse_args([f"--cwd={project}", "worker"])
+    assert cli.script_found
+    assert not parse_args(["worker"]).script_found  # not here
+
+
+# -- every flag -----------------------------------------------------------------------------------------------
+FLAG_CASES = [
+    (["-w", "src", "--watch", "lib", "--watch=test"], {"watch": ["src", "lib", "test"]}),
+    (["-i", "a", "--ignore", "b", "--ignore=c/*"], {"ignore": ["a", "b", "c/*"]}),
+    (["-e", "js,ts"], {"ext": "js,ts"}),
+    (["--ext=js json"], {"ext": "js json"}),
+    (["-x", "ts-node --fast"], {"exec": "ts-node --fast"}),
+    (["--exec=python -u"], {"exec": "python -u"}),
+    (["-d", "2.5"], {"delay": 2500}),
+    (["--delay", "2500ms"], {"delay": 2500}),
+    (["--delay=5s"], {"delay": 5000}),
+    (["-d", "1"], {"delay": 1000}),
+    (["-L"], {"legacyWatch": True}),
+    (["--legacy-watch"], {"legacyWatch": True}),
+    (["-P", "500"], {"pollingInterval": 500}),
+    (["--polling-interval=250ms"], {"pollingInterval": 250}),
+    (["-s", "SIGTERM"], {"signal": "SIGTERM"}),
+    (["--signal", "usr1"], {"signal": "SIGUSR1"}),
+    (["--signal=15"], {"signal": "SIGTERM"}),
+    (["-I"], {"stdin": False}),
+    (["--no-stdin"], {"stdin": False}),
+    (["-C"], {"runOnChangeOnly": True}),
+    (["--on-change-only"], {"runOnChangeOnly": True}),
+    (["--exitcrash"], {"exitcrash": True}),
+    (["--spawn"], {"spawn": True}),
+    (["-V"], {"verbose": True}),
+    (["--verbose"], {"verbose": True}),
+    (["-q"], {"quiet": True}),
+    (["--quiet"], {"quiet": True}),
+    (["--no-colours"], {"colours": False}),
+    (["--no-colors"], {"colours": False}),
+    (["--stop-timeout", "10"], {"stopTimeout": 10.0}),
+    (["--stop-timeout=0"], {"stopTimeout": 0.0}),
+    (["--stop-timeout", "1500ms"], {"stopTimeout": 1.5}),
+    (["--event-timeout", "2.5"], {"eventTimeout": 2.5}),
+    (["--no-watch"], {"watch": False}),
+    (["--restart-on-crash"], {"restartOnCrash": True}),
+    (["--log-format", "json"], {"logFormat": "json"}),
+    (["--log-format=TEXT"], {"logFormat": "text"}),
+    (["--inspect"], {"inspect": "127.0.0.1:9229"}),
+    (["--inspect=9230"], {"inspect": "127.0.0.1:9230"}),
+    (["--inspect=0.0.0.0:9229"], {"inspect": "0.0.0.0:9229"}),
+    (["--inspect=[::1]:9229"], {"inspect": "[::1]:9229"}),
+    (["--inspect-brk"], {"inspect": "brk:127.0.0.1:9229"}),
+    (["--inspect-brk=localhost:1234"], {"inspect": "brk:localhost:1234"}),
+    (["--no-update-notifier"], {}),
+    (["--dump", "--config", "x.json", "--cwd", "."], {}),
+]
+
+
+@pytest.mark.parametrize(("argv", "options"), FLAG_CASES, ids=lambda v: repr(v))
+def test_flag_sets_its_config_key(project: Path, argv: list[str], options: dict[str, Any]) -> None:
+    cli = parse(argv, project)
+    assert cli.options == options
+    assert cli.positional == [] and cli.node_flags == []
+
+
+def test_inspect_written_before_the_script_is_reloadds_not_nodes(project: Path) -> None:
+    cli = parse(["--inspect=0.0.0.0:9229", "server.js"], project)
+    assert cli.options == {"inspect": "0.0.0.0:9229"} and cli.node_flags == [] and cli.positional == ["server.js"]
+
+
+def test_the_last_of_a_repeated_scalar_flag_wins(project: Path) -> None:
+    assert parse(["-d", "1", "-d", "2"], project).options == {"delay": 2000}
+
+
+@pytest.mark.parametrize(
+    ("argv", "attribute", "value"),
+    [
+        (["--config", "x.toml"], "config_file", "x.toml"),
+        (["--config=x.json"], "config_file", "x.json"),
+        (["--cwd", "app"], "cwd", "app"),
+        (["--dump"], "dump", True),
+        (["-v"], "version", True),
+        (["--version"], "version", True),
+        (["-h"], "help", True),
+        (["--help"], "help", True),
+        (["-V"], "verbose", True),
+        (["server.js", "-v"], "version", True),  # as nodemon: -v anywhere before `--` is ours
+        (["--", "node", "-v"], "version", False),
+        (["--", "node", "--verbose"], "verbose", False),
+    ],
+)
+def test_flags_for_main(project: Path, argv: list[str], attribute: str, value: Any) -> None:
+    assert getattr(parse(argv, project), attribute) == value
+
+
+def test_exact_form_leaves_everything_after_the_mark_alone(project: Path) -> None:
+    cli = parse(["--inspect", "--", "node", "-w", "--inspect", "--", "x"], project)
+    assert cli.exact == ["node", "-w", "--inspect", "--", "x"] and cli.options == {"inspect": "127.0.0.1:9229"}
+
+
+# -- units -------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("2.5", 2500), ("2500ms", 2500), ("5s", 5000), ("0", 0), (".5", 500), ("10", 10000), ("1MS", 1), (" 3 ", 3000)],
+)
+def test_delay_units(text: str, ms: float) -> None:
+    assert parse_duration_ms("--delay", text) == ms
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5", 5.0), ("2.5", 2.5), ("500ms", 0.5), ("3s", 3.0), ("0", 0.0)])
+def test_seconds_units(text: str, seconds: float) -> None:
+    assert parse_seconds("--stop-timeout", text) == seconds
+
+
+# -- usage errors --------------------------------------------------------------------------------------------------
+ERRORS = [
+    (["--delay", "x"], "--delay: expected a duration like 2.5, 2500ms or 5s, got 'x'"),
+    (["-d", "-1"], "-d: expected a duration like 2.5, 2500ms or 5s, got '-1'"),
+    (["--delay=2m"], "--delay: expected a duration like 2.5, 2500ms or 5s, got '2m'"),
+    (["--delay"], "--delay: missing value (TIME)"),
+    (["-w"], "-w: missing value (PATH)"),
+    (["--watch", "--", "node"], "--watch: missing value (PATH)"),
+    (["-x"], "-x: missing value (CMD)"),
+    (["--config"], "--config: missing value (FILE)"),
+    (["--cwd"], "--cwd: missing value (DIR)"),
+    (["--log-format", "yaml"], "--log-format: expected text or json, got 'yaml'"),
+    (["--log-format"], "--log-format: missing value (FORMAT)"),
+    (["-P", "0"], "-P: expected a whole number of milliseconds like 100, got '0'"),
+    (["--polling-interval", "1.5"], "--polling-interval: expected a whole number of milliseconds like 100, got '1.5'"),
+    (["--stop-timeout", "soon"], "--stop-timeout: expected a number of seconds like 5, 2.5 or 500ms, got 'soon'"),
+    (["--event-timeout", "0"], "--event-timeout: expected a positive number of seconds like 5, 2.5 or 500ms, got '0'"),
+    (["-s", "SIGFOO"], "-s: unknown signal 'SIGFOO'; use a name such as SIGTERM or SIGUSR2"),
+    (["--inspect=x"], "--inspect: expected [HOST:]PORT such as 9229 or 127.0.0.1:9229, got 'x'"),
+    (["--inspect=99999"], "--inspect: expected [HOST:]PORT such as 9229 or 127.0.0.1:9229, got '99999'"),
+    (["--inspect-brk=host:"], "--inspect-brk: expected [HOST:]PORT such as 9229 or 127.0.0.1:9229, got 'host:'"),
+    (["--spawn=yes"], "--spawn: takes no value, got '--spawn=yes'"),
+    (["--no-watch=1"], "--no-watch: takes no value, got '--no-watch=1'"),
+    (["--trace-warnings", "--", "node", "x.js"], "unknown option '--trace-warnings'; with `--`, flags for node go in"),
+    (["stray", "--", "node", "x.js"], "unexpected argument 'stray' before `--`"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), ERRORS, ids=lambda v: repr(v))
+def test_usage_errors_name_the_flag(project: Path, argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(argv, project)
+    assert caught.value.message.startswith(message)
+    assert caught.value.exit_code == 2
+
+
+# -- help ----------------------------------------------------------------------------------------------------
+def test_help_lists_every_flag_with_its_config_key_and_environment_variable() -> None:
+    for flag in FLAGS:
+        for name in flag.names:
+            assert name in HELP, name
+        if flag.key:
+            assert f"config: {flag.key}" in HELP, flag.key
+        if flag.env:
+            assert flag.env in HELP, flag.env
+    for variable in (
+        "RELOADD_STOP_TIMEOUT",
+        "RELOADD_POLL",
+        "RELOADD_POLL_INTERVAL",
+        "RELOADD_LOG_FORMAT",
+        "RELOADD_WATCH",
+        "CHOKIDAR_USEPOLLING",
+        "NO_COLOR",
+        "NODE_ENV",
+    ):
+        assert variable in HELP, variable
+
+
+def test_help_covers_every_flag_named_in_the_reference() -> None:
+    reference = ["-w", "--watch", "-i", "--ignore", "-e", "--ext", "-x", "--exec", "-d", "--delay", "-L",
+                 "--legacy-watch", "-P", "--polling-interval", "-s", "--signal", "-I", "--no-stdin", "-C",
+                 "--on-change-only", "--exitcrash", "--spawn", "--cwd", "--config", "--dump", "-V", "--verbose",
+                 "-q", "--quiet", "--no-colours", "--no-colors", "-v", "--version", "-h", "--help",
+                 "--stop-timeout", "--inspect", "--inspect-brk", "--no-watch", "--restart-on-crash",
+                 "--log-format", "--event-timeout"]  # fmt: skip
+    names = {name for flag in FLAGS for name in flag.names}
+    assert set(reference) <= names
+
+
+def test_help_lines_fit_a_terminal() -> None:
+    assert max(len(line) for line in HELP.splitlines()) <= 120

@@ -1,0 +1,423 @@
+"""Config sources: which files are read, how layers merge, environment variables, and every bad input's message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from reloadd.cli import CliArgs, parse_args
+from reloadd.config import DEFAULT_EXEC_MAP, DEFAULT_IGNORE_ROOT, DEFAULT_STOP_TIMEOUT
+from reloadd.errors import ConfigError
+from reloadd.sources import Loaded, load_settings, merge
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def proj(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The project directory, made the current directory."""
+    path = tmp_path / "proj"
+    path.mkdir()
+    monkeypatch.chdir(path)
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def load(argv: Optional[list[str]] = None, env: Optional[dict[str, str]] = None, home: Optional[Path] = None) -> Loaded:
+    environ = dict(env or {})
+    if home is not None:
+        environ.setdefault("HOME", str(home))
+    return load_settings(parse_args(argv or []), env=environ)
+
+
+def config_error(argv: Optional[list[str]] = None, env: Optional[dict[str, str]] = None, **kw: Any) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(argv, env, **kw)
+    assert caught.value.exit_code == 2
+    return caught.value.message
+
+
+# -- no config ------------------------------------------------------------------------------------------------
+def test_no_config_anywhere_gives_the_defaults(proj: Path, home: Path) -> None:
+    loaded = load(home=home)
+    settings = loaded.settings
+    assert loaded.cwd == proj and loaded.files == [] and loaded.warnings == [] and loaded.notices == []
+    assert settings.watch == ["*.*"] and settings.ignore == [] and settings.ignore_root == DEFAULT_IGNORE_ROOT
+    assert settings.exec_map == DEFAULT_EXEC_MAP and settings.stop_timeout == DEFAULT_STOP_TIMEOUT
+    assert settings.legacy_watch is None and settings.signal == "SIGUSR2" and settings.delay == 0
+    assert settings.cwd == str(proj)
+
+
+def test_without_home_there_is_no_global_config(proj: Path) -> None:
+    assert load(env={}).files == []
+
+
+# -- which local file ---------------------------------------------------------------------------------------------
+def test_global_and_local_files_are_both_read_and_reported(proj: Path, home: Path) -> None:
+    write_json(home / "nodemon.json", {"verbose": True, "delay": 100})
+    write_json(proj / "nodemon.json", {"delay": 200})
+    loaded = load(home=home)
+    assert loaded.files == [home / "nodemon.json", proj / "nodemon.json"]
+    assert loaded.settings.verbose is True and loaded.settings.delay == 200
+
+
+def test_in_home_itself_the_global_file_is_read_once(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(home)
+    write_json(home / "nodemon.json", {"delay": 5})
+    assert load(home=home).files == [home / "nodemon.json"]
+
+
+@pytest.mark.parametrize(
+    ("present", "used", "shadowed"),
+    [
+        (["reloadd.toml", "nodemon.json"], "reloadd.toml", ["nodemon.json"]),
+        (["reloadd.toml", "pyproject", "nodemon.json", "package"], "reloadd.toml",
+         ["pyproject.toml [tool.reloadd]", "nodemon.json", "package.json nodemonConfig"]),
+        (["pyproject", "nodemon.json"], "pyproject.toml", ["nodemon.json"]),
+        (["pyproject-other", "nodemon.json"], "nodemon.json", []),  # a pyproject without [tool.reloadd]
+        (["nodemon.json", "package"], "nodemon.json", ["package.json nodemonConfig"]),
+        (["package"], "package.json", []),
+        (["reloadd.toml"], "reloadd.toml", []),
+    ],
+)  # fmt: skip
+def test_local_config_priority(proj: Path, home: Path, present: list[str], used: str, shadowed: list[str]) -> None:
+    """reloadd.toml > [tool.reloadd] > nodemon.json > package.json nodemonConfig; a warning names what is ignored."""
+    delays = {"reloadd.toml": 1, "pyproject": 2, "nodemon.json": 3, "package": 4}
+    for name in present:
+        if name == "reloadd.toml":
+            (proj / name).write_text(f"delay = {delays[name]}\n")
+        elif name == "pyproject":
+            (proj / "pyproject.toml").write_text(f"[project]\nname = 'x'\n\n[tool.reloadd]\ndelay = {delays[name]}\n")
+        elif name == "pyproject-other":
+            (proj / "pyproject.toml").write_text("[tool.black]\nline-length = 100\n")
+        elif name == "nodemon.json":
+            write_json(proj / name, {"delay": delays[name]})
+        else:
+            write_json(proj / "package.json", {"main": "x.js", "nodemonConfig": {"delay": delays[name]}})
+    loaded = load(home=home)
+    assert loaded.files == [proj / used]
+    assert loaded.settings.delay == {"reloadd.toml": 1, "pyproject.toml": 2, "nodemon.json": 3, "package.json": 4}[used]
+    if shadowed:
+        (warning,) = loaded.warnings
+        assert "is the config in use; ignoring " + " and ".join(shadowed) in warning
+    else:
+        assert loaded.warnings == []
+
+
+def test_package_json_without_nodemon_config_is_not_a_config_file(proj: Path, home: Path) -> None:
+    write_json(proj / "package.json", {"main": "server.js"})
+    assert load(home=home).files == []
+
+
+def test_a_broken_pyproject_that_is_not_ours_is_ignored(proj: Path, home: Path) -> None:
+    (proj / "pyproject.toml").write_text("[project\n")
+    write_json(proj / "nodemon.json", {"delay": 3})
+    assert load(home=home).settings.delay == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("custom.json", '{"delay": 7, "ext": "ts"}'),
+        ("custom.toml", 'delay = 7\next = "ts"\n'),
+        ("conf/dev.json", '{"delay": 7, "ext": "ts"}'),
+        ("pyproject.toml", '[tool.reloadd]\ndelay = 7\next = "ts"\n'),
+        ("package.json", '{"nodemonConfig": {"delay": 7, "ext": "ts"}}'),
+    ],
+)
+def test_config_flag_reads_json_or_toml(proj: Path, home: Path, name: str, text: str) -> None:
+    (proj / name).parent.mkdir(exist_ok=True)
+    (proj / name).write_text(text)
+    write_json(proj / "nodemon.json", {"delay": 1, "verbose": True})  # not read: --config replaces it
+    loaded = load(["--config", name], home=home)
+    assert (loaded.settings.delay, loaded.settings.ext, loaded.settings.verbose) == (7, "ts", False)
+    assert loaded.files == [proj / name] and loaded.warnings == []
+
+
+def test_config_flag_is_relative_to_cwd_flag(proj: Path, home: Path) -> None:
+    (proj / "app").mkdir()
+    write_json(proj / "app" / "dev.json", {"delay": 9})
+    loaded = load(["--cwd", "app", "--config", "dev.json"], home=home)
+    assert loaded.settings.delay == 9 and loaded.cwd == proj / "app"
+
+
+def test_local_files_are_looked_up_in_the_cwd_flag_directory(proj: Path, home: Path) -> None:
+    (proj / "app").mkdir()
+    write_json(proj / "app" / "nodemon.json", {"delay": 4})
+    write_json(proj / "nodemon.json", {"delay": 1})
+    loaded = load(["--cwd", "app"], home=home)
+    assert loaded.settings.delay == 4 and loaded.files == [proj / "app" / "nodemon.json"]
+
+
+# -- merging -----------------------------------------------------------------------------------------------------
+def test_objects_deep_merge_across_layers_and_arrays_replace(proj: Path, home: Path) -> None:
+    write_json(
+        home / "nodemon.json",
+        {"env": {"A": "g", "B": "g"}, "execMap": {"rb": "jruby", "pde": "processing"}, "ignore": ["g/*"],
+         "events": {"start": "echo g", "quit": "echo bye"}, "watchOptions": {"usePolling": False, "x": {"a": 1}}},
+    )  # fmt: skip
+    write_json(
+        proj / "nodemon.json",
+        {"env": {"B": "l", "C": 1}, "execMap": {"py": "python3"}, "ignore": ["l/*"], "events": {"start": "echo l"},
+         "watchOptions": {"x": {"b": 2}}},
+    )  # fmt: skip
+    settings = load(["-i", "cli/*"], home=home).settings
+    assert settings.env == {"A": "g", "B": "l", "C": 1}
+    assert settings.exec_map == {"py": "python3", "rb": "jruby", "ts": "ts-node", "pde": "processing"}
+    assert settings.events == {"start": "echo l", "quit": "echo bye"}
+    assert settings.watch_options == {"usePolling": False, "x": {"a": 1, "b": 2}}
+    assert settings.ignore == ["cli/*"]  # arrays replace: the CLI's -i wins outright
+
+
+def test_ignore_root_and_ignore_are_both_kept(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"ignoreRoot": ["**/dist/**"], "ignore": "tmp/*"})
+    settings = load(home=home).settings
+    assert settings.ignore_root == ["**/dist/**"] and settings.ignore == ["tmp/*"]
+
+
+def test_empty_ignore_root_removes_the_defaults(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"ignoreRoot": []})
+    assert load(home=home).settings.ignore_root == []
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        (["global"], 1.0),
+        (["global", "local"], 2.0),
+        (["global", "local", "env"], 3.0),
+        (["global", "local", "env", "cli"], 4.0),
+        (["global", "env"], 3.0),
+        (["local", "cli"], 4.0),
+        (["global", "cli"], 4.0),
+        ([], DEFAULT_STOP_TIMEOUT),
+    ],
+)
+def test_precedence_cli_env_local_global_defaults(proj: Path, home: Path, layers: list[str], expected: float) -> None:
+    if "global" in layers:
+        write_json(home / "nodemon.json", {"stopTimeout": 1})
+    if "local" in layers:
+        write_json(proj / "nodemon.json", {"stopTimeout": 2})
+    env = {"RELOADD_STOP_TIMEOUT": "3"} if "env" in layers else {}
+    argv = ["--stop-timeout", "4"] if "cli" in layers else []
+    assert load(argv, env, home=home).settings.stop_timeout == expected
+
+
+def test_null_means_not_set(proj: Path, home: Path) -> None:
+    write_json(home / "nodemon.json", {"legacyWatch": True, "delay": 10})
+    write_json(proj / "nodemon.json", {"legacyWatch": None, "delay": None})
+    settings = load(home=home).settings
+    assert settings.legacy_watch is True and settings.delay == 10
+
+
+def test_exit_crash_spellings(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"exitCrash": True})
+    loaded = load(home=home)
+    assert loaded.settings.exitcrash is True and loaded.warnings == []
+
+
+def test_merge_does_not_modify_its_layers() -> None:
+    lower, upper = {"env": {"A": "1"}}, {"env": {"B": "2"}}
+    assert merge([lower, upper]) == {"env": {"A": "1", "B": "2"}}
+    assert lower == {"env": {"A": "1"}} and upper == {"env": {"B": "2"}}
+
+
+# -- shipped examples ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("example", ["nodemon.json.example", "examples/express/nodemon.json"])
+def test_the_shipped_examples_load_without_warnings(proj: Path, home: Path, example: str) -> None:
+    (proj / "nodemon.json").write_text((REPO / example).read_text())
+    loaded = load(home=home)
+    assert loaded.warnings == [] and loaded.files == [proj / "nodemon.json"]
+
+
+# -- file problems ------------------------------------------------------------------------------------------------
+def test_a_utf8_bom_is_stripped(proj: Path, home: Path) -> None:
+    (proj / "nodemon.json").write_bytes(b"\xef\xbb\xbf" + b'{"delay": 12}')
+    (home / "nodemon.json").write_bytes(b"\xef\xbb\xbf" + b'{"verbose": true}')
+    settings = load(home=home).settings
+    assert settings.delay == 12 and settings.verbose is True
+
+
+def test_a_utf8_bom_is_stripped_from_toml(proj: Path, home: Path) -> None:
+    (proj / "reloadd.toml").write_bytes(b"\xef\xbb\xbf" + b"delay = 12\n")
+    assert load(home=home).settings.delay == 12
+
+
+FILE_ERRORS = [
+    ("nodemon.json", '{\n  "delay": 1,\n    "ext" "js"\n}', "nodemon.json: invalid JSON at line 3 column 11:"),
+    ("nodemon.json", "", "nodemon.json: invalid JSON at line 1 column 1: Expecting value"),
+    ("nodemon.json", '["src"]', "nodemon.json: expected an object of settings"),
+    ("nodemon.json", '{"env": "PORT=1"}', "nodemon.json: key 'env': expected an object of environment values"),
+    ("nodemon.json", '{"delay": "soon"}', "nodemon.json: key 'delay': expected a number of milliseconds, got 'soon'"),
+    ("nodemon.json", '{"signal": "SIGFOO"}', "nodemon.json: key 'signal': unknown signal name 'SIGFOO'"),
+    ("nodemon.json", '{"logFormat": "xml"}', "nodemon.json: key 'logFormat': expected \"text\" or \"json\""),
+    ("nodemon.json", '{"pollingInterval": 0}', "nodemon.json: key 'pollingInterval': expected a positive number"),
+    ("nodemon.json", '{"inspect": "nope"}', "nodemon.json: key 'inspect': expected [HOST:]PORT"),
+    ("nodemon.json", b'{"a": "\xff"}', "nodemon.json: not UTF-8 text"),
+    ("reloadd.toml", "delay = 1\next = \n", "reloadd.toml: invalid TOML at line 2 column 7: Invalid value"),
+    ("reloadd.toml", 'delay = "x"\n', "reloadd.toml: key 'delay': expected a number of milliseconds, got 'x'"),
+    ("pyproject.toml", "[tool.reloadd]\ndelay = [\n", "pyproject.toml: invalid TOML at the end of the file: Invalid"),
+    ("pyproject.toml", '[tool.reloadd]\nstopTimeout = -1\n', "pyproject.toml [tool.reloadd]: key 'stopTimeout'"),
+    ("package.json", '{"nodemonConfig": {"watch": 3}}', "package.json nodemonConfig: key 'watch': expected a path"),
+    ("package.json", '{"nodemonConfig": "x"}', "package.json nodemonConfig: expected an object of settings"),
+    ("package.json", '{"main": "x.js",}', "package.json: invalid JSON at line 1 column 17"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "text", "message"), FILE_ERRORS, ids=lambda v: repr(v)[:40])
+def test_bad_config_files_name_the_file_and_key(proj: Path, home: Path, name: str, text: Any, message: str) -> None:
+    path = proj / name
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+    assert config_error(home=home).startswith(message)
+
+
+def test_a_bad_global_file_is_named_by_its_path(proj: Path, home: Path) -> None:
+    write_json(home / "nodemon.json", {"quiet": "very"})
+    assert config_error(home=home).startswith(f"{home / 'nodemon.json'}: key 'quiet'")
+
+
+def test_a_missing_config_file_is_an_error(proj: Path, home: Path) -> None:
+    assert config_error(["--config", "nope.json"], home=home) == "--config: file 'nope.json' does not exist"
+
+
+def test_an_unreadable_config_file_is_an_error(proj: Path, home: Path) -> None:
+    (proj / "nodemon.json").mkdir()  # a directory where a file should be: not a file, so not a config
+    (proj / "dir.json").mkdir()
+    assert config_error(["--config", "dir.json"], home=home) == "--config: file 'dir.json' does not exist"
+
+
+def test_unknown_keys_and_events_are_warnings(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"wach": ["src"], "events": {"start": "echo", "boot": "echo"}})
+    (home / "nodemon.json").write_text('{"colors": false}')
+    warnings = load(home=home).warnings
+    assert f"{home / 'nodemon.json'}: unknown key 'colors' ignored" in warnings
+    assert "nodemon.json: unknown key 'wach' ignored" in warnings
+    assert any(w.startswith("nodemon.json: unknown event 'boot' ignored (known: start,") for w in warnings)
+    assert len(warnings) == 3
+
+
+# -- environment variables ------------------------------------------------------------------------------------------
+ENV_CASES = [
+    ({"RELOADD_STOP_TIMEOUT": "12"}, "stop_timeout", 12.0),
+    ({"RELOADD_STOP_TIMEOUT": "250ms"}, "stop_timeout", 0.25),
+    ({"RELOADD_POLL": "1"}, "legacy_watch", True),
+    ({"RELOADD_POLL": "0"}, "legacy_watch", False),
+    ({"RELOADD_POLL": "true"}, "legacy_watch", True),
+    ({"RELOADD_POLL": ""}, "legacy_watch", None),
+    ({"CHOKIDAR_USEPOLLING": "1"}, "legacy_watch", True),
+    ({"CHOKIDAR_USEPOLLING": "true"}, "legacy_watch", True),
+    ({"CHOKIDAR_USEPOLLING": "yes please"}, "legacy_watch", True),
+    ({"CHOKIDAR_USEPOLLING": "0"}, "legacy_watch", None),
+    ({"CHOKIDAR_USEPOLLING": "false"}, "legacy_watch", None),
+    ({"CHOKIDAR_USEPOLLING": "1", "RELOADD_POLL": "0"}, "legacy_watch", False),  # ours wins
+    ({"RELOADD_POLL_INTERVAL": "500"}, "polling_interval", 500),
+    ({"RELOADD_LOG_FORMAT": "json"}, "log_format", "json"),
+    ({"RELOADD_WATCH": "0"}, "watch", False),
+    ({"RELOADD_WATCH": "1"}, "watch", ["*.*"]),
+    ({"NODE_ENV": "development"}, "watch", ["*.*"]),
+    ({"NODE_ENV": "production"}, "watch", False),
+    ({"NODE_ENV": "production", "RELOADD_WATCH": "1"}, "watch", ["*.*"]),
+]
+
+
+@pytest.mark.parametrize(("env", "attribute", "value"), ENV_CASES, ids=lambda v: repr(v))
+def test_environment_variables(proj: Path, home: Path, env: dict[str, str], attribute: str, value: Any) -> None:
+    assert getattr(load(env=env, home=home).settings, attribute) == value
+
+
+def test_production_says_why_it_does_not_watch(proj: Path, home: Path) -> None:
+    (notice,) = load(env={"NODE_ENV": "production"}, home=home).notices
+    assert notice.startswith("NODE_ENV=production: running as an init, not watching")
+    assert "RELOADD_WATCH=1" in notice
+
+
+def test_production_wins_over_watch_flags_so_the_same_image_is_safe(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"watch": ["src"]})
+    loaded = load(["-w", "lib"], env={"NODE_ENV": "production"}, home=home)
+    assert loaded.settings.watch is False and len(loaded.notices) == 1
+
+
+def test_no_production_notice_when_not_watching_anyway(proj: Path, home: Path) -> None:
+    assert load(["--no-watch"], env={"NODE_ENV": "production"}, home=home).notices == []
+
+
+def test_flags_beat_the_environment(proj: Path, home: Path) -> None:
+    env = {"RELOADD_POLL_INTERVAL": "500", "RELOADD_LOG_FORMAT": "json"}
+    settings = load(["-P", "50", "--log-format", "text"], env, home=home).settings
+    assert settings.polling_interval == 50 and settings.log_format == "text"
+
+
+def test_the_environment_beats_config_files(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"legacyWatch": True, "pollingInterval": 300})
+    settings = load(env={"RELOADD_POLL": "0", "RELOADD_POLL_INTERVAL": "700"}, home=home).settings
+    assert settings.legacy_watch is False and settings.polling_interval == 700
+
+
+ENV_ERRORS = [
+    ({"RELOADD_STOP_TIMEOUT": "forever"}, "RELOADD_STOP_TIMEOUT: expected a number of seconds like 5, 2.5 or 500ms"),
+    ({"RELOADD_POLL": "maybe"}, "RELOADD_POLL: expected 1 or 0 (true or false), got 'maybe'"),
+    ({"RELOADD_POLL_INTERVAL": "fast"}, "RELOADD_POLL_INTERVAL: expected a whole number of milliseconds like 100"),
+    ({"RELOADD_POLL_INTERVAL": "0"}, "RELOADD_POLL_INTERVAL: expected a whole number of milliseconds"),
+    ({"RELOADD_LOG_FORMAT": "xml"}, "RELOADD_LOG_FORMAT: expected text or json, got 'xml'"),
+    ({"RELOADD_WATCH": "sometimes"}, "RELOADD_WATCH: expected 1 or 0 (true or false), got 'sometimes'"),
+    ({"RELOADD_WATCH": "sometimes", "NODE_ENV": "production"}, "RELOADD_WATCH: expected 1 or 0"),
+]
+
+
+@pytest.mark.parametrize(("env", "message"), ENV_ERRORS, ids=lambda v: repr(v))
+def test_bad_environment_values_name_the_variable(proj: Path, home: Path, env: dict[str, str], message: str) -> None:
+    assert config_error(env=env, home=home).startswith(message)
+
+
+# -- working directory ------------------------------------------------------------------------------------------
+def test_cwd_flag_that_does_not_exist(proj: Path, home: Path) -> None:
+    assert config_error(["--cwd", "nowhere"], home=home) == "--cwd: directory 'nowhere' does not exist"
+
+
+def test_cwd_flag_that_is_a_file(proj: Path, home: Path) -> None:
+    (proj / "file").write_text("")
+    assert config_error(["--cwd", "file"], home=home) == "--cwd: directory 'file' does not exist"
+
+
+def test_config_cwd_is_relative_to_the_project(proj: Path, home: Path) -> None:
+    (proj / "packages" / "api").mkdir(parents=True)
+    write_json(proj / "nodemon.json", {"cwd": "packages/api"})
+    loaded = load(home=home)
+    assert loaded.cwd == proj / "packages" / "api" and loaded.settings.cwd == str(proj / "packages" / "api")
+
+
+def test_config_cwd_that_does_not_exist_names_the_file(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"cwd": "gone"})
+    assert config_error(home=home) == "nodemon.json: key 'cwd': directory 'gone' does not exist"
+
+
+def test_cwd_flag_beats_config_cwd(proj: Path, home: Path) -> None:
+    (proj / "a").mkdir()
+    write_json(proj / "a" / "nodemon.json", {"cwd": "gone"})
+    assert load(["--cwd", "a"], home=home).cwd == proj / "a"
+
+
+def test_load_settings_changes_no_directory(proj: Path, home: Path) -> None:
+    (proj / "a").mkdir()
+    load(["--cwd", "a"], home=home)
+    assert Path.cwd() == proj
+
+
+def test_cli_args_can_be_built_directly(proj: Path, home: Path) -> None:
+    """The supervisor re-runs load_settings on config reload with the CliArgs it parsed once."""
+    cli = CliArgs(options={"delay": 5}, positional=[], node_flags=[], exact=None, config_file=None, cwd=None)
+    assert load_settings(cli, env={"HOME": str(home)}).settings.delay == 5
