@@ -11,6 +11,7 @@ import enum
 import os
 import selectors
 import signal
+import stat
 import tempfile
 import time
 from collections import deque
@@ -38,6 +39,15 @@ BACKOFF_RESET_AFTER = 10.0  # an app that stayed up this long starts the backoff
 QUIT_HOOK_WAIT = 2.0  # at exit, how long the `quit` hook may finish before it is killed
 TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)  # Ctrl-C / Ctrl-\ typed to an app that owns the terminal
 STDIN_CHUNK = 65536
+
+
+def _stdin_is_interactive() -> bool:
+    """A terminal, pipe or socket can carry `rs`; /dev/null or a file (a pod without stdin) cannot."""
+    try:
+        mode = os.fstat(0).st_mode
+    except OSError:
+        return False
+    return os.isatty(0) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 @dataclass
@@ -171,7 +181,9 @@ class Supervisor:
         self.plan = plan
         settings, command = plan.settings, plan.command
         self.watching = settings.watching
-        self.reads_stdin = self.watching and settings.stdin and settings.restartable is not False
+        self.reads_stdin = (
+            self.watching and settings.stdin and settings.restartable is not False and _stdin_is_interactive()
+        )
         self.rules = Rules(settings, cwd=plan.cwd, script=command.script, extensions=command.extensions)
         self.hot = GlobSet(settings.hot.paths, plan.cwd) if settings.hot and settings.hot.paths else None
         self.hooks = getattr(self, "hooks", None) or Hooks({}, {}, settings.event_timeout)
@@ -255,7 +267,12 @@ class Supervisor:
             self.hooks.fire("exit", filename=self.plan.settings.signal, exit_code=status)
             self.start_child()
         else:
+            if not self.reads_stdin:
+                self.terminal.take_back()  # so that Ctrl-C reaches reloadd while no app runs
             self.after_app_exit(tree, status)
+            if self.exit_code is None and self.restart_pending:
+                self.restart_pending = False
+                self.request_restart("changes arrived while the app was exiting", self.changed)
 
     def after_app_exit(self, tree: Optional[ChildTree], status: int) -> None:
         held_terminal = self.terminal.usable and not self.reads_stdin
@@ -330,7 +347,7 @@ class Supervisor:
     def request_restart(self, reason: str, changed: list[str]) -> None:
         self.changed = changed
         if self.state is State.STOPPING:
-            if self.purpose is Purpose.RESTART:
+            if self.purpose is not Purpose.EXIT:
                 self.restart_pending = True
             return
         if self.state is not State.RUNNING or self.tree is None:
