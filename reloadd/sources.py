@@ -77,6 +77,7 @@ def load_settings(cli: CliArgs, env: Mapping[str, str]) -> Loaded:
     for layer in layers:
         validate(layer.values, layer.name)
     merged = merge([layer.values for layer in layers])
+    warnings += _ignored_options(cli, files, merged)
     notices = _production_rule(merged, env)
     cwd = _working_dir(base, cli, layers)
     merged["cwd"] = str(cwd)
@@ -151,6 +152,24 @@ def _production_rule(merged: dict[str, Any], env: Mapping[str, str]) -> list[str
         return []
     merged["watch"] = False
     return ["NODE_ENV=production: running as an init, not watching files (RELOADD_WATCH=1 watches anyway)"]
+
+
+# Config keys that shape the command, which the exact form (`reloadd -- CMD`) does not use.
+COMMAND_KEYS = ("exec", "script", "args", "execArgs", "nodeArgs")
+
+
+def _ignored_options(cli: CliArgs, files: list[Layer], merged: dict[str, Any]) -> list[str]:
+    """Say so when a setting has no effect, rather than leave the user wondering."""
+    warnings = []
+    if cli.exact is not None:
+        for layer in files:
+            unused = [key for key in COMMAND_KEYS if key in layer.values]
+            if unused:
+                keys = ", ".join(unused)
+                warnings.append(f"{layer.name}: {keys} ignored: the command after `--` runs exactly as given")
+    if merged.get("exitcrash") and merged.get("restartOnCrash"):
+        warnings.append("exitcrash and restartOnCrash are both set: reloadd exits when the app crashes")
+    return warnings
 
 
 # -- merging -----------------------------------------------------------------------------------------------

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
+from support import DEADLINE, reloadd_argv
 
 from reloadd.cli import FLAGS, HELP, CliArgs, parse_args, parse_duration_ms, parse_seconds
 from reloadd.errors import ConfigError
@@ -261,3 +265,90 @@ def test_help_covers_every_flag_named_in_the_reference() -> None:
 
 def test_help_lines_fit_a_terminal() -> None:
     assert max(len(line) for line in HELP.splitlines()) <= 120
+
+
+# -- the installed command: --dump, --help, and usage errors end-to-end ------------------------------------------
+def run(args: list[str], cwd: Path, env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed reloadd to completion (only for invocations that exit by themselves)."""
+    full_env = {key: value for key, value in os.environ.items() if not key.startswith(("RELOADD_", "CHOKIDAR_"))}
+    full_env.pop("NODE_ENV", None)
+    full_env.update({"NO_COLOR": "1", "HOME": str(cwd)})
+    full_env.update(env or {})
+    return subprocess.run(
+        reloadd_argv() + args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=DEADLINE, check=False
+    )
+
+
+def dump(args: list[str], cwd: Path, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    result = run(["--dump", *args], cwd, env)
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_dump_shows_the_config_and_the_command(app: Path) -> None:
+    data = dump(["--inspect", "-w", "src", "-d", "2.5", "server.js", "80"], app)
+    assert data["command"] == ["node", "--inspect=127.0.0.1:9229", "server.js", "80"]
+    config = data["config"]
+    assert config["watch"] == ["src"] and config["delay"] == 2500 and config["inspect"] == "127.0.0.1:9229"
+    assert config["signal"] == "SIGUSR2" and config["execMap"]["ts"] == "ts-node" and config["cwd"] == str(app)
+
+
+def test_dump_merges_files_environment_and_flags(app: Path) -> None:
+    (app / "nodemon.json").write_text(json.dumps({"ext": "js,json", "stopTimeout": 1, "env": {"PORT": 3000}}))
+    data = dump(["--", "node", "server.js"], app, env={"RELOADD_STOP_TIMEOUT": "7", "RELOADD_POLL": "1"})
+    config = data["config"]
+    assert data["command"] == ["node", "server.js"]
+    assert (config["ext"], config["stopTimeout"], config["legacyWatch"], config["env"]) == (
+        "js,json",
+        7,
+        True,
+        {"PORT": 3000},
+    )
+
+
+def test_dump_in_production_does_not_watch(app: Path) -> None:
+    assert dump(["server.js"], app, env={"NODE_ENV": "production"})["config"]["watch"] is False
+
+
+def test_help_and_version_exit_zero(app: Path) -> None:
+    result = run(["--help"], app)
+    assert result.returncode == 0 and "--legacy-watch" in result.stdout and "Usage:" in result.stdout
+    result = run(["-v"], app)
+    assert result.returncode == 0 and result.stdout.strip()[0].isdigit()
+
+
+BAD_INVOCATIONS = [
+    (["--delay", "x", "server.js"], {}, {}, "--delay: expected a duration like 2.5, 2500ms or 5s, got 'x'"),
+    (["--log-format", "xml", "server.js"], {}, {}, "--log-format: expected text or json, got 'xml'"),
+    (["--cwd", "nowhere", "server.js"], {}, {}, "--cwd: directory 'nowhere' does not exist"),
+    (["--config", "nope.json"], {}, {}, "--config: file 'nope.json' does not exist"),
+    (["server.js"], {"nodemon.json": '{\n  "delay": 1,\n  "ext" "js"\n}'}, {},
+     "nodemon.json: invalid JSON at line 3 column 9"),
+    (["server.js"], {"reloadd.toml": "stopTimeout = 'soon'\n"}, {}, "reloadd.toml: key 'stopTimeout'"),
+    (["server.js"], {}, {"RELOADD_POLL_INTERVAL": "fast"}, "RELOADD_POLL_INTERVAL: expected a whole number"),
+    (["--inspect", "--", "npm", "start"], {}, {}, "--inspect needs node as the program"),
+    (["--"], {}, {}, "--: expected the command to run after --"),
+    (["nothing-here"], {"server.js": None}, {}, "no script to run"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "files", "env", "message"), BAD_INVOCATIONS, ids=lambda v: repr(v)[:50])
+def test_bad_invocations_exit_2_with_one_line_and_no_traceback(
+    app: Path, args: list[str], files: dict[str, Optional[str]], env: dict[str, str], message: str
+) -> None:
+    for name, text in files.items():
+        if text is None:
+            (app / name).unlink()
+        else:
+            (app / name).write_text(text)
+    result = run(args, app, env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_verbose_shows_the_traceback_of_a_usage_error(app: Path) -> None:
+    result = run(["--verbose", "--delay", "x", "server.js"], app)
+    assert result.returncode == 2 and "Traceback" in result.stderr and "--delay: expected" in result.stderr

@@ -421,3 +421,18 @@ def test_cli_args_can_be_built_directly(proj: Path, home: Path) -> None:
     """The supervisor re-runs load_settings on config reload with the CliArgs it parsed once."""
     cli = CliArgs(options={"delay": 5}, positional=[], node_flags=[], exact=None, config_file=None, cwd=None)
     assert load_settings(cli, env={"HOME": str(home)}).settings.delay == 5
+
+
+# -- settings that have no effect ------------------------------------------------------------------------------------
+def test_exact_form_warns_about_command_keys_it_ignores(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"script": "server.js", "exec": "node", "nodeArgs": ["--x"], "delay": 1})
+    (warning,) = load(["--", "node", "app.js"], home=home).warnings
+    assert warning == "nodemon.json: exec, script, nodeArgs ignored: the command after `--` runs exactly as given"
+    assert load(["app.js"], home=home).warnings == []
+
+
+def test_exitcrash_with_restart_on_crash_warns(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"restartOnCrash": True})
+    assert load(["--exitcrash"], home=home).warnings == [
+        "exitcrash and restartOnCrash are both set: reloadd exits when the app crashes"
+    ]
