@@ -327,7 +327,15 @@ def is_script(arg: str, where: Path) -> bool:
     if arg == ".":
         return True
     path = where / arg
-    return path.exists() or Path(f"{path}.js").exists() or arg.lower().endswith(SCRIPT_SUFFIXES)
+    return exists(path) or exists(Path(f"{path}.js")) or arg.lower().endswith(SCRIPT_SUFFIXES)
+
+
+def exists(path: Path) -> bool:
+    """Path.exists that says no to names the OS rejects (too long, NUL byte) instead of raising."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _base_dir(argv: list[str]) -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Optional
 
-from .cli import NODE_FLAGS_WITH_VALUE, CliArgs
+from .cli import NODE_FLAGS_WITH_VALUE, CliArgs, exists
 from .config import INSPECT_DEFAULT_HOST, INSPECT_DEFAULT_PORT, Settings, format_inspect, inspect_target, parse_inspect
 from .errors import ConfigError
 
@@ -165,12 +165,12 @@ def _package(cwd: Path) -> dict[str, Any]:
 
 
 def _exists_as_script(arg: str, cwd: Path) -> bool:
-    return arg == "." or (cwd / arg).exists() or Path(f"{cwd / arg}.js").exists()
+    return arg == "." or exists(cwd / arg) or exists(Path(f"{cwd / arg}.js"))
 
 
 def expand_script(script: str, cwd: Path) -> str:
     """nodemon runs ``server`` as ``server.js`` when only the latter exists."""
-    if not (cwd / script).exists() and Path(f"{cwd / script}.js").exists():
+    if not exists(cwd / script) and exists(Path(f"{cwd / script}.js")):
         return f"{script}.js"
     return script
 

@@ -70,6 +70,11 @@ def test_script_found_says_whether_positional_starts_with_the_script(
     assert parse(argv, project).script_found is found
 
 
+def test_names_the_os_rejects_are_not_scripts(project: Path) -> None:
+    cli = parse(["x" * 5000, "a\0b", "server.js"], project)
+    assert cli.positional == ["server.js"] and cli.node_flags == ["x" * 5000, "a\0b"]
+
+
 def test_reloadd_flags_after_the_script_are_still_reloadds(project: Path) -> None:
     """nodemon recognises its own flags anywhere before `--`: `nodemon app.js -e js,html` is common."""
     cli = parse(["server.js", "-e", "js,html", "--port", "80", "-w", "src"], project)
