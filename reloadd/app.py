@@ -11,6 +11,7 @@ from . import __version__
 from .cli import HELP, CliArgs, parse_args
 from .command import build_command, child_env
 from .errors import ReloaddError
+from .matching import Rules
 from .output import out, use_colour
 from .sources import load_settings
 from .supervisor import Plan, Supervisor
@@ -23,7 +24,8 @@ def make_plan(cli: CliArgs) -> Plan:
     loaded = load_settings(cli, env=os.environ)
     command = build_command(loaded.settings, cli, loaded.cwd)
     env = child_env(loaded.settings, os.environ, loaded.cwd)
-    return Plan(loaded.settings, command, env, loaded.cwd, list(loaded.files), loaded.warnings, loaded.notices)
+    rules = Rules(loaded.settings, cwd=loaded.cwd, script=command.script, extensions=command.extensions)
+    return Plan(loaded.settings, command, env, loaded.cwd, rules, list(loaded.files), loaded.warnings, loaded.notices)
 
 
 def configure_output(plan: Plan) -> None:

@@ -58,6 +58,7 @@ class Plan:
     command: Command
     env: dict[str, str]
     cwd: Path
+    rules: Rules
     files: list[Path] = field(default_factory=list)  # config files in use: editing one reloads it
     warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -111,6 +112,7 @@ class Supervisor:
         self.stdin_pipe: Optional[int] = None  # write end of the app's stdin when reloadd forwards it
         self.stdin_open = True
         self.hot_file: Optional[Path] = None
+        self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout)
         self._apply(plan)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -179,14 +181,13 @@ class Supervisor:
     # -- configuration ----------------------------------------------------------------------
     def _apply(self, plan: Plan) -> None:
         self.plan = plan
-        settings, command = plan.settings, plan.command
+        settings = plan.settings
         self.watching = settings.watching
         self.reads_stdin = (
             self.watching and settings.stdin and settings.restartable is not False and _stdin_is_interactive()
         )
-        self.rules = Rules(settings, cwd=plan.cwd, script=command.script, extensions=command.extensions)
+        self.rules = plan.rules
         self.hot = GlobSet(settings.hot.paths, plan.cwd) if settings.hot and settings.hot.paths else None
-        self.hooks = getattr(self, "hooks", None) or Hooks({}, {}, settings.event_timeout)
         self.hooks.commands = dict(settings.events)
         self.hooks.base_env = dict(plan.env)
         self.hooks.timeout = settings.event_timeout

@@ -209,7 +209,8 @@ class StopLadder:
         now = time.monotonic()
         if not alive:
             self.done = True
-            out.info(f"all {plural(len(self.signalled), 'process')} exited after {now - self.began:.2f}s")
+            if self.signalled:
+                out.info(f"all {plural(len(self.signalled), 'process')} exited after {now - self.began:.2f}s")
         elif self.killed_at is None and now >= self.deadline:
             self._kill(alive, f"still running after {self.timeout:g}s stop-timeout")
         elif self.killed_at is not None and now >= self.killed_at + KILL_WAIT:
