@@ -232,7 +232,16 @@ class Supervisor:
 
     # -- processes --------------------------------------------------------------------------
     def handle_reaped(self) -> None:
-        for pid, status in reap():
+        self._dispatch(reap())
+        self._check_ladder()
+
+    def _check_ladder(self) -> None:
+        if self.ladder and self.ladder.poll():
+            self._dispatch(reap())  # the tree's last zombies (the app among them) are reapable now
+            self.on_stopped()
+
+    def _dispatch(self, reaped: list[tuple[int, int]]) -> None:
+        for pid, status in reaped:
             if self.tree and pid == self.tree.pid:
                 self.tree.status = status
                 self.last_status = exit_status(status)
@@ -240,8 +249,6 @@ class Supervisor:
                     self.on_app_exit()
             elif not self.hooks.reaped(pid, status):
                 out.detail(f"reaped orphan {pid} (status {exit_status(status)})")
-        if self.ladder and self.ladder.poll():
-            self.on_stopped()
 
     def on_app_exit(self) -> None:
         """The app ended by itself: stop what it left behind, then decide (on_stopped)."""
@@ -253,8 +260,7 @@ class Supervisor:
         self.state = State.STOPPING
         self.timing.stop_begin = time.time()
         self.ladder = StopLadder(self.tree, sig, self.plan.settings.stop_timeout, reason)
-        if self.ladder.done:
-            self.on_stopped()
+        self._check_ladder()
 
     def on_stopped(self) -> None:
         self.ladder = None

@@ -10,7 +10,8 @@ between) and scanning the new directory, whose files count as changes.
 
 Measured on the bench tree (2,000 files in 200 dirs + node_modules 40,000 files in 4,000
 dirs): recursive watchfiles holds ~4,200 inotify watches and polls 42,000 files; the pruned
-set holds 201 watches and polls 2,000 files (bench/polling.py prints both).
+set holds 201 watches and polls 2,000 files (bench/ prints both). Polling is reloadd's own
+(poller.py explains why).
 """
 
 from __future__ import annotations
@@ -21,23 +22,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from .matching import Rules
 from .mounts import WatchMode, decide_mode
 from .output import out
+from .poller import CHANGE_DELETED, Poller
 
 # How watchfiles groups raw events before handing them to us. The real grouping (a burst is
 # one restart) happens in ChangeGroup; this only bounds detection latency.
 NOTIFY_STEP_MS = 5
 NOTIFY_DEBOUNCE_MS = 200
 ROOT_CHECK_INTERVAL_MS = 1000  # how often roots that are missing (or were replaced) are looked at
-POLL_CPU_BUDGET = 0.10  # share of one core the poller may use before its interval is stretched
-POLL_INTERVAL_CAP_MS = 2000  # never stretch the poll interval beyond this
-CPU_SAMPLE_SECONDS = 5.0  # how long a CPU measurement runs before the budget is checked
+SHARED_THREAD_TIMEOUT_MS = 50  # with an inotify and a polling notifier, each waits this long in turn
 INOTIFY_FAIL_ENV = "RELOADD_INOTIFY_FAIL"  # test hook: make inotify fail with this errno name (e.g. ENOSPC)
-
-CHANGE_ADDED, CHANGE_MODIFIED, CHANGE_DELETED = 1, 2, 3  # watchfiles.Change values
 
 
 @dataclass
@@ -49,11 +47,19 @@ class RootState:
 
 @dataclass
 class Notifier:
-    """One watchfiles RustNotify and the directories it holds."""
+    """One watchfiles RustNotify (inotify) or one Poller, and the directories it holds."""
 
-    rust: Any
+    impl: Any
     poll: bool
     dirs: set[str]
+
+    def wait(self, timeout_ms: int, stop: threading.Event) -> Union[set[tuple[int, str]], str]:
+        if self.poll:
+            return self.impl.watch(timeout_ms, stop)  # type: ignore[no-any-return]
+        return self.impl.watch(NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS, timeout_ms, stop)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.impl.close()
 
 
 def _identity(path: Path) -> Optional[tuple[int, int]]:
@@ -62,6 +68,22 @@ def _identity(path: Path) -> Optional[tuple[int, int]]:
     except OSError:
         return None
     return (st.st_dev, st.st_ino) if os.path.isdir(path) else None
+
+
+def inotify_watches() -> int:
+    """inotify watches held by this process (all its inotify instances), from /proc/self/fdinfo."""
+    count = 0
+    try:
+        fds = os.listdir("/proc/self/fdinfo")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                count += info.read().count("inotify wd:")
+        except OSError:
+            continue
+    return count
 
 
 def inotify_limit() -> str:
@@ -133,7 +155,6 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="reloadd-watcher", daemon=True)
         self._notifiers: list[Notifier] = []
         self._inotify_failed = False
-        self._cpu_mark = (time.monotonic(), time.process_time())
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -144,7 +165,7 @@ class Watcher:
         self._stop.set()
         self._thread.join(timeout=2)
         for notifier in self._notifiers:
-            notifier.rust.close()
+            notifier.close()
         self._notifiers = []
 
     def watch_count(self) -> int:
@@ -160,18 +181,17 @@ class Watcher:
             if time.monotonic() - last_root_check >= ROOT_CHECK_INTERVAL_MS / 1000:
                 last_root_check = time.monotonic()
                 self._check_roots()
-                self._check_cpu_budget()
 
     def _wait_for_raw(self) -> set[tuple[int, str]]:
         """Wait on every notifier; one thread serves them all by giving each a short timeout."""
         if not self._notifiers:
             self._stop.wait(ROOT_CHECK_INTERVAL_MS / 1000)
             return set()
-        timeout = ROOT_CHECK_INTERVAL_MS if len(self._notifiers) == 1 else 50
+        timeout = ROOT_CHECK_INTERVAL_MS if len(self._notifiers) == 1 else SHARED_THREAD_TIMEOUT_MS
         changes: set[tuple[int, str]] = set()
         for notifier in list(self._notifiers):
             try:
-                result = notifier.rust.watch(NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS, timeout, self._stop)
+                result = notifier.wait(timeout, self._stop)
             except RuntimeError as exc:  # a watched directory vanished under the notifier
                 out.detail(f"watcher error, rebuilding: {exc}")
                 self._rebuild()
@@ -186,8 +206,8 @@ class Watcher:
         lost_dir = False
         known = self._known_dirs()
         for change, path in raw:
-            if change == CHANGE_DELETED and path in known:
-                lost_dir = True
+            if path in known:
+                lost_dir = lost_dir or change == CHANGE_DELETED  # directory events are never changes themselves
             elif change != CHANGE_DELETED and path not in known and os.path.isdir(path):
                 if not os.path.islink(path) and not self.rules.prune(path):
                     new_dirs.append(path)
@@ -252,9 +272,10 @@ class Watcher:
         if inotify_dirs:
             self._add_inotify(inotify_dirs, poll_dirs)
         if poll_dirs:
-            self._notifiers.append(self._make(poll_dirs, poll=True))
+            previous = next((n.impl.snapshot for n in old if n.poll), None)
+            self._notifiers.append(Notifier(Poller(poll_dirs, self.poll_interval_ms, previous), True, poll_dirs))
         for notifier in old:
-            notifier.rust.close()
+            notifier.close()
 
     def _mode_for(self, path: Path) -> WatchMode:
         if self._inotify_failed and self.legacy_watch is not False:
@@ -263,7 +284,7 @@ class Watcher:
 
     def _add_inotify(self, dirs: set[str], poll_dirs: set[str]) -> None:
         try:
-            self._notifiers.append(self._make(dirs, poll=False))
+            self._notifiers.append(self._inotify(dirs))
         except (OSError, RuntimeError) as exc:
             self._inotify_failed = True
             out.warn(
@@ -272,15 +293,22 @@ class Watcher:
             )
             poll_dirs |= dirs
 
-    def _make(self, dirs: set[str], poll: bool) -> Notifier:
+    def _inotify(self, dirs: set[str]) -> Notifier:
         from watchfiles._rust_notify import RustNotify
 
         fail = os.environ.get(INOTIFY_FAIL_ENV)
-        if fail and not poll:
+        if fail:
             code = getattr(errno, fail, errno.ENOSPC)
             raise OSError(code, os.strerror(code))
-        rust = RustNotify(sorted(dirs), False, poll, self.poll_interval_ms, False, True)
-        return Notifier(rust, poll, set(dirs))
+        before = inotify_watches()
+        rust = RustNotify(sorted(dirs), False, False, 0, False, True)
+        added = inotify_watches() - before
+        if added < len(dirs):
+            # watchfiles skips directories it cannot watch without saying so; the watch limit
+            # (ENOSPC) is the usual reason, and a directory it skipped would never restart the app.
+            rust.close()
+            raise OSError(errno.ENOSPC, f"only {added} of {len(dirs)} directories got an inotify watch")
+        return Notifier(rust, False, set(dirs))
 
     def _known_dirs(self) -> set[str]:
         known: set[str] = set()
@@ -314,23 +342,3 @@ class Watcher:
             except OSError:
                 continue
         return matched
-
-    # -- CPU budget ------------------------------------------------------------------------
-    def _check_cpu_budget(self) -> None:
-        """Stretch the poll interval when polling costs more than POLL_CPU_BUDGET of a core."""
-        wall0, cpu0 = self._cpu_mark
-        wall, cpu = time.monotonic(), time.process_time()
-        if wall - wall0 < CPU_SAMPLE_SECONDS:
-            return
-        self._cpu_mark = (wall, cpu)
-        share = (cpu - cpu0) / (wall - wall0)
-        polling = any(n.poll for n in self._notifiers)
-        if not polling or share <= POLL_CPU_BUDGET or self.poll_interval_ms >= POLL_INTERVAL_CAP_MS:
-            return
-        self.poll_interval_ms = min(POLL_INTERVAL_CAP_MS, self.poll_interval_ms * 2)
-        entries = sum(len(n.dirs) for n in self._notifiers if n.poll)
-        out.warn(
-            f"polling {entries} directories costs {share:.0%} CPU: stretching the interval to "
-            f"{self.poll_interval_ms}ms to hold the {POLL_CPU_BUDGET:.0%} budget"
-        )
-        self._rebuild()
