@@ -25,7 +25,9 @@ def reloadd_argv() -> list[str]:
     return [found] if found else [sys.executable, "-m", "reloadd"]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = DEADLINE, interval: float = 0.02, what: str = "") -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float = DEADLINE, interval: float = 0.02, what: str = ""
+) -> object:
     """Poll ``condition`` until it is truthy; fail the test with ``what`` after ``timeout``."""
     end = time.monotonic() + timeout
     while True:
