@@ -89,10 +89,15 @@ def copy_example(dest: Path, node_modules: Path) -> Path:
     return dest
 
 
+def install_cache(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pytest's cache directory (kept between runs), or this session's temp dir without the cache plugin."""
+    cache = getattr(config, "cache", None)
+    return Path(cache.mkdir("reloadd-examples")) if cache is not None else tmp_path_factory.mktemp("npm")
+
+
 @pytest.fixture(scope="session")
-def node_modules(pytestconfig: pytest.Config) -> Path:
-    assert pytestconfig.cache is not None
-    return express_node_modules(pytestconfig.cache.mkdir("reloadd-examples"))
+def node_modules(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return express_node_modules(install_cache(pytestconfig, tmp_path_factory))
 
 
 @pytest.fixture
@@ -104,21 +109,29 @@ def express(tmp_path: Path, node_modules: Path) -> Path:
 
 
 def http_get(port: int, path: str, timeout: float = REQUEST_TIMEOUT) -> Optional[Response]:
-    """(status, JSON body) of GET ``path``, or None while nothing answers on ``port``."""
+    """(status, body) of GET ``path``, the body decoded as JSON when it is; None while nothing answers."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
-            return response.status, json.loads(response.read())
+            return response.status, decoded(response.read())
     except urllib.error.HTTPError as error:
         with error:
-            return error.code, json.loads(error.read())
+            return error.code, decoded(error.read())
     except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException):
         return None
+
+
+def decoded(raw: bytes) -> Any:
+    """JSON, or the text itself (Express answers an unknown route with an HTML page)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
 
 
 def body(port: int, path: str = "/") -> dict[str, Any]:
     """The JSON body of a successful GET, or {} when the app does not answer (yet)."""
     got = http_get(port, path)
-    return got[1] if got and got[0] == 200 else {}
+    return got[1] if got and got[0] == 200 and isinstance(got[1], dict) else {}
 
 
 def served(port: int, what: str, key: str = "message", path: str = "/", timeout: float = 10.0) -> dict[str, Any]:
@@ -403,3 +416,16 @@ def test_npm_run_dev_starts_the_app_under_reloadd(express: Path, port: int) -> N
         finally:
             kill_session(proc.pid)
             proc.wait(10)
+
+
+def test_production_mode_supervises_without_watching(run_reloadd: RunReloadd, express: Path, port: int) -> None:
+    """deployment-prod.yaml: the same entrypoint with NODE_ENV=production is a plain init."""
+    runner = run_reloadd(["--", "node", "server.js"], express, env={"PORT": str(port), "NODE_ENV": "production"})
+    pid = wait_for(lambda: body(port, "/healthz").get("pid"), what=f"the app in production mode:\n{runner.log()}")
+    assert "not watching files" in runner.log()
+    server = express / "server.js"
+    server.write_text(server.read_text() + "\n// edited in production\n")
+    hold(lambda: body(port, "/healthz").get("pid") == pid, QUIET, f"no restart in production; log:\n{runner.log()}")
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit() == 0
+    assert "[app] closed cleanly" in runner.out()
