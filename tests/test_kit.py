@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 import kubernetes_validate
 import pytest
 import yaml
+from support import reloadd_argv
 
 from reloadd import config
 
@@ -371,6 +373,24 @@ def test_nodemon_json_example_is_valid_and_shows_every_key() -> None:
     for command in raw["events"].values():
         shlex.split(command)  # each is a well-formed `sh -c` command
     assert set(raw["events"]) == set(config.EVENT_NAMES)
+
+
+def test_reloadd_loads_nodemon_json_example_as_a_config_file(tmp_path: Path) -> None:
+    """Beyond the model: the real config loader and command builder accept it (``--dump`` exits 0)."""
+    (tmp_path / "server.js").write_text("")
+    done = subprocess.run(
+        reloadd_argv() + ["--config", str(ROOT / "nodemon.json.example"), "--dump"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    dumped = json.loads(done.stdout)
+    assert dumped["command"][0] == "node" and "server.js" in dumped["command"]
+    assert "--inspect=127.0.0.1:9229" in dumped["command"]
+    assert dumped["config"]["legacyWatch"] is None  # null = decide per mount
 
 
 def test_example_apps_nodemon_json_sends_route_changes_hot() -> None:
