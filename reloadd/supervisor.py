@@ -375,6 +375,7 @@ class Supervisor:
         while self.incoming:
             self.group.add(self.incoming.popleft(), now)
         busy = bool(self.watcher and self.watcher.busy)
+        self.group.quiet = max(GROUP_QUIET, self.watcher.settle if self.watcher else 0.0)
         if not self.group.ready(now, busy):
             return
         paths, first = self.group.take()

@@ -35,6 +35,13 @@ NOTIFY_STEP_MS = 5
 NOTIFY_DEBOUNCE_MS = 200
 ROOT_CHECK_INTERVAL_MS = 1000  # how often roots that are missing (or were replaced) are looked at
 SHARED_THREAD_TIMEOUT_MS = 50  # with an inotify and a polling notifier, each waits this long in turn
+# The kernel caches a network or FUSE file's attributes (FUSE's default attr_timeout is 1 s,
+# NFS's acregmin 3 s but its change is only seen after that anyway): a file replaced on the far
+# side shows its new size up to that long after a new file next to it is listed. A sync that
+# edits one file and adds another would be split into two restarts, and node could read the
+# edited file cut to its old length. So on such mounts a burst stays open this long after its
+# last change.
+REMOTE_SETTLE = 1.0
 INOTIFY_FAIL_ENV = "RELOADD_INOTIFY_FAIL"  # test hook: make inotify fail with this errno name (e.g. ENOSPC)
 
 
@@ -151,6 +158,7 @@ class Watcher:
         self.extra_files = {str(p) for p in extra_files or []}
         self.roots = [RootState(root) for root in rules.roots]
         self.busy = False
+        self.settle = 0.0  # seconds a burst stays open after its last change (REMOTE_SETTLE on remote mounts)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reloadd-watcher", daemon=True)
         self._notifiers: list[Notifier] = []
@@ -248,6 +256,7 @@ class Watcher:
         """Build notifiers for the current roots (new ones first), then close the old ones."""
         inotify_dirs: set[str] = set()
         poll_dirs: set[str] = set()
+        settle = 0.0
         for root in self.roots:
             root.identity = _identity(root.path)
             if root.identity is None:
@@ -263,7 +272,10 @@ class Watcher:
                 )
                 out.info(f"{verb}: {mode.reason}")
             root.mode = mode
+            if mode.poll and decide_mode(str(root.path), None).poll:
+                settle = REMOTE_SETTLE
             (poll_dirs if mode.poll else inotify_dirs).update(self._walk(str(root.path)))
+        self.settle = settle
         for extra in self.extra_files:
             parent = os.path.dirname(extra)
             if os.path.isdir(parent) and parent not in poll_dirs:
