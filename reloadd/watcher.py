@@ -94,10 +94,14 @@ def inotify_watches() -> int:
 
 
 def inotify_limit() -> str:
-    try:
-        return Path("/proc/sys/fs/inotify/max_user_watches").read_text().strip()
-    except OSError:
-        return "unknown"
+    """The watch limit in force: the global sysctl, or a lower per-user-namespace one (containers)."""
+    values = []
+    for source in ("/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches"):
+        try:
+            values.append(int(Path(source).read_text()))
+        except (OSError, ValueError):
+            continue
+    return str(min(values)) if values else "unknown"
 
 
 @dataclass
