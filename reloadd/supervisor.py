@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import selectors
+import shutil
 import signal
 import stat
 import tempfile
@@ -161,6 +162,8 @@ class Supervisor:
         self.hooks.kill_all()
         self.handle_reaped()
         self.terminal.take_back()
+        if self.hot_file is not None:
+            shutil.rmtree(self.hot_file.parent, ignore_errors=True)
 
     def wait(self, timeout: float) -> None:
         for key, _ in self.selector.select(timeout):
