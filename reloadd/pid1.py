@@ -125,6 +125,8 @@ class Terminal:
             return False
 
     def give_to(self, pgid: int) -> bool:
+        # tini does this in the child before exec; posix_spawn cannot, so a key typed in the
+        # few microseconds between spawn and here still reaches reloadd (which forwards it).
         return self._set(pgid)
 
     def take_back(self) -> None:
