@@ -32,7 +32,7 @@ from .tree import ChildTree, StopLadder, send, send_group, spawn
 from .watcher import ChangeGroup, Watcher
 
 REAP_INTERVAL = 1.0  # wake at least this often to reap, as tini does, in case a SIGCHLD was coalesced
-GROUP_QUIET = 0.05  # seconds without a change that close a burst (interface.md: tens of milliseconds)
+GROUP_QUIET = 0.02  # seconds without a change that close a burst (interface.md: tens of milliseconds)
 GROUP_CAP = 3.0  # a burst never holds a restart back longer than this
 BACKOFF_FIRST = 0.5  # --restart-on-crash: first wait, doubled after each crash...
 BACKOFF_MAX = 30.0  # ...up to this
@@ -258,11 +258,11 @@ class Supervisor:
         self.purpose = Purpose.CLEANUP
         self.begin_stop(signal.SIGTERM, "the app exited; stopping what it left running")
 
-    def begin_stop(self, sig: int, reason: str) -> None:
+    def begin_stop(self, sig: int, reason: str, members: Optional[set[int]] = None) -> None:
         assert self.tree is not None
         self.state = State.STOPPING
         self.timing.stop_begin = time.time()
-        self.ladder = StopLadder(self.tree, sig, self.plan.settings.stop_timeout, reason)
+        self.ladder = StopLadder(self.tree, sig, self.plan.settings.stop_timeout, reason, members)
         self._check_ladder()
 
     def on_stopped(self) -> None:
@@ -368,10 +368,11 @@ class Supervisor:
         out.status("restarting due to changes..." if changed else f"restarting: {reason}")
         self.hooks.fire("restart", child_pid=self.tree.pid, changed=changed, filename=",".join(changed))
         self.purpose = Purpose.RESTART
-        self.old_ports = listening_ports(self.tree.members() | {self.tree.pid})
+        members = self.tree.members()
+        self.old_ports = listening_ports(members)
         if self.plan.command.inspect:
             self.old_ports.add(self.plan.command.inspect[1])
-        self.begin_stop(self.plan.settings.restart_signal, reason)
+        self.begin_stop(self.plan.settings.restart_signal, reason, members)
 
     def handle_changes(self) -> None:
         now = time.time()

@@ -174,7 +174,9 @@ class ChildTree:
 class StopLadder:
     """Stopping a tree: signal -> wait up to stop_timeout -> SIGKILL -> wait, each step logged."""
 
-    def __init__(self, tree: ChildTree, sig: int, timeout: float, reason: str) -> None:
+    def __init__(
+        self, tree: ChildTree, sig: int, timeout: float, reason: str, members: Optional[set[int]] = None
+    ) -> None:
         self.tree = tree
         self.sig = sig
         self.timeout = timeout
@@ -182,7 +184,7 @@ class StopLadder:
         self.deadline = self.began + timeout
         self.killed_at: Optional[float] = None
         self.done = False
-        self.signalled = tree.members()
+        self.signalled = members if members is not None else tree.members()
         name = signal.Signals(sig).name
         if self.signalled:
             out.info(

@@ -31,7 +31,7 @@ from .poller import CHANGE_DELETED, Poller
 
 # How watchfiles groups raw events before handing them to us. The real grouping (a burst is
 # one restart) happens in ChangeGroup; this only bounds detection latency.
-NOTIFY_STEP_MS = 5
+NOTIFY_STEP_MS = 2
 NOTIFY_DEBOUNCE_MS = 200
 ROOT_CHECK_INTERVAL_MS = 1000  # how often roots that are missing (or were replaced) are looked at
 SHARED_THREAD_TIMEOUT_MS = 50  # with an inotify and a polling notifier, each waits this long in turn
