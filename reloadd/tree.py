@@ -51,8 +51,18 @@ def process_table() -> dict[int, ProcInfo]:
         except OSError:
             continue  # exited while we looked
         fields = data[data.rfind(b")") + 2 :].split()
-        table[int(name)] = ProcInfo(int(fields[1]), int(fields[2]), fields[0] in (b"Z", b"X"))
+        zombie = fields[0] in (b"Z", b"X") and not _threads_left(name)
+        table[int(name)] = ProcInfo(int(fields[1]), int(fields[2]), zombie)
     return table
+
+
+def _threads_left(pid: str) -> bool:
+    """A thread-group leader shows Z as soon as it exits, while its other threads (node has a
+    dozen) still hold its descriptors, listening sockets included; it is gone only when they are."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def _psutil_table() -> dict[int, ProcInfo]:
@@ -163,7 +173,10 @@ class ChildTree:
         group = {pid for pid, info in table.items() if info.pgid == self.pgid}
         tree = roots | descendants(roots, table) | group
         hook_trees = descendants(hooks, table) | hooks
-        return {pid for pid in tree - hook_trees if not table[pid].zombie and pid != me}
+        live = {pid for pid in tree - hook_trees if not table[pid].zombie and pid != me}
+        if self.status is None and self.pid in table:
+            live.add(self.pid)  # the app counts until the reaper has its exit status
+        return live
 
     def signal_all(self, sig: int, pids: set[int]) -> None:
         send_group(self.pgid, sig)
