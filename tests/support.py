@@ -146,6 +146,8 @@ class Reloadd:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+        if self.proc.stdin:
+            self.proc.stdin.close()
         self._err.close()
         self._out.close()
 
