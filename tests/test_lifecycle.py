@@ -1,0 +1,217 @@
+"""Inspector, event hooks, config reload and soft reload (issue 5), on real node apps."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable, Optional
+
+import psutil
+from support import Reloadd, free_port, reloadd_argv, starts, touch, wait_for
+
+RunReloadd = Callable[..., Reloadd]
+
+
+def inspector_version(port: int) -> Optional[dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version", timeout=1) as response:
+            return dict(json.loads(response.read()))
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------- inspector
+
+
+def test_inspector_survives_20_quick_restarts(app: Path, run_reloadd: RunReloadd) -> None:
+    port = free_port()
+    runner = run_reloadd([f"--inspect=127.0.0.1:{port}", "--", "node", "server.js"], app)
+    wait_for(lambda: inspector_version(port), what=f"the inspector; log:\n{runner.log()}")
+    for count in range(2, 22):
+        touch(app / "version.js")
+        if count % 5 == 0:
+            touch(app / "version.js", "module.exports = 'again';\n")  # back to back, no wait in between
+        wait_for(lambda c=count: len(starts(app)) >= c, what=f"restart {count}; log:\n{runner.log()}")
+        wait_for(lambda: inspector_version(port), what=f"the inspector after restart {count}")
+    text = runner.log() + runner.out()
+    assert "address already in use" not in text.lower() and "EADDRINUSE" not in text, text
+
+
+def test_inspect_written_the_nodemon_way_reaches_node(app: Path, run_reloadd: RunReloadd) -> None:
+    port = free_port()
+    runner = run_reloadd([f"--inspect=127.0.0.1:{port}", "server.js"], app)
+    wait_for(lambda: inspector_version(port), what=f"the inspector; log:\n{runner.log()}")
+    assert f"node --inspect=127.0.0.1:{port} server.js" in runner.log()
+
+
+def test_bare_inspect_is_loopback_9229(app: Path) -> None:
+    dump = subprocess.run(
+        [*reloadd_argv(), "--inspect", "--dump", "--", "node", "server.js"], cwd=app, capture_output=True, check=True
+    )
+    assert json.loads(dump.stdout)["command"][:2] == ["node", "--inspect=127.0.0.1:9229"]
+
+
+def test_inspect_with_a_program_that_is_not_node_is_a_usage_error(app: Path) -> None:
+    done = subprocess.run([*reloadd_argv(), "--inspect", "--", "sh", "-c", "true"], cwd=app, capture_output=True)
+    assert done.returncode == 2
+    assert "NODE_OPTIONS" in done.stderr.decode() and "Traceback" not in done.stderr.decode()
+
+
+def test_inspector_on_all_interfaces_warns(app: Path, run_reloadd: RunReloadd) -> None:
+    port = free_port()
+    runner = run_reloadd([f"--inspect=0.0.0.0:{port}", "--", "node", "server.js"], app)
+    log = runner.wait_log("0.0.0.0")
+    assert "inspector" in log and "run code" in log, log
+
+
+# ---------------------------------------------------------------- events
+
+RECORD = 'echo "$RELOADD_EVENT pid=$RELOADD_CHILD_PID code=$RELOADD_EXIT_CODE greeting=$GREETING" >> events.log'
+
+
+def events(app: Path) -> list[str]:
+    log = app / "events.log"
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_events_fire_once_each_in_nodemons_order(app: Path, run_reloadd: RunReloadd) -> None:
+    names = ["start", "restart", "crash", "exit", "quit", "config:update"]
+    config = {"env": {"GREETING": "hi"}, "events": {name: RECORD for name in names}}
+    config["events"]["restart"] = RECORD + '; printf "%s" "$RELOADD_CHANGED" > changed.txt'
+    (app / "nodemon.json").write_text(json.dumps(config))
+    runner = run_reloadd(["server.js"], app)
+    wait_for(lambda: events(app) == ["start"], what=f"start event; log:\n{runner.log()}")
+    touch(app / "version.js")
+    wait_for(lambda: events(app) == ["start", "restart", "exit", "start"], what=f"restart events: {events(app)}")
+    assert (app / "changed.txt").read_text() == str(app / "version.js")
+    assert "greeting=hi" in (app / "events.log").read_text()
+    (app / "server.js").write_text("process.exit(3);\n")
+    wait_for(lambda: "crash" in events(app), what=f"crash event: {events(app)}")
+    assert "code=3" in (app / "events.log").read_text().splitlines()[-1]
+    runner.signal(15)
+    runner.wait_exit()
+    assert events(app).count("quit") == 1, events(app)
+    assert events(app).count("start") == 3, events(app)
+
+
+def test_a_hanging_or_failing_hook_never_holds_restarts_back(app: Path, run_reloadd: RunReloadd) -> None:
+    hooks = {"restart": "echo $$ > hang.pid; sleep 1000", "start": "exit 3"}
+    (app / "nodemon.json").write_text(json.dumps({"events": hooks, "eventTimeout": 1}))
+    runner = run_reloadd(["server.js"], app)
+    wait_for(lambda: len(starts(app)) == 1)
+    runner.wait_log("failed with status 3")
+    for count in (2, 3):
+        began = time.monotonic()
+        touch(app / "version.js")
+        wait_for(lambda c=count: len(starts(app)) >= c, what=runner.log())
+        assert time.monotonic() - began < 3
+    hook_pid = int((app / "hang.pid").read_text())
+    wait_for(lambda: not psutil.pid_exists(hook_pid) or psutil.Process(hook_pid).status() == "zombie", timeout=4)
+    runner.wait_log("killed after 1s timeout")
+    sleepers = [p for p in psutil.Process(runner.pid).children(recursive=True) if p.name() == "sleep"]
+    wait_for(lambda: all(not p.is_running() or p.status() == "zombie" for p in sleepers), timeout=4)
+
+
+# ---------------------------------------------------------------- config reload
+
+ENV_APP = """\
+const http = require('http');
+require('fs').appendFileSync(__dirname + '/starts.log', process.pid + '\\n');
+http.createServer((q, s) => s.end(String(process.env.GREETING))).listen(Number(process.env.PORT), '127.0.0.1');
+"""
+
+
+def greeting(port: int) -> Optional[str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
+
+
+def check_reload(app: Path, runner: Reloadd, port: int, write: Callable[[str], None], broken: str) -> None:
+    wait_for(lambda: greeting(port) == "one", what=runner.log())
+    write("two")
+    wait_for(lambda: greeting(port) == "two", what=f"the new env served; log:\n{runner.log()}")
+    assert "config reloaded" in runner.log()
+    pid = starts(app)[-1]
+    (app / broken.split("|")[0]).write_text(broken.split("|")[1])
+    runner.wait_log("config not reloaded")
+    time.sleep(0.5)  # bounded negative check: the app must keep running with the old config
+    assert starts(app)[-1] == pid and greeting(port) == "two", runner.log()
+    write("three")
+    wait_for(lambda: greeting(port) == "three", what=runner.log())
+
+
+def test_editing_nodemon_json_reloads_it(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "server.js").write_text(ENV_APP)
+    port = free_port()
+
+    def write(value: str) -> None:
+        (app / "nodemon.json").write_text(json.dumps({"env": {"GREETING": value, "PORT": port}}))
+
+    write("one")
+    runner = run_reloadd(["server.js"], app)
+    check_reload(app, runner, port, write, 'nodemon.json|{"delay": "abc"}')
+    assert "nodemon.json" in runner.log() and "delay" in runner.log()
+
+
+def test_editing_package_json_and_reloadd_toml_reloads_them(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    for kind in ("package.json", "reloadd.toml"):
+        app = tmp_path / kind
+        app.mkdir()
+        (app / "server.js").write_text(ENV_APP)
+        port = free_port()
+
+        def write(value: str, kind: str = kind, app: Path = app, port: int = port) -> None:
+            if kind == "package.json":
+                data = {"name": "x", "nodemonConfig": {"env": {"GREETING": value, "PORT": port}}}
+                (app / kind).write_text(json.dumps(data))
+            else:
+                (app / kind).write_text(f'[env]\nGREETING = "{value}"\nPORT = {port}\n')
+
+        write("one")
+        runner = run_reloadd(["server.js"], app)
+        broken = f"{kind}|{{ broken" if kind == "package.json" else f"{kind}|[env\n"
+        check_reload(app, runner, port, write, broken)
+        runner.stop()
+
+
+# ---------------------------------------------------------------- soft reload
+
+HOT_APP = """\
+const http = require('http');
+const fs = require('fs');
+fs.appendFileSync(__dirname + '/starts.log', process.pid + '\\n');
+let route = require('./routes/index.js');
+process.on('SIGHUP', () => {
+  fs.appendFileSync(__dirname + '/hot.log', fs.readFileSync(process.env.RELOADD_HOT_FILE, 'utf8'));
+  delete require.cache[require.resolve('./routes/index.js')];
+  route = require('./routes/index.js');
+});
+http.createServer((q, s) => s.end(route())).listen(Number(process.env.PORT), '127.0.0.1');
+"""
+
+
+def test_a_change_only_in_hot_paths_signals_instead_of_restarting(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    app = tmp_path / "app"
+    (app / "routes").mkdir(parents=True)
+    (app / "server.js").write_text(HOT_APP)
+    (app / "routes" / "index.js").write_text("module.exports = () => 'one';\n")
+    (app / "nodemon.json").write_text(json.dumps({"hot": {"paths": ["routes/**"], "signal": "SIGHUP"}}))
+    port = free_port()
+    runner = run_reloadd(["server.js"], app, env={"PORT": str(port)})
+    wait_for(lambda: greeting(port) == "one", what=runner.log())
+    (app / "routes" / "index.js").write_text("module.exports = () => 'two';\n")
+    wait_for(lambda: greeting(port) == "two", what=f"the hot route; log:\n{runner.log()}")
+    assert len(starts(app)) == 1, runner.log()
+    assert str(app / "routes" / "index.js") in (app / "hot.log").read_text()
+    touch(app / "server.js", HOT_APP + "// edited\n")
+    wait_for(lambda: len(starts(app)) == 2, what=f"a real restart; log:\n{runner.log()}")
+    assert os.path.exists(app / "hot.log")
