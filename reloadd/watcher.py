@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Union
 from .matching import Rules
 from .mounts import WatchMode, decide_mode
 from .output import out
-from .poller import CHANGE_DELETED, Poller
+from .poller import CHANGE_DELETED, POLL_CPU_BUDGET, Poller
 
 # How watchfiles groups raw events before handing them to us. The real grouping (a burst is
 # one restart) happens in ChangeGroup; this only bounds detection latency.
@@ -289,7 +289,9 @@ class Watcher:
             self._add_inotify(inotify_dirs, poll_dirs)
         if poll_dirs:
             previous = next((n.impl.snapshot for n in old if n.poll), None)
-            self._notifiers.append(Notifier(Poller(poll_dirs, self.poll_interval_ms, previous), True, poll_dirs))
+            poller = Poller(poll_dirs, self.poll_interval_ms, previous)
+            self._notifiers.append(Notifier(poller, True, poll_dirs))
+            out.detail(f"poller: {poller.describe()} ({POLL_CPU_BUDGET:.1%} CPU budget)")
         for notifier in old:
             notifier.close()
 
