@@ -42,6 +42,7 @@ SHARED_THREAD_TIMEOUT_MS = 50  # with an inotify and a polling notifier, each wa
 # edited file cut to its old length. So on such mounts a burst stays open this long after its
 # last change.
 REMOTE_SETTLE = 1.0
+POLL_TICKS_PER_BURST = 1.5  # a polled burst stays open this many poll intervals after its last change
 INOTIFY_FAIL_ENV = "RELOADD_INOTIFY_FAIL"  # test hook: make inotify fail with this errno name (e.g. ENOSPC)
 
 
@@ -276,8 +277,11 @@ class Watcher:
                 )
                 out.info(f"{verb}: {mode.reason}")
             root.mode = mode
+            if mode.poll:
+                # A poller reports a burst one interval at a time: keep the group open across ticks.
+                settle = max(settle, POLL_TICKS_PER_BURST * self.poll_interval_ms / 1000)
             if mode.poll and decide_mode(str(root.path), None).poll:
-                settle = REMOTE_SETTLE
+                settle = max(settle, REMOTE_SETTLE)
             (poll_dirs if mode.poll else inotify_dirs).update(self._walk(str(root.path)))
         self.settle = settle
         for extra in self.extra_files:
