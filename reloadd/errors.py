@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 # Exit statuses of reloadd itself (the child's status passes through unchanged otherwise).
 EXIT_OK = 0
 EXIT_USAGE = 2  # bad flag, bad config file, bad key: one line on stderr
@@ -28,8 +30,6 @@ class ConfigError(ReloaddError):
 
 def exit_status(wait_status: int) -> int:
     """Turn a ``waitpid`` status into a shell-style exit status (128+N for signal N)."""
-    import os
-
     if os.WIFSIGNALED(wait_status):
         return SIGNAL_EXIT_BASE + os.WTERMSIG(wait_status)
     if os.WIFEXITED(wait_status):
