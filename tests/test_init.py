@@ -225,9 +225,21 @@ def test_a_hundred_orphans_leave_no_zombie(init: Callable[..., Init], tmp_path: 
     script = "i=0; while [ $i -lt 100 ]; do (sleep 0.2 &); i=$((i+1)); done; echo spawned > ok; sleep 30"
     one = init(["--no-watch", "--", "sh", "-c", script])
     wait_for(lambda: (tmp_path / "ok").exists(), what="orphans spawned")
-    time.sleep(0.2)  # let the sleeps end: from here on a zombie may only live until the next reap
+    wait_for(lambda: not live_sleepers(one.target), what="the 100 orphans finished")
+    # From here on a zombie may only live until the next reap (at least once a second).
     wait_for(lambda: not one.zombies(), timeout=3, what=f"no zombies (have {len(one.zombies())})")
     assert one.runner.proc.poll() is None
+
+
+def live_sleepers(pid: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.cmdline()[-1:] == ["0.2"]:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
 
 
 def fd_count(pid: int) -> int:
