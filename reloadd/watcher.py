@@ -43,6 +43,7 @@ SHARED_THREAD_TIMEOUT_MS = 50  # with an inotify and a polling notifier, each wa
 # last change.
 REMOTE_SETTLE = 1.0
 POLL_TICKS_PER_BURST = 1.5  # a polled burst stays open this many poll intervals after its last change
+SCANNED_MEMORY = 10000  # files remembered from new-directory scans, to drop their echo events
 INOTIFY_FAIL_ENV = "RELOADD_INOTIFY_FAIL"  # test hook: make inotify fail with this errno name (e.g. ENOSPC)
 
 
@@ -76,6 +77,14 @@ def _identity(path: Path) -> Optional[tuple[int, int]]:
     except OSError:
         return None
     return (st.st_dev, st.st_ino) if os.path.isdir(path) else None
+
+
+def _file_signature(path: str) -> Optional[tuple[int, int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def inotify_watches() -> int:
@@ -168,6 +177,7 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="reloadd-watcher", daemon=True)
         self._notifiers: list[Notifier] = []
         self._inotify_failed = False
+        self._scanned: dict[str, Optional[tuple[int, int, int]]] = {}  # files a new-directory scan reported
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -224,7 +234,7 @@ class Watcher:
             elif change != CHANGE_DELETED and path not in known and os.path.isdir(path):
                 if not os.path.islink(path) and not self.rules.prune(path):
                     new_dirs.append(path)
-            elif path in self.extra_files or self.rules.matches(path):
+            elif (path in self.extra_files or self.rules.matches(path)) and not self._already_reported(path):
                 matched.add(path)
         if new_dirs or lost_dir:
             self.busy = True
@@ -356,11 +366,28 @@ class Watcher:
         return found
 
     def _matching_files(self, top: str) -> set[str]:
+        """Files already inside a directory that just appeared: they count as changes.
+
+        The new notifier was started before this scan, so a file written in between is seen
+        twice: here, and as an event a few milliseconds later. Remembering what the scan saw
+        lets _already_reported drop that echo; under load it could otherwise arrive after the
+        burst closed and cost a second restart (seen in the bench's 200-file burst).
+        """
         matched: set[str] = set()
+        if len(self._scanned) > SCANNED_MEMORY:
+            self._scanned.clear()  # echoes come within milliseconds; what is left is stale
         for directory in self._walk(top):
             try:
                 with os.scandir(directory) as entries:
-                    matched |= {e.path for e in entries if not e.is_dir() and self.rules.matches(e.path)}
+                    found = [e for e in entries if not e.is_dir() and self.rules.matches(e.path)]
+                    for entry in found:
+                        self._scanned[entry.path] = _file_signature(entry.path)
+                    matched |= {entry.path for entry in found}
             except OSError:
                 continue
         return matched
+
+    def _already_reported(self, path: str) -> bool:
+        """An event for a file a scan just reported, unchanged since: the scan's echo, not a change."""
+        seen = self._scanned.pop(path, None)
+        return seen is not None and seen == _file_signature(path)
