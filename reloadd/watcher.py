@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Union
 from .matching import Rules
 from .mounts import WatchMode, decide_mode
 from .output import out
-from .poller import CHANGE_DELETED, POLL_CPU_BUDGET, Poller
+from .poller import CHANGE_DELETED, Poller
 
 # How watchfiles groups raw events before handing them to us. The real grouping (a burst is
 # one restart) happens in ChangeGroup; this only bounds detection latency.
@@ -42,7 +42,6 @@ SHARED_THREAD_TIMEOUT_MS = 50  # with an inotify and a polling notifier, each wa
 # edited file cut to its old length. So on such mounts a burst stays open this long after its
 # last change.
 REMOTE_SETTLE = 1.0
-POLL_TICKS_PER_BURST = 1.5  # a polled burst stays open this many poll intervals after its last change
 SCANNED_MEMORY = 10000  # files remembered from new-directory scans, to drop their echo events
 INOTIFY_FAIL_ENV = "RELOADD_INOTIFY_FAIL"  # test hook: make inotify fail with this errno name (e.g. ENOSPC)
 
@@ -172,7 +171,7 @@ class Watcher:
         self.extra_files = {str(p) for p in extra_files or []}
         self.roots = [RootState(root) for root in rules.roots]
         self.busy = False
-        self.settle = 0.0  # seconds a burst stays open after its last change (REMOTE_SETTLE on remote mounts)
+        self.remote_settle = 0.0  # REMOTE_SETTLE while a root is on a network or FUSE mount
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reloadd-watcher", daemon=True)
         self._notifiers: list[Notifier] = []
@@ -190,6 +189,12 @@ class Watcher:
         for notifier in self._notifiers:
             notifier.close()
         self._notifiers = []
+
+    @property
+    def settle(self) -> float:
+        """Seconds a burst stays open after its last change: a poller reports one tick at a time."""
+        polled: list[float] = [n.impl.burst_quiet for n in self._notifiers if n.poll]
+        return max([self.remote_settle, *polled])
 
     def watch_count(self) -> int:
         return sum(len(n.dirs) for n in self._notifiers if not n.poll)
@@ -287,13 +292,10 @@ class Watcher:
                 )
                 out.info(f"{verb}: {mode.reason}")
             root.mode = mode
-            if mode.poll:
-                # A poller reports a burst one interval at a time: keep the group open across ticks.
-                settle = max(settle, POLL_TICKS_PER_BURST * self.poll_interval_ms / 1000)
             if mode.poll and decide_mode(str(root.path), None).poll:
-                settle = max(settle, REMOTE_SETTLE)
+                settle = REMOTE_SETTLE
             (poll_dirs if mode.poll else inotify_dirs).update(self._walk(str(root.path)))
-        self.settle = settle
+        self.remote_settle = settle
         for extra in self.extra_files:
             parent = os.path.dirname(extra)
             if os.path.isdir(parent) and parent not in poll_dirs:
@@ -305,7 +307,7 @@ class Watcher:
             previous = next((n.impl.snapshot for n in old if n.poll), None)
             poller = Poller(poll_dirs, self.poll_interval_ms, previous)
             self._notifiers.append(Notifier(poller, True, poll_dirs))
-            out.detail(f"poller: {poller.describe()} ({POLL_CPU_BUDGET:.1%} CPU budget)")
+            out.detail(f"poller: {poller.describe()}")
         for notifier in old:
             notifier.close()
 

@@ -192,6 +192,32 @@ def test_polling_holds_no_inotify_watches(
     assert inotify_watch_count(runner.pid) == 0
 
 
+def descriptors_into(pid: int, root: Path) -> list[str]:
+    """What ``pid``'s open descriptors point to under ``root``."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed while we looked
+        if target.startswith(str(root) + os.sep):
+            found.append(target)
+    return found
+
+
+def test_the_pollers_descriptors_stay_out_of_the_app(app: Path, run_reloadd: RunReloadd) -> None:
+    make_tree(app, packages=5)
+    runner = run_reloadd(["-L", "server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+    held = descriptors_into(runner.pid, app)
+    assert str(app / "src4" / "mod.js") in held, f"reloadd should poll through held descriptors: {held}"
+
+    touch(app / "src4" / "mod.js")
+    wait_starts(runner, app, 2, timeout=POLL_RESTART_BOUND)
+
+    assert descriptors_into(starts(app)[-1], app) == [], "the app inherited the poller's descriptors"
+
+
 def test_native_watching_skips_ignored_directories(app: Path, run_reloadd: RunReloadd) -> None:
     make_tree(app, packages=IGNORED_PACKAGES)
     runner = run_reloadd(["server.js"], cwd=app)
