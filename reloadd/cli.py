@@ -192,7 +192,9 @@ FLAGS: tuple[Flag, ...] = (
          key="delay", parse=parse_duration_ms, metavar="TIME", section=WATCH),
     Flag(("-L", "--legacy-watch"), "poll instead of OS notifications (default: decided per mount)",
          key="legacyWatch", env="RELOADD_POLL=1, CHOKIDAR_USEPOLLING", section=WATCH),
-    Flag(("-P", "--polling-interval"), f"poll period in milliseconds (default {DEFAULT_POLL_INTERVAL_MS})",
+    Flag(("-P", "--polling-interval"),
+         "poll period in milliseconds; a change is seen within this + 100 ms (on huge trees later, "
+         f"and the log says so) (default {DEFAULT_POLL_INTERVAL_MS})",
          key="pollingInterval", parse=parse_milliseconds, metavar="MS", env="RELOADD_POLL_INTERVAL", section=WATCH),
     Flag(("--no-watch",), "do not watch: supervise only, as an init (automatic with NODE_ENV=production)",
          key="watch", const=False, env="RELOADD_WATCH=0", section=WATCH),
