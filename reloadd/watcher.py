@@ -30,11 +30,17 @@ from .output import out
 from .poller import CHANGE_DELETED, Poller
 
 # How watchfiles groups raw events before handing them to us. The real grouping (a burst is
-# one restart) happens in ChangeGroup; this only bounds detection latency.
+# one restart) happens in ChangeGroup. watchfiles holds events while more keep coming, up to
+# the debounce; that must stay under the supervisor's GROUP_QUIET, or a write stream longer
+# than the quiet window (a sync, a build, files landing in a directory just being scanned) is
+# delivered as one late batch after the burst was closed: two restarts (seen under load with
+# the old 200 ms).
 NOTIFY_STEP_MS = 2
-NOTIFY_DEBOUNCE_MS = 200
+NOTIFY_DEBOUNCE_MS = 10
 ROOT_CHECK_INTERVAL_MS = 1000  # how often roots that are missing (or were replaced) are looked at
-SHARED_THREAD_TIMEOUT_MS = 50  # with an inotify and a polling notifier, each waits this long in turn
+# With an inotify and a polling notifier, each waits this long in turn: a poller's tick, or an
+# event, is late by at most this much (the poller promises interval + 100 ms with ~10 ms spare).
+SHARED_THREAD_TIMEOUT_MS = 5
 # The kernel caches a network or FUSE file's attributes (FUSE's default attr_timeout is 1 s,
 # NFS's acregmin 3 s but its change is only seen after that anyway): a file replaced on the far
 # side shows its new size up to that long after a new file next to it is listed. A sync that

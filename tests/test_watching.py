@@ -164,6 +164,26 @@ def test_a_fuse_mount_is_polled_and_writes_behind_it_restart(
     hold_starts(runner, src, 2)
 
 
+@fuse
+@needs_fuse
+def test_a_polled_root_and_an_inotify_root_both_restart(
+    bindfs_app: tuple[Path, Path], run_reloadd: RunReloadd, tmp_path: Path
+) -> None:
+    """One watcher thread serves both notifiers in turn; neither may starve the other."""
+    src, mnt = bindfs_app
+    local = tmp_path / "local"
+    local.mkdir()
+    runner = run_reloadd(["-w", str(mnt), "-w", str(local), "server.js"], cwd=mnt)
+    wait_starts(runner, src, 1)
+    assert log_lines_with(runner, "polling", str(mnt)), runner.log()
+    assert log_lines_with(runner, "inotify", str(local)), runner.log()
+
+    touch(local / "lib.js")
+    hold_starts(runner, src, 2)
+    touch(src / "behind.js")
+    hold_starts(runner, src, 3)
+
+
 # ---------------------------------------------------------------- inotify watch accounting
 
 
@@ -279,6 +299,37 @@ def test_inotify_watch_limit_falls_back_to_polling(app: Path, run_reloadd: RunRe
 
     wait_starts(runner, app, 2, timeout=POLL_RESTART_BOUND)
     hold_starts(runner, app, 2)
+
+
+# ---------------------------------------------------------------- long bursts
+
+STREAM_SECONDS = 0.6  # a write stream many times the 20 ms grouping window, well under its 3 s cap
+WRITE_GAP = 0.001  # between writes: far inside the window, and leaves reloadd a CPU on a 2-core box
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stream_of_writes_longer_than_the_quiet_window_is_one_restart(
+    app: Path, run_reloadd: RunReloadd, mode: str
+) -> None:
+    """Writes that never pause (a sync, a build) stay one burst however long they last.
+
+    watchfiles holds events while more keep coming; had it held them past the quiet window,
+    the stream would reach the supervisor in late batches, each closing a burst of its own.
+    """
+    (app / "gen").mkdir()
+    runner = run_reloadd(MODES[mode] + ["server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+    hold_starts(runner, app, 1)
+
+    end = time.monotonic() + STREAM_SECONDS
+    index = 0
+    while time.monotonic() < end:  # new names: the set of changed paths keeps growing
+        (app / "gen" / f"m{index}.js").write_text(f"module.exports = {index};\n")
+        index += 1
+        time.sleep(WRITE_GAP)
+
+    hold_starts(runner, app, 2)
+    assert restart_lines(runner) == 1, runner.log()
 
 
 # ---------------------------------------------------------------- roots that come and go
