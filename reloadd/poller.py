@@ -63,7 +63,8 @@ STRETCH_REPORT_RATIO = 1.25  # a stretched sweep is reported again when it moves
 # leave room for everything else the supervisor opens.
 POLL_FD_SHARE = 0.4  # of the soft RLIMIT_NOFILE, per poller
 UNLIMITED_FDS = 1 << 20  # what an unlimited RLIMIT_NOFILE counts as
-HANDLE_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC  # a reference to the inode, nothing opened
+O_PATH = getattr(os, "O_PATH", 0)  # Linux only: elsewhere (macOS) every entry is stat'ed by path
+HANDLE_FLAGS = O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC  # a reference to the inode, nothing opened
 
 CHANGE_ADDED, CHANGE_MODIFIED, CHANGE_DELETED = 1, 2, 3  # watchfiles.Change values, so both look alike
 
@@ -91,14 +92,6 @@ def _list(directory: str) -> dict[str, Signature]:
     except OSError:
         pass  # the directory itself vanished: its entries show up as deleted
     return entries
-
-
-def _own_stat(directory: str) -> Optional[tuple[int, int]]:
-    try:
-        st = os.stat(directory)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_ino)
 
 
 def diff(old: dict[str, Signature], new: dict[str, Signature]) -> RawChanges:
@@ -129,6 +122,8 @@ class Handles:
         if allowance is None:
             soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
             allowance = int((UNLIMITED_FDS if soft == resource.RLIM_INFINITY else soft) * POLL_FD_SHARE)
+        if not O_PATH:
+            allowance = 0
         self.allowance = allowance
         self.held: set[int] = set()
 
