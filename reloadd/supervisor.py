@@ -434,9 +434,12 @@ class Supervisor:
         out.status(f"config reloaded: {', '.join(changed) or 'no setting changed'}")
         if self.watcher:
             self.watcher.stop()
+        was_reading = self.reads_stdin
         self._apply(plan)
         if self.watching:
             self._start_watcher()
+        if self.reads_stdin != was_reading:
+            self._switch_stdin()
         self.hooks.fire("config:update", changed=[str(p) for p in plan.files])
         self.request_restart("config changed", [])
 
@@ -475,6 +478,18 @@ class Supervisor:
             self.request_restart(f"`{restartable}` entered", [])
             return
         self._forward_stdin(data)
+
+    def _switch_stdin(self) -> None:
+        """`stdin`/`restartable` changed in a config reload: the restart that follows gives the
+        new app the matching stdin (a pipe reloadd feeds, or reloadd's own)."""
+        if not self.stdin_open:
+            return  # our stdin already ended: nothing to read or to hand over
+        if self.reads_stdin:
+            self.terminal.take_back()  # reading a terminal needs its foreground group
+            self.selector.register(0, selectors.EVENT_READ, "stdin")
+            out.info(f"to restart at any time, enter `{self.plan.settings.restartable}`")
+        else:
+            self.selector.unregister(0)
 
     def _open_stdin_pipe(self) -> Optional[int]:
         """The app's stdin: a pipe reloadd feeds when it reads `rs` itself, else reloadd's own stdin."""

@@ -183,6 +183,44 @@ def test_editing_package_json_and_reloadd_toml_reloads_them(tmp_path: Path, run_
         runner.stop()
 
 
+STDIN_ECHO = "process.stdin.on('data', d => require('fs').appendFileSync(__dirname + '/stdin.log', d));\n"
+
+
+def test_a_config_reload_switches_rs_on_and_off(app: Path, run_reloadd: RunReloadd) -> None:
+    """`restartable` changed in nodemon.json: reloadd starts (or stops) reading `rs` itself."""
+    (app / "server.js").write_text((app / "server.js").read_text() + STDIN_ECHO)
+    (app / "nodemon.json").write_text(json.dumps({"restartable": False}))
+    runner = run_reloadd(["server.js"], app, stdin=subprocess.PIPE)
+    wait_for(lambda: len(starts(app)) == 1, what=runner.log())
+    assert runner.proc.stdin is not None
+
+    def send(text: str) -> None:
+        assert runner.proc.stdin is not None
+        runner.proc.stdin.write(text.encode())
+        runner.proc.stdin.flush()
+
+    def app_read(text: str) -> bool:
+        return (app / "stdin.log").exists() and text in (app / "stdin.log").read_text()
+
+    send("rs\n")  # not restartable: the app reads reloadd's stdin itself
+    wait_for(lambda: app_read("rs"), what=f"the app reading `rs`; log:\n{runner.log()}")
+    assert len(starts(app)) == 1
+
+    (app / "nodemon.json").write_text(json.dumps({"restartable": "again"}))
+    runner.wait_log("enter `again`")
+    wait_for(lambda: len(starts(app)) == 2, what=f"the restart for the config; log:\n{runner.log()}")
+    send("again\n")
+    wait_for(lambda: len(starts(app)) == 3, what=f"a restart for `again`; log:\n{runner.log()}")
+    send("hello\n")  # other input still reaches the app, through reloadd now
+    wait_for(lambda: app_read("hello"), what=f"the app reading forwarded input; log:\n{runner.log()}")
+
+    (app / "nodemon.json").write_text(json.dumps({"restartable": False}))
+    wait_for(lambda: len(starts(app)) == 4, what=f"the restart for the config; log:\n{runner.log()}")
+    send("again\n")
+    wait_for(lambda: app_read("again"), what=f"the app reading `again` itself; log:\n{runner.log()}")
+    assert len(starts(app)) == 4, runner.log()
+
+
 # ---------------------------------------------------------------- soft reload
 
 HOT_APP = """\
