@@ -260,7 +260,9 @@ def test_shutdown_lets_the_request_in_flight_finish(start_node: Callable[..., No
     app = start_node()
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(http_get, app.port, f"/slow?ms={SLOW_MS}")
-        wait_for(lambda: connected_to(app.port), what="the slow request to connect")
+        # In flight means the app is handling it: a connection whose request node has not read
+        # yet is idle, and a shutdown closes idle connections.
+        wait_for(lambda: "slow request" in app.text(), what="the app to start on the slow request")
         app.proc.send_signal(signal.SIGTERM)
         assert slow.result() == (200, {"message": "slow response", "waited": SLOW_MS, "pid": app.proc.pid})
     assert app.proc.wait(EXIT_BOUND + 5) == 0
@@ -271,7 +273,7 @@ def test_shutdown_gives_up_on_requests_after_its_grace_period(start_node: Callab
     app = start_node({"SHUTDOWN_GRACE_MS": "300"})
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(http_get, app.port, "/slow?ms=5000")
-        wait_for(lambda: connected_to(app.port), what="the slow request to connect")
+        wait_for(lambda: "slow request" in app.text(), what="the app to start on the slow request")
         began = time.monotonic()
         app.proc.send_signal(signal.SIGTERM)
         assert app.proc.wait(EXIT_BOUND + 5) == 1  # not a clean close: a request was cut off

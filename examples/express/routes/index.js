@@ -13,6 +13,7 @@ router.get('/', (req, res) => {
 const MAX_SLOW_MS = 10000;
 router.get('/slow', (req, res) => {
   const ms = Math.min(Number(req.query.ms) || 1000, MAX_SLOW_MS);
+  console.log(`[app] slow request: answering in ${ms}ms`);
   setTimeout(() => res.json({ message: 'slow response', waited: ms, pid: process.pid }), ms);
 });
 
