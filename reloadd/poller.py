@@ -291,7 +291,7 @@ class Poller:
         self.folders = [Folder(path, self.handles) for path in sorted(directories)]
         for folder in self.folders:
             folder.relist()
-        self.by_path = {folder.path: folder for folder in self.folders}
+        self.folder_at = {folder.path: folder for folder in self.folders}
         self.cursor = 0  # the folder the next slice starts at
         self.safety_cursor = 0  # the folder the next completed sweep lists in full
         self.entry_cost = INITIAL_ENTRY_COST
@@ -301,7 +301,7 @@ class Poller:
         self._pending: RawChanges = set()
         if previous is not None:
             # Carry the old view over a rebuild so that nothing changed during it is missed.
-            known = {path: sig for path, sig in previous.items() if os.path.dirname(path) in self.by_path}
+            known = {path: sig for path, sig in previous.items() if os.path.dirname(path) in self.folder_at}
             self._pending = diff(known, self.snapshot)
         self._plan()
         self.next_tick = time.monotonic() + self.plan.tick
@@ -350,9 +350,7 @@ class Poller:
         return "stop"
 
     def close(self) -> None:
-        for folder in self.folders:
-            folder.close()
-        self.handles.close_all()
+        self.handles.close_all()  # every folder's descriptors: the folders go with the poller
         self.folders = []
 
     # -- one tick ------------------------------------------------------------------------------
@@ -426,7 +424,7 @@ class Poller:
         """Recently changed files, one lstat each; a file that differs gets its directory listed again."""
         changes: RawChanges = set()
         for path in list(self.hot):
-            folder = self.by_path.get(os.path.dirname(path))
+            folder = self.folder_at.get(os.path.dirname(path))
             if folder is None:
                 continue
             known = folder.entries.get(path)
