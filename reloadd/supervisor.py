@@ -133,14 +133,12 @@ class Supervisor:
         self.inbox.install()
         become_subreaper()
         settings, command = self.plan.settings, self.plan.command
+        if self.reads_stdin:
+            self._read_stdin()
         if self.watching:
-            if self.reads_stdin:
-                out.info(f"to restart at any time, enter `{settings.restartable}`")
             out.info(f"watching path(s): {' '.join(self.rules.describe_watch())}")
             out.info(f"watching extensions: {self.rules.describe_ext()}")
             self._start_watcher()
-        if self.reads_stdin:
-            self.selector.register(0, selectors.EVENT_READ, "stdin")
         if command.inspect and command.inspect[0] in ("0.0.0.0", "::"):
             out.warn(
                 f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}: anyone who can reach it can "
@@ -486,10 +484,14 @@ class Supervisor:
             return  # our stdin already ended: nothing to read or to hand over
         if self.reads_stdin:
             self.terminal.take_back()  # reading a terminal needs its foreground group
-            self.selector.register(0, selectors.EVENT_READ, "stdin")
-            out.info(f"to restart at any time, enter `{self.plan.settings.restartable}`")
+            self._read_stdin()
         else:
             self.selector.unregister(0)
+
+    def _read_stdin(self) -> None:
+        """reloadd reads stdin itself: `rs` restarts, the rest goes to the app through a pipe."""
+        self.selector.register(0, selectors.EVENT_READ, "stdin")
+        out.info(f"to restart at any time, enter `{self.plan.settings.restartable}`")
 
     def _open_stdin_pipe(self) -> Optional[int]:
         """The app's stdin: a pipe reloadd feeds when it reads `rs` itself, else reloadd's own stdin."""
