@@ -1,3 +1,12 @@
+"""Fixtures shared by every layer, and the layer markers.
+
+Layers are folders: ``unit/`` (logic with fakes, no reloadd process), ``integration/`` (the
+installed ``reloadd`` on real node apps in ``tmp_path``) and ``system/`` (reloadd as PID 1 in a
+PID namespace, FUSE-mounted dev pods). Each test gets its folder's marker, so ``pytest -m unit``
+and ``scripts/check --fast`` pick the fast layer. Shared helpers live in ``support.py`` and
+``fs_support.py`` beside this file.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -5,6 +14,15 @@ from pathlib import Path
 
 import pytest
 from support import Reloadd, make_app
+
+LAYERS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        layer = Path(str(item.fspath)).parent.name
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ from support import Reloadd, free_port, kill_session, wait_for
 
 RunReloadd = Callable[..., Reloadd]
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "express"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "express"
 NPM_TIMEOUT = 100.0  # seconds for `npm ci`: 71 small packages; stays under pytest's 120 s per-test timeout
 REQUEST_TIMEOUT = 10.0  # seconds for one HTTP request; generous, a slow route takes up to 3 s here
 EXIT_BOUND = 2.0  # seconds the app may take to exit after a shutdown signal with nothing in flight

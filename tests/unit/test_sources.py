@@ -13,7 +13,7 @@ from reloadd.config import DEFAULT_EXEC_MAP, DEFAULT_IGNORE_ROOT, DEFAULT_STOP_T
 from reloadd.errors import ConfigError
 from reloadd.sources import Loaded, load_settings, merge
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from support import reloadd_argv
 
 from reloadd import config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 KUBERNETES = EXAMPLES / "kubernetes"
 EXPRESS = EXAMPLES / "express"
