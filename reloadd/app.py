@@ -13,8 +13,9 @@ from .command import build_command, child_env
 from .errors import ReloaddError
 from .matching import Rules
 from .output import out, use_colour
+from .plan import Plan
 from .sources import load_settings
-from .supervisor import Plan, Supervisor
+from .supervisor import Supervisor
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in reloadd, not in the app or its config
 

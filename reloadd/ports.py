@@ -12,6 +12,7 @@ long again, on every restart.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import struct
@@ -34,6 +35,17 @@ DIAG_REQUEST = struct.Struct("=BBBxI48x")  # family, protocol, extensions, pad, 
 DIAG_SPORT = struct.Struct(">H")  # inet_diag_msg: 4 bytes, then the socket id starting with the source port
 DIAG_INODE = struct.Struct("=I")
 DIAG_INODE_OFFSET = 4 + 48 + 16  # after family/state/timer/retrans, the socket id and expires..uid
+
+
+def listens_on_all_interfaces(host: str) -> bool:
+    """``0.0.0.0``, ``::``, ``0``, ``[::0]`` and the like: every interface, not one address."""
+    text = host.strip().strip("[]")
+    if text.isdigit():
+        return int(text) == 0  # node takes `0` as 0.0.0.0, as inet_aton does
+    try:
+        return ipaddress.ip_address(text).is_unspecified
+    except ValueError:
+        return False  # a host name: resolved by node to one address
 
 
 def _netlink_listeners(family: int) -> dict[int, int]:

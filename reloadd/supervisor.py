@@ -1,8 +1,13 @@
 """The supervisor loop: start the app, wait for something to happen, act, repeat.
 
 One thread runs this loop; signal handlers and the watcher thread only record and wake it.
-Everything that changes processes (start, signal, reap, kill) happens here, in this order on
-every wake-up: signals, reaped processes, stdin, file changes, timers.
+Everything that changes processes (start, signal, reap, kill) happens here, through the
+``System`` object, in this order on every wake-up: signals, reaped processes, stdin, file
+changes, timers. The parts it consults (console, changes, policy, hot) return decisions; the
+state changes in one method, ``transition``, which checks each change against ``ALLOWED``.
+
+Whatever goes wrong inside reloadd, the app is not left behind: ``run`` stops the app's
+whole tree with the usual ladder before the error reaches ``main()`` (exit 70).
 """
 
 from __future__ import annotations
@@ -10,76 +15,62 @@ from __future__ import annotations
 import enum
 import os
 import selectors
-import shutil
 import signal
-import stat
-import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .command import Command
-from .config import Settings, signal_number
+from . import console, policy
+from .changes import Burst, Delay
 from .errors import ReloaddError, exit_status
 from .hooks import Hooks
-from .matching import GlobSet, Rules
+from .hot import HOT_FILE_ENV, SoftReload
 from .output import out
-from .pid1 import FORWARDED_SIGNALS, RESTART_SIGNAL, STOP_SIGNALS, SignalInbox, Terminal, become_subreaper, reap
-from .ports import listening_ports, wait_until_free
-from .tree import ChildTree, StopLadder, send, send_group, spawn
-from .watcher import ChangeGroup, Watcher
+from .pid1 import FORWARDED_SIGNALS, RESTART_SIGNAL, STOP_SIGNALS, SignalInbox
+from .plan import Plan
+from .ports import listens_on_all_interfaces
+from .system import System
+from .tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
+from .watcher import Watcher
 
 REAP_INTERVAL = 1.0  # wake at least this often to reap, as tini does, in case a SIGCHLD was coalesced
-GROUP_QUIET = 0.02  # seconds without a change that close a burst (interface.md: tens of milliseconds)
-GROUP_CAP = 3.0  # a burst never holds a restart back longer than this
-BACKOFF_FIRST = 0.5  # --restart-on-crash: first wait, doubled after each crash...
-BACKOFF_MAX = 30.0  # ...up to this
-BACKOFF_RESET_AFTER = 10.0  # an app that stayed up this long starts the backoff again from the beginning
 QUIT_HOOK_WAIT = 2.0  # at exit, how long the `quit` hook may finish before it is killed
-TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)  # Ctrl-C / Ctrl-\ typed to an app that owns the terminal
-STDIN_CHUNK = 65536
-
-
-def _stdin_is_interactive() -> bool:
-    """A terminal, pipe or socket can carry `rs`; /dev/null or a file (a pod without stdin) cannot."""
-    try:
-        mode = os.fstat(0).st_mode
-    except OSError:
-        return False
-    return os.isatty(0) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
-
-
-@dataclass
-class Plan:
-    """Everything the loop needs to run the app, derived from the command line and config files."""
-
-    settings: Settings
-    command: Command
-    env: dict[str, str]
-    cwd: Path
-    rules: Rules
-    files: list[Path] = field(default_factory=list)  # config files in use: editing one reloads it
-    warnings: list[str] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
+ABANDON_SIGNAL = signal.SIGTERM  # sent to the app's tree when reloadd itself fails
 
 
 class State(enum.Enum):
-    IDLE = "idle"  # no app running: before the first change (-C), after a crash or clean exit
+    IDLE = "idle"  # no app: before the first change (-C), after a crash or a clean exit
     RUNNING = "running"
-    STOPPING = "stopping"
-    BACKOFF = "backoff"  # --restart-on-crash waiting before the next start
+    RESTARTING = "restarting"  # the tree is stopping; the next generation starts once it is gone
+    CLEANING_UP = "cleaning up"  # the app exited by itself; what it left running is stopping
+    EXITING = "exiting"  # the tree is stopping; reloadd exits once it is gone
+    BACKOFF = "backoff"  # --restart-on-crash: waiting before the next start
+    EXITED = "exited"  # done; exit_code says with what
 
 
-class Purpose(enum.Enum):
-    RESTART = "restart"
-    EXIT = "exit"
-    CLEANUP = "cleanup"  # the app exited by itself; what it left running is being stopped
+# Every transition the loop may make; anything else is a bug in reloadd, reported as one.
+ALLOWED: dict[State, frozenset[State]] = {
+    State.IDLE: frozenset({State.RUNNING, State.EXITED}),
+    State.RUNNING: frozenset({State.RESTARTING, State.CLEANING_UP, State.EXITING}),
+    State.RESTARTING: frozenset({State.RUNNING, State.EXITING, State.EXITED}),
+    State.CLEANING_UP: frozenset({State.RESTARTING, State.EXITING, State.IDLE, State.BACKOFF, State.EXITED}),
+    State.EXITING: frozenset({State.EXITED}),
+    State.BACKOFF: frozenset({State.RUNNING, State.EXITED}),
+    State.EXITED: frozenset(),
+}
+WITH_TREE = frozenset({State.RUNNING, State.RESTARTING, State.CLEANING_UP, State.EXITING})
+STOPPING = frozenset({State.RESTARTING, State.CLEANING_UP, State.EXITING})
+
+
+class TransitionError(RuntimeError):
+    """The loop tried a state change that ALLOWED does not list: a bug in reloadd."""
 
 
 @dataclass
 class Timing:
+    """Wall-clock marks of one restart, for the benchmarks (``-V --log-format json``)."""
+
     first_change: float = 0.0
     group_closed: float = 0.0
     stop_begin: float = 0.0
@@ -87,51 +78,58 @@ class Timing:
 
 
 class Supervisor:
-    def __init__(self, plan: Plan, replan: Optional[Callable[[], Plan]] = None) -> None:
-        self.plan = plan
+    def __init__(
+        self, plan: Plan, replan: Optional[Callable[[], Plan]] = None, system: Optional[System] = None
+    ) -> None:
+        self.system = system or System()
         self.replan = replan
         self.inbox = SignalInbox()
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.inbox.read_fd, selectors.EVENT_READ, "signals")
         self.state = State.IDLE
-        self.tree: Optional[ChildTree] = None
-        self.ladder: Optional[StopLadder] = None
-        self.purpose = Purpose.RESTART
+        self.tree: Optional[ChildTree] = None  # set exactly in WITH_TREE states
+        self.ladder: Optional[StopLadder] = None  # set exactly in STOPPING states
         self.exit_code: Optional[int] = None
         self.last_status = 0
-        self.restart_pending = False
-        self.changed: list[str] = []
-        self.incoming: deque[set[str]] = deque()
-        self.group = ChangeGroup(GROUP_QUIET, GROUP_CAP)
-        self.delay_until: Optional[float] = None
-        self.backoff = BACKOFF_FIRST
+        self.incoming: deque[tuple[set[str], float]] = deque()  # watcher reports, appended by its thread
+        self.burst = Burst()
+        self.delay = Delay(0.0)
         self.backoff_until: Optional[float] = None
+        self.crash_policy = policy.CrashPolicy()
         self.timing = Timing()
         self.old_ports: set[int] = set()
         self.watcher: Optional[Watcher] = None
-        self.terminal = Terminal()
-        self.stdin_pipe: Optional[int] = None  # write end of the app's stdin when reloadd forwards it
-        self.stdin_open = True
-        self.hot_file: Optional[Path] = None
+        self.terminal = self.system.terminal()
+        self.app_stdin = console.AppStdin()
+        self.stdin_ready = False
+        self.soft = SoftReload()
         self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout)
         self._apply(plan)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> int:
-        self.startup()
-        while self.exit_code is None:
-            self.wait(self.timeout())
-            self.handle_signals()
-            self.handle_reaped()
-            self.handle_stdin_events()
-            self.handle_changes()
-            self.handle_timers()
-        self.shutdown()
+        try:
+            self.system.prepare(self.inbox)
+            self.startup()
+            while self.state is not State.EXITED:
+                self.wait(self.timeout())
+                self.step()
+        except BaseException:
+            self.abandon()  # never leave the app running without its supervisor
+            raise
+        finally:
+            self.shutdown()
+        assert self.exit_code is not None
         return self.exit_code
 
+    def step(self) -> None:
+        self.handle_signals()
+        self.handle_reaped()
+        self.handle_stdin()
+        self.handle_changes()
+        self.handle_timers()
+
     def startup(self) -> None:
-        self.inbox.install()
-        become_subreaper()
         settings, command = self.plan.settings, self.plan.command
         if self.reads_stdin:
             self._read_stdin()
@@ -139,7 +137,7 @@ class Supervisor:
             out.info(f"watching path(s): {' '.join(self.rules.describe_watch())}")
             out.info(f"watching extensions: {self.rules.describe_ext()}")
             self._start_watcher()
-        if command.inspect and command.inspect[0] in ("0.0.0.0", "::"):
+        if command.inspect and listens_on_all_interfaces(command.inspect[0]):
             out.warn(
                 f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}: anyone who can reach it can "
                 "run code in the app; prefer 127.0.0.1 with kubectl port-forward"
@@ -147,37 +145,69 @@ class Supervisor:
         if self.watching and settings.run_on_change_only:
             out.info("waiting for the first change before starting (--on-change-only)")
         else:
-            self.start_child()
+            self.start("first start")
 
     def shutdown(self) -> None:
         if self.watcher:
             self.watcher.stop()
         self.hooks.fire("quit", exit_code=self.exit_code)
-        deadline = time.monotonic() + min(QUIT_HOOK_WAIT, self.plan.settings.event_timeout)
-        while self.hooks.running and time.monotonic() < deadline:
-            time.sleep(0.01)
+        deadline = self.system.now() + min(QUIT_HOOK_WAIT, self.plan.settings.event_timeout)
+        while self.hooks.running and self.system.now() < deadline:
+            time.sleep(STOP_POLL_INTERVAL)
             self.handle_reaped()
         self.hooks.kill_all()
         self.handle_reaped()
         self.terminal.take_back()
-        if self.hot_file is not None:
-            shutil.rmtree(self.hot_file.parent, ignore_errors=True)
+        self.soft.cleanup()
+
+    def abandon(self) -> None:
+        """reloadd failed: stop the app's whole tree (signal, wait, SIGKILL) before the error goes up."""
+        if self.tree is None or self.tree.status is not None and not self.tree.members():
+            return
+        out.error("reloadd failed: stopping the app before exiting")
+        ladder = self.ladder or self.system.stop(
+            self.tree, ABANDON_SIGNAL, self.plan.settings.stop_timeout, "reloadd failed", None
+        )
+        while not ladder.poll():
+            time.sleep(STOP_POLL_INTERVAL)
+            self.system.reap()
+        self.system.reap()
 
     def wait(self, timeout: float) -> None:
         for key, _ in self.selector.select(timeout):
-            if key.data == "signals":
-                continue  # drained in handle_signals
-            self._pending_stdin = True
+            if key.data == "stdin":
+                self.stdin_ready = True  # signals are drained in handle_signals
 
     def timeout(self) -> float:
-        now = time.monotonic()
-        deadlines = [now + REAP_INTERVAL, self.delay_until, self.backoff_until, self.hooks.next_deadline()]
+        now = self.system.now()
+        waits = [REAP_INTERVAL, self.burst.wait_time(now)]
+        deadlines = [self.delay.until, self.backoff_until, self.hooks.next_deadline()]
+        waits += [d - now for d in deadlines if d is not None]
         if self.ladder:
-            deadlines.append(now + self.ladder.next_check())
-        wait = self.group.wait_time(time.time())
-        if wait is not None:
-            deadlines.append(now + wait)
-        return max(0.0, min(d for d in deadlines if d is not None) - now)
+            waits.append(self.ladder.next_check())
+        return max(0.0, min(w for w in waits if w is not None))
+
+    # -- the state --------------------------------------------------------------------------
+    def transition(
+        self,
+        new: State,
+        why: str,
+        tree: Optional[ChildTree] = None,
+        ladder: Optional[StopLadder] = None,
+    ) -> None:
+        """The only writer of the state (and of the tree and ladder that go with it)."""
+        if new not in ALLOWED[self.state]:
+            raise TransitionError(f"{self.state.value} -> {new.value} is not a state change reloadd makes ({why})")
+        out.detail(f"state: {self.state.value} -> {new.value}: {why}")
+        self.state = new
+        self.tree = (tree or self.tree) if new in WITH_TREE else None
+        self.ladder = (ladder or self.ladder) if new in STOPPING else None
+        if new is not State.BACKOFF:
+            self.backoff_until = None
+
+    def _exit(self, status: int, why: str) -> None:
+        self.exit_code = status
+        self.transition(State.EXITED, why)
 
     # -- configuration ----------------------------------------------------------------------
     def _apply(self, plan: Plan) -> None:
@@ -185,10 +215,11 @@ class Supervisor:
         settings = plan.settings
         self.watching = settings.watching
         self.reads_stdin = (
-            self.watching and settings.stdin and settings.restartable is not False and _stdin_is_interactive()
+            self.watching and settings.stdin and settings.restartable is not False and self.system.interactive_stdin()
         )
         self.rules = plan.rules
-        self.hot = GlobSet(settings.hot.paths, plan.cwd) if settings.hot and settings.hot.paths else None
+        self.soft.configure(settings.hot, plan.cwd)
+        self.delay.seconds = settings.delay / 1000
         self.hooks.commands = dict(settings.events)
         self.hooks.base_env = dict(plan.env)
         self.hooks.timeout = settings.event_timeout
@@ -196,147 +227,158 @@ class Supervisor:
 
     def _start_watcher(self) -> None:
         settings = self.plan.settings
-        self.watcher = Watcher(
-            self.rules, settings.legacy_watch, settings.polling_interval, self._report, extra_files=self.plan.files
+        self.watcher = self.system.watch(
+            self.rules, settings.legacy_watch, settings.polling_interval, self._report, self.plan.files
         )
-        self.watcher.start()
 
     def _report(self, paths: set[str]) -> None:
         """Called in the watcher thread: record and wake the loop."""
-        self.incoming.append(paths)
+        self.incoming.append((paths, self.watcher.settle if self.watcher else 0.0))
         self.inbox.wake()
+
+    def reload_config(self) -> None:
+        """Build the whole new plan first: a reload that would fail leaves the running app alone."""
+        if self.replan is None:
+            return
+        try:
+            plan = self.replan()
+        except ReloaddError as exc:
+            out.error(f"config not reloaded: {exc.message}; keeping the running config")
+            return
+        old = self.plan.settings.model_dump()
+        changed = sorted(k for k, v in plan.settings.model_dump().items() if old.get(k) != v)
+        out.status(f"config reloaded: {', '.join(changed) or 'no setting changed'}")
+        if self.watcher:
+            self.watcher.stop()
+            self.watcher = None
+        was_reading = self.reads_stdin
+        self._apply(plan)
+        if self.watching:
+            self._start_watcher()
+        if self.reads_stdin != was_reading:
+            self._switch_stdin()
+        self.hooks.fire("config:update", changed=[str(p) for p in plan.files])
+        self.restart("config changed", [])
 
     # -- signals ----------------------------------------------------------------------------
     def handle_signals(self) -> None:
         for sig in self.inbox.drain():
-            if sig in STOP_SIGNALS:
-                self.request_exit(sig)
-            elif sig == RESTART_SIGNAL and self.watching:
-                self.request_restart("SIGHUP received", [])
-            elif sig == RESTART_SIGNAL or sig in FORWARDED_SIGNALS:
-                if self.tree and self.tree.status is None:
-                    send_group(self.tree.pgid, sig)
+            self.on_signal(sig)
 
-    def request_exit(self, sig: int) -> None:
+    def on_signal(self, sig: int) -> None:
+        if sig in STOP_SIGNALS:
+            self.on_stop_signal(sig)
+        elif sig == RESTART_SIGNAL and self.watching:
+            self.restart("SIGHUP received", [])
+        elif (sig == RESTART_SIGNAL or sig in FORWARDED_SIGNALS) and self.tree and self.tree.status is None:
+            self.system.send_group(self.tree.pgid, sig)
+
+    def on_stop_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
-        if self.ladder and self.purpose is Purpose.EXIT:
+        if self.state is State.EXITING:
+            assert self.ladder is not None
             self.ladder.kill_now(f"{name} received again during shutdown")
-        elif self.ladder:
-            self.purpose = Purpose.EXIT  # a restart or clean-up under way now ends in exiting
+        elif self.state in STOPPING:
+            assert self.ladder is not None
+            self.transition(State.EXITING, f"{name} received while stopping")  # the stop under way now ends in exiting
             self.ladder.tree.signal_all(sig, self.ladder.tree.members())
-        elif self.tree is None:
-            out.detail(f"{name} received with no app running: exiting")
-            self.exit_code = 0
+        elif self.state is State.RUNNING:
+            self.begin_stop(State.EXITING, sig, f"{name} received")
         else:
-            self.purpose = Purpose.EXIT
-            self.begin_stop(sig, f"{name} received")
+            out.detail(f"{name} received with no app running: exiting")
+            self._exit(0, f"{name} received")
 
     # -- processes --------------------------------------------------------------------------
     def handle_reaped(self) -> None:
-        self._dispatch(reap())
+        for pid, status in self.system.reap():
+            self.on_reaped(pid, status)
         self._check_ladder()
+
+    def on_reaped(self, pid: int, status: int) -> None:
+        if self.tree and pid == self.tree.pid:
+            self.tree.status = status
+            self.last_status = exit_status(status)
+            if self.state is State.RUNNING:
+                self.begin_stop(State.CLEANING_UP, signal.SIGTERM, "the app exited; stopping what it left running")
+        elif not self.hooks.reaped(pid, status):
+            out.detail(f"reaped orphan {pid} (status {exit_status(status)})")
 
     def _check_ladder(self) -> None:
         if self.ladder and self.ladder.poll():
-            self._dispatch(reap())  # the tree's last zombies (the app among them) are reapable now
+            for pid, status in self.system.reap():  # the tree's last zombies (the app among them)
+                self.on_reaped(pid, status)
             self.on_stopped()
 
-    def _dispatch(self, reaped: list[tuple[int, int]]) -> None:
-        for pid, status in reaped:
-            if self.tree and pid == self.tree.pid:
-                self.tree.status = status
-                self.last_status = exit_status(status)
-                if not self.ladder:
-                    self.on_app_exit()
-            elif not self.hooks.reaped(pid, status):
-                out.detail(f"reaped orphan {pid} (status {exit_status(status)})")
-
-    def on_app_exit(self) -> None:
-        """The app ended by itself: stop what it left behind, then decide (on_stopped)."""
-        self.purpose = Purpose.CLEANUP
-        self.begin_stop(signal.SIGTERM, "the app exited; stopping what it left running")
-
-    def begin_stop(self, sig: int, reason: str, members: Optional[set[int]] = None) -> None:
+    def begin_stop(self, then: State, sig: int, reason: str, members: Optional[set[int]] = None) -> None:
         assert self.tree is not None
-        self.state = State.STOPPING
         self.timing.stop_begin = time.time()
-        self.ladder = StopLadder(self.tree, sig, self.plan.settings.stop_timeout, reason, members)
+        ladder = self.system.stop(self.tree, sig, self.plan.settings.stop_timeout, reason, members)
+        self.transition(then, reason, ladder=ladder)
         self._check_ladder()
 
     def on_stopped(self) -> None:
-        self.ladder = None
+        """The tree is gone: go on according to why it was stopped."""
+        assert self.tree is not None
         self.timing.stopped = time.time()
-        tree, self.tree = self.tree, None
-        self._close_stdin_pipe()
-        status = self.last_status if tree and tree.status is not None else 0
-        if self.purpose is Purpose.EXIT:
-            self.exit_code = status
-        elif self.purpose is Purpose.RESTART:
+        tree = self.tree
+        status = self.last_status if tree.status is not None else 0
+        self.app_stdin.close()
+        if self.state is State.EXITING:
+            self._exit(status, "the app's tree is gone")
+        elif self.state is State.RESTARTING:
             self.hooks.fire("exit", filename=self.plan.settings.signal, exit_code=status)
-            self.start_child()
+            self.start("the old tree is gone")
         else:
             if not self.reads_stdin:
                 self.terminal.take_back()  # so that Ctrl-C reaches reloadd while no app runs
             self.after_app_exit(tree, status)
-            if self.exit_code is None and self.restart_pending:
-                self.restart_pending = False
-                self.request_restart("changes arrived while the app was exiting", self.changed)
 
-    def after_app_exit(self, tree: Optional[ChildTree], status: int) -> None:
-        held_terminal = self.terminal.usable and not self.reads_stdin
-        killed_by = status - 128 if status > 128 else 0
-        if not self.watching or (status != 0 and self.plan.settings.exitcrash):
-            self.exit_code = status
-        elif held_terminal and killed_by in TERMINAL_SIGNALS:
-            self.exit_code = status  # the user pressed Ctrl-C in the app's terminal: they want out
-        elif status == 0:
-            self.state = State.IDLE
-            self.hooks.fire("exit", exit_code=status)
-            out.status("clean exit - waiting for changes before restart")
+    def after_app_exit(self, tree: ChildTree, status: int) -> None:
+        ending = policy.Ending(
+            status=status,
+            uptime=self.system.now() - tree.started,
+            watching=self.watching,
+            exitcrash=self.plan.settings.exitcrash,
+            restart_on_crash=self.plan.settings.restart_on_crash,
+            held_terminal=self.terminal.usable and not self.reads_stdin,
+        )
+        decision = self.crash_policy.decide(ending)
+        if isinstance(decision, policy.ExitWith):
+            self._exit(decision.status, decision.reason)
+            return
+        if isinstance(decision, policy.StartAfter):
+            self.transition(State.BACKOFF, decision.message)
+            self.backoff_until = self.system.now() + decision.seconds
         else:
-            self.state = State.IDLE
-            self.hooks.fire("crash", exit_code=status, child_pid=tree.pid if tree else None)
-            if self.plan.settings.restart_on_crash:
-                self.schedule_backoff(tree)
-            else:
-                out.error("app crashed - waiting for file changes before starting...")
+            self.transition(State.IDLE, decision.message)
+        self.hooks.fire(decision.event, exit_code=status, child_pid=tree.pid if decision.event == "crash" else None)
+        (out.status if status == 0 else out.error)(decision.message)
 
-    def schedule_backoff(self, tree: Optional[ChildTree]) -> None:
-        if tree and time.monotonic() - tree.started >= BACKOFF_RESET_AFTER:
-            self.backoff = BACKOFF_FIRST
-        out.error(f"app crashed - restarting in {self.backoff:g}s (--restart-on-crash)")
-        self.state = State.BACKOFF
-        self.backoff_until = time.monotonic() + self.backoff
-        self.backoff = min(BACKOFF_MAX, self.backoff * 2)
-
-    def start_child(self) -> None:
+    def start(self, why: str) -> None:
+        """Start the next generation (the old tree, if any, is gone)."""
         if self.old_ports:
-            wait_until_free(self.old_ports)
+            self.system.wait_until_free(self.old_ports)
             self.old_ports = set()
         command = self.plan.command
         env = dict(self.plan.env)
-        if self.hot:
-            env["RELOADD_HOT_FILE"] = str(self._hot_file())
-        stdin_fd = self._open_stdin_pipe()
+        if self.soft.enabled:
+            env[HOT_FILE_ENV] = str(self.soft.file)
+        stdin_fd = self.app_stdin.open_for_child() if self.reads_stdin else None
         out.status(f"starting `{command.display}`")
         try:
-            pid = spawn(command.argv, env, stdin_fd=stdin_fd)
+            pid = self.system.spawn(command.argv, env, stdin_fd)
         except ReloaddError as exc:
             out.error(exc.message)
-            self.exit_code = exc.exit_code
+            self._exit(exc.exit_code, "the app could not be started")
             return
         finally:
             if stdin_fd is not None:
                 os.close(stdin_fd)
-        self.tree = ChildTree(pid, exclude=self.hooks.pids)
-        self.state = State.RUNNING
+        self.transition(State.RUNNING, why, tree=self.system.tree(pid, self.hooks.pids))
         if not self.reads_stdin:
             self.terminal.give_to(pid)
         self._record_timing()
         self.hooks.fire("start", child_pid=pid, filename=command.script or "")
-        if self.restart_pending:
-            self.restart_pending = False
-            self.request_restart("changes arrived during the restart", self.changed)
 
     def _record_timing(self) -> None:
         if self.timing.group_closed:
@@ -352,135 +394,89 @@ class Supervisor:
         self.timing = Timing()
 
     # -- restarts ---------------------------------------------------------------------------
-    def request_restart(self, reason: str, changed: list[str]) -> None:
-        self.changed = changed
-        if self.state is State.STOPPING:
-            if self.purpose is not Purpose.EXIT:
-                self.restart_pending = True
-            return
-        if self.state is not State.RUNNING or self.tree is None:
-            self.backoff_until = None
-            out.status("restarting due to changes..." if changed else f"starting: {reason}")
-            self.start_child()
-            return
-        out.status("restarting due to changes..." if changed else f"restarting: {reason}")
-        self.hooks.fire("restart", child_pid=self.tree.pid, changed=changed, filename=",".join(changed))
-        self.purpose = Purpose.RESTART
-        members = self.tree.members()
-        self.old_ports = listening_ports(members)
-        if self.plan.command.inspect:
-            self.old_ports.add(self.plan.command.inspect[1])
-        self.begin_stop(self.plan.settings.restart_signal, reason, members)
+    def restart(self, reason: str, changed: list[str]) -> None:
+        """A restart was asked for (changes, `rs`, SIGHUP, a config reload): act by state."""
+        said = "restarting due to changes..." if changed else f"restarting: {reason}"
+        if self.state in (State.IDLE, State.BACKOFF):
+            out.status(said if changed else f"starting: {reason}")
+            self.start(reason)
+        elif self.state is State.RUNNING:
+            assert self.tree is not None
+            out.status(said)
+            self.hooks.fire("restart", child_pid=self.tree.pid, changed=changed, filename=",".join(changed))
+            members = self.tree.members()
+            self.old_ports = self.system.listening_ports(members)
+            if self.plan.command.inspect:
+                self.old_ports.add(self.plan.command.inspect[1])
+            self.begin_stop(State.RESTARTING, self.plan.settings.restart_signal, reason, members)
+        elif self.state is State.CLEANING_UP:
+            self.transition(State.RESTARTING, f"{reason} while the app was exiting")
+        elif self.state is State.RESTARTING:
+            out.detail(f"{reason} while restarting: the next start includes it")
 
     def handle_changes(self) -> None:
-        now = time.time()
-        while self.incoming:
-            self.group.add(self.incoming.popleft(), now)
+        now = self.system.now()
         busy = bool(self.watcher and self.watcher.busy)
-        self.group.quiet = max(GROUP_QUIET, self.watcher.settle if self.watcher else 0.0)
-        if not self.group.ready(now, busy):
+        while self.incoming:
+            reported, settle = self.incoming.popleft()
+            self.burst.add(reported, now, busy, settle)
+        self.burst.busy = busy
+        if not self.burst.ready(now):
             return
-        paths, first = self.group.take()
-        self.timing.first_change, self.timing.group_closed = first, now
-        self.on_changes(sorted(paths))
+        paths, first = self.burst.take()
+        self.timing.first_change, self.timing.group_closed = time.time() - (now - first), time.time()
+        self.on_burst(paths)
 
-    def on_changes(self, paths: list[str]) -> None:
+    def on_burst(self, paths: list[str]) -> None:
         for path in paths:
-            out.detail(f"changed: {os.path.relpath(path, self.plan.cwd)}")
+            out.detail(f"changed: {self.plan.relative(path)}")
         if self.config_files.intersection(paths):
             self.reload_config()
-            return
-        if self.hot and self.state is State.RUNNING and all(self.hot.matches(p) for p in paths):
+        elif self.state is State.RUNNING and self.soft.applies(paths):
             self.soft_reload(paths)
-            return
-        delay = self.plan.settings.delay / 1000
-        if delay > 0:
-            self.changed = sorted(set(self.changed) | set(paths)) if self.delay_until else paths
-            self.delay_until = time.monotonic() + delay  # nodemon's delay restarts its timer on each change
-            return
-        self.request_restart("files changed", paths)
+        elif self.delay.seconds > 0:
+            self.delay.add(paths, self.system.now())
+        else:
+            self.restart("files changed", paths)
 
     def soft_reload(self, paths: list[str]) -> None:
-        assert self.tree is not None and self.plan.settings.hot is not None
-        hot_file = self._hot_file()
-        partial = hot_file.with_name(hot_file.name + ".new")
-        partial.write_text("".join(path + "\n" for path in paths))
-        partial.replace(hot_file)  # the app never reads a half-written list
-        sig = signal_number(self.plan.settings.hot.signal)
-        out.status(
-            f"hot reload: {len(paths)} file(s) changed, sending {signal.Signals(sig).name} to pid {self.tree.pid}"
-        )
-        send(self.tree.pid, sig)
-
-    def _hot_file(self) -> Path:
-        if self.hot_file is None:
-            directory = Path(tempfile.mkdtemp(prefix="reloadd-"))
-            self.hot_file = directory / "hot-changes"
-            self.hot_file.write_text("")
-        return self.hot_file
-
-    def reload_config(self) -> None:
-        if self.replan is None:
-            return
-        try:
-            plan = self.replan()
-        except ReloaddError as exc:
-            out.error(f"config not reloaded: {exc.message}; keeping the running config")
-            return
-        old = self.plan.settings.model_dump()
-        changed = sorted(k for k, v in plan.settings.model_dump().items() if old.get(k) != v)
-        out.status(f"config reloaded: {', '.join(changed) or 'no setting changed'}")
-        if self.watcher:
-            self.watcher.stop()
-        was_reading = self.reads_stdin
-        self._apply(plan)
-        if self.watching:
-            self._start_watcher()
-        if self.reads_stdin != was_reading:
-            self._switch_stdin()
-        self.hooks.fire("config:update", changed=[str(p) for p in plan.files])
-        self.request_restart("config changed", [])
+        assert self.tree is not None
+        self.soft.hand_over(paths)
+        name = signal.Signals(self.soft.signal).name
+        out.status(f"hot reload: {len(paths)} file(s) changed, sending {name} to pid {self.tree.pid}")
+        self.system.send(self.tree.pid, self.soft.signal)
 
     # -- timers -----------------------------------------------------------------------------
     def handle_timers(self) -> None:
-        now = time.monotonic()
+        now = self.system.now()
         self.hooks.enforce_timeouts(now)
-        if self.delay_until is not None and now >= self.delay_until:
-            self.delay_until = None
-            self.request_restart("files changed", self.changed)
-        if self.backoff_until is not None and now >= self.backoff_until:
-            self.backoff_until = None
-            if self.state is State.BACKOFF:
-                self.start_child()
+        delayed = self.delay.take(now)
+        if delayed is not None:
+            self.restart("files changed", delayed)
+        if self.state is State.BACKOFF and self.backoff_until is not None and now >= self.backoff_until:
+            self.start("the backoff after a crash is over")
 
     # -- stdin ------------------------------------------------------------------------------
-    _pending_stdin = False
-
-    def handle_stdin_events(self) -> None:
-        if not self._pending_stdin:
+    def handle_stdin(self) -> None:
+        if not self.stdin_ready:
             return
-        self._pending_stdin = False
-        try:
-            data = os.read(0, STDIN_CHUNK)
-        except (BlockingIOError, InterruptedError):
+        self.stdin_ready = False
+        data = console.read_input()
+        if data is None:
             return
-        except OSError:
-            data = b""
-        if not data:
+        decision = console.decide(data, str(self.plan.settings.restartable))
+        if isinstance(decision, console.RestartTyped):
+            self.restart(f"`{decision.word}` entered", [])
+        elif isinstance(decision, console.ForwardInput):
+            self.app_stdin.forward(decision.data)
+        else:
             self.selector.unregister(0)
-            self.stdin_open = False
-            self._close_stdin_pipe()
-            return
-        restartable = str(self.plan.settings.restartable).lower()
-        if data.decode(errors="replace").strip().lower() == restartable:
-            self.request_restart(f"`{restartable}` entered", [])
-            return
-        self._forward_stdin(data)
+            self.app_stdin.source_ended()
 
     def _switch_stdin(self) -> None:
         """`stdin`/`restartable` changed in a config reload: the restart that follows gives the
         new app the matching stdin (a pipe reloadd feeds, or reloadd's own)."""
-        if not self.stdin_open:
+        if not self.app_stdin.source_open:
             return  # our stdin already ended: nothing to read or to hand over
         if self.reads_stdin:
             self.terminal.take_back()  # reading a terminal needs its foreground group
@@ -492,30 +488,3 @@ class Supervisor:
         """reloadd reads stdin itself: `rs` restarts, the rest goes to the app through a pipe."""
         self.selector.register(0, selectors.EVENT_READ, "stdin")
         out.info(f"to restart at any time, enter `{self.plan.settings.restartable}`")
-
-    def _open_stdin_pipe(self) -> Optional[int]:
-        """The app's stdin: a pipe reloadd feeds when it reads `rs` itself, else reloadd's own stdin."""
-        if not self.reads_stdin:
-            return None
-        read_end, write_end = os.pipe()
-        if self.stdin_open:
-            os.set_blocking(write_end, False)
-            self.stdin_pipe = write_end
-        else:
-            os.close(write_end)  # our stdin already ended: so does the app's
-        return read_end
-
-    def _forward_stdin(self, data: bytes) -> None:
-        if self.stdin_pipe is None:
-            return
-        try:
-            os.write(self.stdin_pipe, data)
-        except BlockingIOError:
-            out.detail("the app is not reading its stdin; input dropped")
-        except BrokenPipeError:
-            self._close_stdin_pipe()
-
-    def _close_stdin_pipe(self) -> None:
-        if self.stdin_pipe is not None:
-            os.close(self.stdin_pipe)
-            self.stdin_pipe = None

@@ -20,7 +20,7 @@ import errno
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -30,8 +30,8 @@ from .output import out
 from .poller import CHANGE_DELETED, Poller
 
 # How watchfiles groups raw events before handing them to us. The real grouping (a burst is
-# one restart) happens in ChangeGroup. watchfiles holds events while more keep coming, up to
-# the debounce; that must stay under the supervisor's GROUP_QUIET, or a write stream longer
+# one restart) happens in changes.Burst. watchfiles holds events while more keep coming, up to
+# the debounce; that must stay under changes.GROUP_QUIET, or a write stream longer
 # than the quiet window (a sync, a build, files landing in a directory just being scanned) is
 # delivered as one late batch after the burst was closed: two restarts (seen under load with
 # the old 200 ms).
@@ -117,46 +117,6 @@ def inotify_limit() -> str:
         except (OSError, ValueError):
             continue
     return str(min(values)) if values else "unknown"
-
-
-@dataclass
-class ChangeGroup:
-    """Groups changed paths into bursts: one restart for one save, one checkout, one sync.
-
-    A burst is any run of changes whose gaps stay within ``quiet`` seconds, however long it
-    lasts, up to ``cap`` seconds; ``busy`` (the watcher adding new directories) keeps it open.
-    """
-
-    quiet: float
-    cap: float
-    paths: set[str] = field(default_factory=set)
-    first: Optional[float] = None
-    last: float = 0.0
-
-    def add(self, paths: set[str], now: float) -> None:
-        if not paths:
-            return
-        if self.first is None:
-            self.first = now
-        self.last = now
-        self.paths |= paths
-
-    def ready(self, now: float, busy: bool) -> bool:
-        if self.first is None:
-            return False
-        if now - self.first >= self.cap:
-            return True
-        return not busy and now - self.last >= self.quiet
-
-    def wait_time(self, now: float) -> Optional[float]:
-        if self.first is None:
-            return None
-        return max(0.0, min(self.last + self.quiet, self.first + self.cap) - now)
-
-    def take(self) -> tuple[set[str], float]:
-        paths, first = self.paths, self.first or time.time()
-        self.paths, self.first = set(), None
-        return paths, first
 
 
 class Watcher:

@@ -56,6 +56,18 @@ server.listen(port, '127.0.0.1', () => {
 """
 
 
+def served_version(app: Path) -> Optional[str]:
+    """The version the app in ``app`` answers with now, or None if it does not answer."""
+    import urllib.request
+
+    try:
+        port = int((app / "port").read_text())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return str(response.read().decode().split()[0])
+    except (OSError, ValueError):
+        return None
+
+
 def free_port() -> int:
     import socket
 

@@ -11,10 +11,9 @@ import os
 import re
 import shutil
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import pytest
 from fs_support import (
@@ -28,7 +27,7 @@ from fs_support import (
     mount_entry,
     userns_can_limit_inotify,
 )
-from support import Reloadd, make_app, starts, touch, wait_for
+from support import Reloadd, make_app, served_version, starts, touch, wait_for
 
 RunReloadd = Callable[..., Reloadd]
 
@@ -88,15 +87,6 @@ def settle(runner: Reloadd, app: Path, timeout: float = 15.0) -> int:
 
 def _unchanged(runner: Reloadd, app: Path, snapshot: tuple[int, str]) -> bool:
     return (len(starts(app)), runner.log()) == snapshot
-
-
-def served_version(app: Path) -> Optional[str]:
-    try:
-        port = int((app / "port").read_text())
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-            return str(response.read().decode().split()[0])
-    except (OSError, ValueError):
-        return None
 
 
 def log_lines_with(runner: Reloadd, *words: str) -> list[str]:

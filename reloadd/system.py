@@ -1,0 +1,73 @@
+"""The operating-system side of the supervisor, behind one small object.
+
+The loop asks this object for the time, to start a program, to signal, to reap, to look at
+and stop a process tree and to check ports; it never calls the OS for these itself. That is
+what lets unit tests replay a history of events ("change at 0.00 s, app exits 1 at 0.30 s")
+against the real state machine with a fake clock and fake processes, while the
+integration and PID-1 tests prove this real implementation.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import pid1, ports, tree
+from .console import stdin_is_interactive
+from .matching import Rules
+from .tree import ChildTree, StopLadder
+from .watcher import Watcher
+
+
+class System:
+    def now(self) -> float:
+        """The one clock of the loop: monotonic, immune to the wall clock being set."""
+        return time.monotonic()
+
+    def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int]) -> int:
+        return tree.spawn(argv, env, stdin_fd=stdin_fd)
+
+    def reap(self) -> list[tuple[int, int]]:
+        return pid1.reap()
+
+    def send(self, pid: int, sig: int) -> bool:
+        return tree.send(pid, sig)
+
+    def send_group(self, pgid: int, sig: int) -> bool:
+        return tree.send_group(pgid, sig)
+
+    def tree(self, pid: int, exclude: Callable[[], set[int]]) -> ChildTree:
+        return ChildTree(pid, started=self.now(), exclude=exclude)
+
+    def stop(self, child: ChildTree, sig: int, timeout: float, reason: str, members: Optional[set[int]]) -> StopLadder:
+        return StopLadder(child, sig, timeout, reason, members)
+
+    def listening_ports(self, pids: set[int]) -> set[int]:
+        return ports.listening_ports(pids)
+
+    def wait_until_free(self, held: set[int]) -> None:
+        ports.wait_until_free(held)
+
+    def prepare(self, inbox: pid1.SignalInbox) -> None:
+        """Take over the signals reloadd handles and adopt orphans, as an init does."""
+        inbox.install()
+        pid1.become_subreaper()
+
+    def terminal(self) -> pid1.Terminal:
+        return pid1.Terminal()
+
+    def interactive_stdin(self) -> bool:
+        return stdin_is_interactive()
+
+    def watch(
+        self,
+        rules: Rules,
+        legacy_watch: Optional[bool],
+        poll_interval_ms: int,
+        report: Callable[[set[str]], None],
+        extra_files: list[Path],
+    ) -> Watcher:
+        watcher = Watcher(rules, legacy_watch, poll_interval_ms, report, extra_files=extra_files)
+        watcher.start()
+        return watcher
