@@ -153,7 +153,7 @@ class Supervisor:
         self.hooks.fire("quit", exit_code=self.exit_code)
         deadline = self.system.now() + min(QUIT_HOOK_WAIT, self.plan.settings.event_timeout)
         while self.hooks.running and self.system.now() < deadline:
-            time.sleep(STOP_POLL_INTERVAL)
+            self.system.sleep(STOP_POLL_INTERVAL)
             self.handle_reaped()
         self.hooks.kill_all()
         self.handle_reaped()
@@ -169,7 +169,7 @@ class Supervisor:
             self.tree, ABANDON_SIGNAL, self.plan.settings.stop_timeout, "reloadd failed", None
         )
         while not ladder.poll():
-            time.sleep(STOP_POLL_INTERVAL)
+            self.system.sleep(STOP_POLL_INTERVAL)
             self.system.reap()
         self.system.reap()
 

@@ -25,6 +25,10 @@ class System:
         """The one clock of the loop: monotonic, immune to the wall clock being set."""
         return time.monotonic()
 
+    def sleep(self, seconds: float) -> None:
+        """Wait outside the loop (only while stopping for good, when nothing else is to be done)."""
+        time.sleep(seconds)
+
     def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int]) -> int:
         return tree.spawn(argv, env, stdin_fd=stdin_fd)
 
