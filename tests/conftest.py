@@ -9,7 +9,7 @@ and ``scripts/check --fast`` pick the fast layer. Shared helpers live in ``suppo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ def app(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def run_reloadd() -> Iterator:
+def run_reloadd() -> Iterator[Callable[..., Reloadd]]:
     """Start reloadd with ``run_reloadd(args, cwd, env=...)``; everything it started is ended after the test."""
     started: list[Reloadd] = []
 

@@ -89,6 +89,11 @@ def starts(root: Path) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.exists() else []
 
 
+def starts_reach(root: Path, count: int) -> Callable[[], bool]:
+    """A condition for wait_for: the app in ``root`` has started at least ``count`` times."""
+    return lambda: len(starts(root)) >= count
+
+
 class Reloadd:
     """A running ``reloadd`` whose stderr is collected in a file (read it with ``.log()``)."""
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import psutil
-from support import Reloadd, free_port, reloadd_argv, starts, touch, wait_for
+from support import Reloadd, free_port, reloadd_argv, starts, starts_reach, touch, wait_for
 
 RunReloadd = Callable[..., Reloadd]
 
 
-def inspector_version(port: int) -> Optional[dict]:
+def inspector_version(port: int) -> Optional[dict[str, object]]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/version", timeout=1) as response:
             return dict(json.loads(response.read()))
@@ -35,7 +35,7 @@ def test_inspector_survives_20_quick_restarts(app: Path, run_reloadd: RunReloadd
         touch(app / "version.js")
         if count % 5 == 0:
             touch(app / "version.js", "module.exports = 'again';\n")  # back to back, no wait in between
-        wait_for(lambda c=count: len(starts(app)) >= c, what=f"restart {count}; log:\n{runner.log()}")
+        wait_for(starts_reach(app, count), what=f"restart {count}; log:\n{runner.log()}")
         wait_for(lambda: inspector_version(port), what=f"the inspector after restart {count}")
     text = runner.log() + runner.out()
     assert "address already in use" not in text.lower() and "EADDRINUSE" not in text, text
@@ -107,7 +107,7 @@ def test_a_hanging_or_failing_hook_never_holds_restarts_back(app: Path, run_relo
     for count in (2, 3):
         began = time.monotonic()
         touch(app / "version.js")
-        wait_for(lambda c=count: len(starts(app)) >= c, what=runner.log())
+        wait_for(starts_reach(app, count), what=runner.log())
         assert time.monotonic() - began < 3
     hook_pid = int((app / "hang.pid").read_text())
     wait_for(lambda: not psutil.pid_exists(hook_pid) or psutil.Process(hook_pid).status() == "zombie", timeout=4)

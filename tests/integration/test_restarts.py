@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -297,7 +298,8 @@ def test_no_process_of_the_old_tree_survives_a_restart(
         old_pids = [p.pid for p in old]
         before = len(recorded_pids(app))
         touch(app / "version.js")
-        wait_for(lambda b=before: len(recorded_pids(app)) >= b + expected, timeout=15, what=runner.log())
+        grown = functools.partial(lambda b: len(recorded_pids(app)) >= b + expected, before)
+        wait_for(grown, timeout=15, what=runner.log())
         assert_old_tree_gone(app, runner, old_pids)
     if IGNORES_EVERYTHING in extra:
         assert "SIGKILL" in runner.log()

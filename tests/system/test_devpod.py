@@ -249,7 +249,7 @@ def test_synced_batches_restart_once_each_and_sigterm_stops_the_app_gracefully(t
                 "server.js": edited(volume, "server.js", comment="sync 3"),
             },
         )
-        served_by_new_process(port, "Hello again", second["pid"], pod)
+        served_by_new_process(port, "Hello again", int(str(second["pid"])), pod)
         hold(lambda: restarts(pod) == 2, QUIET, f"one restart for batch 3; log:\n{pod.runner.log()}")
         assert not list(volume.rglob(".syncthing.*.tmp"))
 

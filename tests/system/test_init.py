@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import psutil
 import pytest
-from support import Reloadd, make_app, reloadd_argv, starts, touch, wait_for
+from support import Reloadd, make_app, reloadd_argv, starts, starts_reach, touch, wait_for
 
 PID1_PREFIX = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
 MODES = {"pid1": PID1_PREFIX, "subreaper": []}
@@ -254,7 +254,7 @@ def test_a_restart_storm_leaks_no_zombie_and_no_descriptor(init: Callable[..., I
     before = fd_count(target)
     for count in range(2, 52):
         os.kill(target, signal.SIGHUP)
-        wait_for(lambda c=count: len(starts(app)) >= c, what=f"restart {count}:\n{one.runner.log()[-2000:]}")
+        wait_for(starts_reach(app, count), what=f"restart {count}:\n{one.runner.log()[-2000:]}")
     wait_for(lambda: not one.zombies(), timeout=3, what="no zombies after the storm")
     assert fd_count(target) <= before, (before, os.listdir(f"/proc/{target}/fd"))
 
@@ -279,7 +279,9 @@ def test_subreaper_adopts_double_forked_daemons(tmp_path: Path, run_reloadd: Cal
     [(["--no-watch"], {}), ([], {"RELOADD_WATCH": "0"}), ([], {"NODE_ENV": "production"})],
     ids=["flag", "RELOADD_WATCH=0", "NODE_ENV=production"],
 )
-def test_init_mode_watches_nothing(init: Callable[..., Init], tmp_path: Path, args: list[str], env: dict) -> None:
+def test_init_mode_watches_nothing(
+    init: Callable[..., Init], tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
     app = make_app(tmp_path / "app")
     one = init([*args, "server.js"], cwd=app, env=env)
     wait_for(lambda: len(starts(app)) == 1, what="start")

@@ -10,7 +10,7 @@ from reloadd import console, policy
 
 
 def ending(status: int, **overrides: object) -> policy.Ending:
-    facts = {
+    facts: dict[str, object] = {
         "status": status,
         "uptime": 1.0,
         "watching": True,

@@ -182,7 +182,7 @@ def pod_spec(path: Path) -> dict[str, Any]:
 
 def app_container(path: Path) -> dict[str, Any]:
     (container,) = [c for c in pod_spec(path)["containers"] if c["name"] == "app"]
-    return container
+    return dict(container)
 
 
 def env_of(container: dict[str, Any]) -> dict[str, str]:
