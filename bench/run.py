@@ -245,7 +245,7 @@ def reloadd_phases(stderr: str) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in phases.items() if v}
 
 
-# ---------------------------------------------------------------- polling tree (issue 4)
+# ---------------------------------------------------------------- polling tree
 
 
 def make_tree(root: Path) -> Path:

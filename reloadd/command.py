@@ -295,7 +295,8 @@ def child_env(settings: Settings, base_env: Mapping[str, str], cwd: Path) -> dic
     """The app's environment.
 
     Args:
-        settings: config ``env`` supplies defaults (the caller's environment wins, interface.md).
+        settings: config ``env`` supplies defaults; the caller's environment wins
+            (docs/behaviour.md "Deliberate differences").
         base_env: reloadd's own environment.
         cwd: the app's working directory, whose ``node_modules/.bin`` goes first on PATH.
 

@@ -27,7 +27,8 @@ DEFAULT_RESTART_SIGNAL = "SIGUSR2"  # nodemon's default: node dies of it unless 
 DEFAULT_STOP_TIMEOUT = 5.0  # seconds the old tree gets before SIGKILL
 DEFAULT_POLL_INTERVAL_MS = 100  # chokidar's (and so nodemon's) default interval
 DEFAULT_EVENT_TIMEOUT = 30.0  # seconds a hook may run before it is killed
-INSPECT_DEFAULT_HOST = "127.0.0.1"  # reachable through kubectl port-forward, not from the network (interface.md)
+# Reachable through kubectl port-forward, not from the network (docs/behaviour.md "Inspector").
+INSPECT_DEFAULT_HOST = "127.0.0.1"
 INSPECT_DEFAULT_PORT = 9229  # node's own default inspector port
 INSPECT_BRK_PREFIX = "brk:"  # `inspect` value prefix meaning --inspect-brk (stop before the first line)
 MAX_PORT = 65535
@@ -154,7 +155,7 @@ class Settings(BaseModel):
     cwd: Optional[str] = None
     spawn: bool = False
     watch_options: dict[str, Any] = Field(default_factory=dict, alias="watchOptions")
-    # reloadd's own keys (interface.md "Options beyond nodemon's")
+    # reloadd's own keys (README "Options")
     stop_timeout: float = Field(default=DEFAULT_STOP_TIMEOUT, alias="stopTimeout", ge=0)
     inspect: Optional[str] = None  # "HOST:PORT"; "brk:HOST:PORT" for --inspect-brk
     restart_on_crash: bool = Field(default=False, alias="restartOnCrash")

@@ -1,7 +1,7 @@
 """The matching rules: which changed files restart the app, which directories are never looked at.
 
 Patterns are minimatch-like globs (``**``, ``*``, ``?``, ``[...]``, ``{a,b}``), as in nodemon,
-with one deliberate difference (interface.md): they are matched against the path *inside the
+with one deliberate difference (docs/behaviour.md): they are matched against the path *inside the
 project* (relative to the working directory, or to the watch root for paths outside it), not
 against the whole absolute path. nodemon turns ``tmp/*`` into ``**/tmp/*`` and tests it
 against ``/tmp/x/server.js``, so a project living under ``/tmp`` is ignored entirely.
@@ -32,7 +32,7 @@ MAGIC = frozenset("*?[")  # after brace expansion, these make a segment a patter
 MAX_BRACE_EXPANSION = 1024  # `{1..100000}` in a watch list is a typo, not a request for 100,000 rules
 
 # Editor and sync-tool files that exist only while a real file is being written. The rename
-# that publishes the real file is the change that counts (interface.md "Watching").
+# that publishes the real file is the change that counts (docs/behaviour.md "Watching").
 TEMP_FILE_PATTERNS = (
     r"\.syncthing\..*\.tmp",  # Syncthing's download in progress (renamed over the target when done)
     r"~syncthing~.*\.tmp",  # the same on file systems where dotfiles are awkward

@@ -31,7 +31,7 @@ PYPROJECT_TOML = "pyproject.toml"
 PYPROJECT_TABLE = ("tool", "reloadd")
 PACKAGE_JSON = "package.json"
 PACKAGE_KEY = "nodemonConfig"
-PRODUCTION = "production"  # NODE_ENV value that turns watching off (interface.md "Production")
+PRODUCTION = "production"  # NODE_ENV value that turns watching off (docs/behaviour.md "Production")
 # nodemon keys reloadd accepts and has no use for: no warning for them.
 SILENT_KEYS = frozenset({"noUpdateNotifier", "js"})
 

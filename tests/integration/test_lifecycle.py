@@ -1,4 +1,4 @@
-"""Inspector, event hooks, config reload and soft reload (issue 5), on real node apps."""
+"""Inspector, event hooks, config reload and soft reload, on real node apps."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The installed reloadd on real node apps: restarts, grouping, crash/exit, stdin, whole-tree stops (issue 2)."""
+"""The installed reloadd on real node apps: restarts, grouping, crash/exit, stdin, whole-tree stops."""
 
 from __future__ import annotations
 

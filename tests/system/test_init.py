@@ -1,4 +1,4 @@
-"""reloadd as an init: exit statuses, signals, reaping, terminal, init mode (issue 3).
+"""reloadd as an init: exit statuses, signals, reaping, terminal, init mode.
 
 Every test runs twice: as a real PID 1 (``unshare --pid --fork --mount-proc``, the kernel rules
 of a container) and as a plain process that made itself a child subreaper.

@@ -309,7 +309,7 @@ def test_inspector_needs_node(cwd: Path, argv: list[str], config: dict[str, Any]
 def test_child_env_uses_config_env_as_defaults(tmp_path: Path) -> None:
     settings = validate({"env": {"PORT": 3000, "DEBUG": "app:*", "FLAG": True, "RATIO": 1.5, "WHOLE": 8.0}}, "t")
     env = child_env(settings, {"PORT": "8080", "PATH": "/usr/bin:/bin"}, tmp_path)
-    assert env["PORT"] == "8080"  # the caller's environment wins (interface.md, nodemon #2209)
+    assert env["PORT"] == "8080"  # the caller's environment wins (docs/behaviour.md, nodemon #2209)
     assert (env["DEBUG"], env["FLAG"], env["RATIO"], env["WHOLE"]) == ("app:*", "true", "1.5", "8")
 
 

@@ -2,7 +2,7 @@
 
 Each table row is (configuration, path inside the project, expected answer). The project
 lives under pytest's tmp_path, which is itself under /tmp: that is on purpose, see the
-`tmp/*` rows (interface.md "Deliberate differences").
+`tmp/*` rows (docs/behaviour.md "Deliberate differences").
 """
 
 from __future__ import annotations
