@@ -27,9 +27,9 @@ from typing import Optional
 
 import psutil
 import pytest
+from example_support import body, copy_example, express_node_modules, install_cache, served
 from fs_support import bindfs_mount, fuse_missing_reason, hold
 from support import Reloadd, free_port, wait_for
-from test_example_app import body, copy_example, express_node_modules, install_cache, served
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--kill-child"]
 SERVE_BOUND = 10.0  # seconds from the end of a sync to the change being served: polls, FUSE attr cache, restart
