@@ -43,6 +43,7 @@ class State(enum.Enum):
     IDLE = "idle"  # no app: before the first change (-C), after a crash or a clean exit
     RUNNING = "running"
     RESTARTING = "restarting"  # the tree is stopping; the next generation starts once it is gone
+    BETWEEN = "between generations"  # the old tree is gone; the next starts when the burst closes
     CLEANING_UP = "cleaning up"  # the app exited by itself; what it left running is stopping
     EXITING = "exiting"  # the tree is stopping; reloadd exits once it is gone
     BACKOFF = "backoff"  # --restart-on-crash: waiting before the next start
@@ -53,7 +54,8 @@ class State(enum.Enum):
 ALLOWED: dict[State, frozenset[State]] = {
     State.IDLE: frozenset({State.RUNNING, State.EXITED}),
     State.RUNNING: frozenset({State.RESTARTING, State.CLEANING_UP, State.EXITING}),
-    State.RESTARTING: frozenset({State.RUNNING, State.EXITING, State.EXITED}),
+    State.RESTARTING: frozenset({State.RUNNING, State.BETWEEN, State.EXITING, State.EXITED}),
+    State.BETWEEN: frozenset({State.RUNNING, State.EXITED}),
     State.CLEANING_UP: frozenset({State.RESTARTING, State.EXITING, State.IDLE, State.BACKOFF, State.EXITED}),
     State.EXITING: frozenset({State.EXITED}),
     State.BACKOFF: frozenset({State.RUNNING, State.EXITED}),
@@ -327,7 +329,10 @@ class Supervisor:
             self._exit(status, "the app's tree is gone")
         elif self.state is State.RESTARTING:
             self.hooks.fire("exit", filename=self.plan.settings.signal, exit_code=status)
-            self.start("the old tree is gone")
+            if self.burst.first is None:
+                self.start("the old tree is gone")
+            else:
+                self.transition(State.BETWEEN, "the old tree is gone; the burst of changes is still open")
         else:
             if not self.reads_stdin:
                 self.terminal.take_back()  # so that Ctrl-C reaches reloadd while no app runs
@@ -397,7 +402,9 @@ class Supervisor:
     def restart(self, reason: str, changed: list[str]) -> None:
         """A restart was asked for (changes, `rs`, SIGHUP, a config reload): act by state."""
         said = "restarting due to changes..." if changed else f"restarting: {reason}"
-        if self.state in (State.IDLE, State.BACKOFF):
+        if self.state is State.BETWEEN:
+            self.start(reason)
+        elif self.state in (State.IDLE, State.BACKOFF):
             out.status(said if changed else f"starting: {reason}")
             self.start(reason)
         elif self.state is State.RUNNING:
@@ -421,11 +428,19 @@ class Supervisor:
             reported, settle = self.incoming.popleft()
             self.burst.add(reported, now, busy, settle)
         self.burst.busy = busy
+        if self.state is State.RUNNING and self._may_stop_early(self.burst.paths):
+            self.restart("files changed", sorted(self.burst.paths))
         if not self.burst.ready(now):
             return
         paths, first = self.burst.take()
         self.timing.first_change, self.timing.group_closed = time.time() - (now - first), time.time()
         self.on_burst(paths)
+
+    def _may_stop_early(self, paths: set[str]) -> bool:
+        """Stopping the old tree may begin with a burst's first change, overlapping the quiet
+        window (the next generation still waits for the burst to close), unless the whole
+        burst is needed to decide: a config file in it, a soft-reload path, or a delay."""
+        return bool(paths) and not self.delay.seconds and not self.soft.enabled and not self.config_files & paths
 
     def on_burst(self, paths: list[str]) -> None:
         for path in paths:

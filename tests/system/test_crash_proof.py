@@ -54,7 +54,7 @@ def gone(pid: int) -> bool:
         return True
 
 
-@pytest.mark.parametrize("method", ["on_burst", "handle_timers"])
+@pytest.mark.parametrize("method", ["_may_stop_early", "handle_timers"])
 def test_a_failure_inside_reloadd_stops_the_whole_tree_then_exits_70(
     tmp_path: Path, run_reloadd: RunReloadd, method: str
 ) -> None:
@@ -64,7 +64,7 @@ def test_a_failure_inside_reloadd_stops_the_whole_tree_then_exits_70(
     runner = faulty(run_reloadd, app, method, ["server.js"])
     wait_for(lambda: starts(app) and (app / "helper.pid").exists(), what=f"the app and its helper; {runner.log()}")
     node, helper = starts(app)[0], int((app / "helper.pid").read_text())
-    if method == "on_burst":
+    if method == "_may_stop_early":
         touch(app / "server.js", SERVER_WITH_HELPER)  # the fault fires when the burst is handled
     assert runner.wait_exit() == EXIT_INTERNAL, runner.log()
     assert gone(node) and gone(helper), f"left behind: node {node}, helper {helper}\n{runner.log()}"

@@ -56,6 +56,46 @@ def test_changes_while_stopping_join_the_restart_under_way(tmp_path: Path) -> No
     assert len(run.system.spawned()) == 2
 
 
+def test_stopping_begins_with_the_first_change_of_a_burst(tmp_path: Path) -> None:
+    run = Replay(tmp_path, ["server.js"]).start()
+    first = run.app
+    run.change("a.js")
+    assert ("signal", first, "SIGUSR2") in run.system.actions, "the stop overlaps the quiet window"
+    assert state(run) is State.RESTARTING
+
+
+def test_the_next_generation_waits_for_the_burst_to_close(tmp_path: Path) -> None:
+    run = Replay(tmp_path, ["server.js"]).start()
+    run.system.answers[signal.SIGUSR2] = 0.001  # the old tree is gone at once
+    for index in range(10):  # a 100 ms burst: one change every 10 ms
+        run.change(f"m{index}.js")
+        run.until(run.system.clock + 0.01)
+    assert state(run) is State.BETWEEN
+    assert len(run.system.spawned()) == 1
+    run.until(run.system.clock + GROUP_QUIET + 0.01)
+    assert state(run) is State.RUNNING
+    assert len(run.system.spawned()) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "files", "changed"),
+    [
+        (["--delay", "1"], {}, "a.js"),
+        ([], {"nodemon.json": "{}"}, "nodemon.json"),
+        ([], {"nodemon.json": '{"hot": {"paths": ["views/**"]}}'}, "a.js"),
+    ],
+    ids=["delay", "config file", "soft reload configured"],
+)
+def test_no_early_stop_where_the_whole_burst_decides(
+    tmp_path: Path, args: list[str], files: dict[str, str], changed: str
+) -> None:
+    run = Replay(tmp_path, [*args, "server.js"], files).start()
+    first = run.app
+    run.change(changed)
+    assert ("signal", first, "SIGUSR2") not in run.system.actions
+    assert state(run) is State.RUNNING
+
+
 def test_a_crash_waits_for_changes(tmp_path: Path) -> None:
     run = Replay(tmp_path, ["server.js"]).start()
     run.until(0.3)
