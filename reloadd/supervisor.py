@@ -26,7 +26,18 @@ from .errors import ReloaddError, exit_status
 from .hooks import Hooks
 from .matching import GlobSet, Rules
 from .output import out
-from .pid1 import FORWARDED_SIGNALS, RESTART_SIGNAL, STOP_SIGNALS, SignalInbox, Terminal, become_subreaper, reap
+from .pid1 import (
+    CONTINUE_SIGNAL,
+    FORWARDED_SIGNALS,
+    HANGUP_STOP_SIGNAL,
+    RESTART_SIGNAL,
+    STOP_SIGNALS,
+    SUSPEND_SIGNAL,
+    SignalInbox,
+    Terminal,
+    become_subreaper,
+    reap,
+)
 from .ports import listening_ports, wait_until_free
 from .tree import ChildTree, StopLadder, send, send_group, spawn
 from .watcher import ChangeGroup, Watcher
@@ -211,25 +222,54 @@ class Supervisor:
         for sig in self.inbox.drain():
             if sig in STOP_SIGNALS:
                 self.request_exit(sig)
+            elif sig == RESTART_SIGNAL and self.terminal.hung_up():
+                self.on_hangup()
+            elif sig == SUSPEND_SIGNAL or (
+                sig == signal.SIGCHLD and self.tree and self.terminal.app_suspended(self.tree.pid)
+            ):
+                self.suspend()
+            elif sig == CONTINUE_SIGNAL:
+                self.resume()
             elif sig == RESTART_SIGNAL and self.watching:
                 self.request_restart("SIGHUP received", [])
             elif sig == RESTART_SIGNAL or sig in FORWARDED_SIGNALS:
                 if self.tree and self.tree.status is None:
                     send_group(self.tree.pgid, sig)
 
-    def request_exit(self, sig: int) -> None:
-        name = signal.Signals(sig).name
+    def request_exit(self, sig: int, reason: str = "") -> None:
+        reason = reason or f"{signal.Signals(sig).name} received"
         if self.ladder and self.purpose is Purpose.EXIT:
-            self.ladder.kill_now(f"{name} received again during shutdown")
+            self.ladder.kill_now(f"{reason} again during shutdown")
         elif self.ladder:
             self.purpose = Purpose.EXIT  # a restart or clean-up under way now ends in exiting
             self.ladder.tree.signal_all(sig, self.ladder.tree.members())
         elif self.tree is None:
-            out.detail(f"{name} received with no app running: exiting")
+            out.detail(f"{reason} with no app running: exiting")
             self.exit_code = 0
         else:
             self.purpose = Purpose.EXIT
-            self.begin_stop(sig, f"{name} received")
+            self.begin_stop(sig, reason)
+
+    def on_hangup(self) -> None:
+        """The terminal went away: stop everything as on Ctrl-C. The shell's own SIGHUP and the one the
+        kernel sends when the shell exits are the same hang-up, not a second request to hurry."""
+        if not (self.ladder and self.purpose is Purpose.EXIT):
+            self.request_exit(HANGUP_STOP_SIGNAL, "the terminal hung up")
+
+    def suspend(self) -> None:
+        """Ctrl-Z: stop the app's tree, then reloadd itself, so the shell sees the job stopped."""
+        if not self.terminal.can_suspend():
+            return
+        if self.tree and self.tree.status is None:
+            self.tree.signal_all(SUSPEND_SIGNAL, self.tree.members())
+        os.kill(os.getpid(), signal.SIGSTOP)  # returns once `fg`/`bg` continues reloadd's group
+
+    def resume(self) -> None:
+        """`fg`/`bg` continued reloadd: continue the app's tree; in front with `-I`, it gets the terminal again."""
+        if self.tree and self.tree.status is None:
+            if not self.reads_stdin:
+                self.terminal.give_to(self.tree.pgid)
+            self.tree.signal_all(CONTINUE_SIGNAL, self.tree.members())
 
     # -- processes --------------------------------------------------------------------------
     def handle_reaped(self) -> None:
@@ -455,8 +495,12 @@ class Supervisor:
 
     # -- stdin ------------------------------------------------------------------------------
     _pending_stdin = False
+    _stdin_paused = False  # a background job cannot read its terminal (EIO); once in front (`fg`), it can
 
     def handle_stdin_events(self) -> None:
+        if self._stdin_paused and self.terminal.in_front():  # `fg` sends no signal to a running job: look
+            self._stdin_paused = False
+            self.selector.register(0, selectors.EVENT_READ, "stdin")
         if not self._pending_stdin:
             return
         self._pending_stdin = False
@@ -465,6 +509,10 @@ class Supervisor:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
+            if self.terminal.usable and not self.terminal.in_front() and not self.terminal.hung_up():
+                self.selector.unregister(0)
+                self._stdin_paused = True
+                return
             data = b""
         if not data:
             self.selector.unregister(0)
