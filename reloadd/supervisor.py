@@ -401,6 +401,7 @@ class Supervisor:
         if self.state is not State.RUNNING or self.tree is None:
             self.backoff_until = None
             out.status("restarting due to changes..." if changed else f"starting: {reason}")
+            self.hooks.fire("restart", changed=changed, filename=",".join(changed))  # nodemon: any restart request
             self.start_child()
             return
         out.status("restarting due to changes..." if changed else f"restarting: {reason}")
