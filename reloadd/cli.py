@@ -186,7 +186,7 @@ FLAGS: tuple[Flag, ...] = (
          key="watch", parse=_text, append=True, metavar="PATH", section=WATCH),
     Flag(("-i", "--ignore"), "ignore this file, directory or glob (repeatable)",
          key="ignore", parse=_text, append=True, metavar="GLOB", section=WATCH),
-    Flag(("-e", "--ext"), "extensions to watch, e.g. js,mjs,json; * = all (default: from the script)",
+    Flag(("-e", "--ext"), "extensions to watch, e.g. js,mjs,json; * or '' = all (default: from the script)",
          key="ext", parse=_text, metavar="LIST", section=WATCH),
     Flag(("-d", "--delay"), "wait for this much quiet after a change before restarting: 2.5 (seconds), 2500ms, 5s",
          key="delay", parse=parse_duration_ms, metavar="TIME", section=WATCH),

@@ -279,8 +279,8 @@ def script_extension(script: Optional[str]) -> str:
 
 
 def extensions(ext: Optional[str], script: Optional[str]) -> list[str]:
-    """``ext`` if set (split on commas, spaces and ``*``, dots stripped; ``*`` = all), else from the script."""
-    if ext is not None and ext.strip():
+    """``ext`` if set (split on commas, spaces and ``*``, dots stripped; ``*`` or empty = all), else from the script."""
+    if ext is not None:
         words = [word.lstrip(".") for word in re.findall(r"[^,*\s]+", ext)]
         unique = list(dict.fromkeys(word for word in words if word))
         return unique or [ALL_EXTENSIONS]

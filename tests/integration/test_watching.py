@@ -469,3 +469,15 @@ def test_editor_temp_files_never_restart(app: Path, run_reloadd: RunReloadd, mod
 
     touch(app / "src" / "mod.js")  # the save itself: proves the watcher was listening all along
     hold_starts(runner, app, 2)
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_an_empty_ext_watches_every_extension(app: Path, run_reloadd: RunReloadd, how: str) -> None:
+    """nodemon reads `-e ''` and `"ext": ""` as "all extensions"; the defaults would miss the template."""
+    ignores = ["-i", "starts.log", "-i", "port"]  # the app's own output files
+    if how == "config":
+        (app / "nodemon.json").write_text('{"ext": ""}')
+    runner = run_reloadd([*(["-e", ""] if how == "flag" else []), *ignores, "server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+    touch(app / "page.html")
+    wait_starts(runner, app, 2)

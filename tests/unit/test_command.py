@@ -206,7 +206,8 @@ def test_broken_package_json_is_named(tmp_path: Path) -> None:
         ("js,js", None, ["js"]),
         ("*", None, ["*"]),
         ("*.*", None, ["*"]),
-        ("", "app.py", ["py", "json"]),
+        ("", "app.py", ["*"]),  # nodemon: an empty ext means every extension, not the script's defaults
+        (" ", None, ["*"]),
     ],
 )
 def test_extensions(ext: Optional[str], script: Optional[str], expected: list[str]) -> None:
