@@ -433,8 +433,10 @@ def _help_text() -> str:
         "  reloadd [options] -- COMMAND [ARGS...]                       run exactly this command",
         "",
         "Without a script: package.json main, then index.js, then scripts.start. Unknown flags before the",
-        "script go to node (reloadd --trace-warnings server.js). Config: --config FILE, else reloadd.toml,",
-        "[tool.reloadd] in pyproject.toml, nodemon.json, package.json nodemonConfig; plus $HOME/nodemon.json.",
+        "script go to node (reloadd --trace-warnings server.js). `hello -e py` runs hello.py (the first ext);",
+        'execMap picks the program (.py python, .ts ts-node); .coffee runs with coffee --nodejs "NODE FLAGS".',
+        "Config: --config FILE, else reloadd.toml, [tool.reloadd] in pyproject.toml, nodemon.json,",
+        "package.json nodemonConfig; plus $HOME/nodemon.json.",
         "Precedence: command line > environment > local config > global config > defaults.",
     ]
     for section in (WATCH, RUN, STOP, OUTPUT, CONFIG):
@@ -443,8 +445,8 @@ def _help_text() -> str:
         "",
         "Environment: RELOADD_WATCH=1 watches even with NODE_ENV=production; NO_COLOR, FORCE_COLOR.",
         "Type rs and Enter to restart (SIGHUP restarts too); SIGTERM/SIGINT stop the app and exit with its status.",
-        "On a terminal: Ctrl-Z suspends the app and reloadd (fg resumes both); `reloadd ... &` leaves the terminal",
-        "to the shell; closing the terminal stops the app and reloadd, as Ctrl-C does.",
+        "On a terminal: Ctrl-Z suspends the app and reloadd (fg resumes both); `reloadd ... &` leaves the",
+        "terminal to the shell; closing the terminal stops the app and reloadd, as Ctrl-C does.",
         "Examples:",
         "  reloadd server.js 8080",
         "  reloadd -w src -e js,json --inspect server.js",
