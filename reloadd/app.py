@@ -55,6 +55,10 @@ def run(argv: list[str]) -> int:
         return 0
     os.chdir(plan.cwd)
     out.info(__version__)
+    for path in plan.files:
+        out.detail(f"reading config {path}")
+    if plan.settings.watching:
+        out.detail(f"ignoring: {' '.join(plan.rules.describe_ignore()) or 'nothing'}")
     for warning in plan.warnings:
         out.warn(warning)
     for notice in plan.notices:

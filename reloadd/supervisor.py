@@ -438,6 +438,7 @@ class Supervisor:
         if delay > 0:
             self.changed = sorted(set(self.changed) | set(paths)) if self.delay_until else paths
             self.delay_until = time.monotonic() + delay  # nodemon's delay restarts its timer on each change
+            out.detail(f"delaying restart for {self.plan.settings.delay:g}ms")
             return
         self.request_restart("files changed", paths)
 
