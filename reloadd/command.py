@@ -299,6 +299,14 @@ def _own_inspect(argv: list[str]) -> Optional[tuple[str, int]]:
     return found
 
 
+def missing_script_warning(command: Command, cwd: Path) -> Optional[str]:
+    """A script named like one (``server.js``) runs even when it does not exist yet: in a dev pod the code
+    may arrive after the container starts. Say so, rather than leave node's "Cannot find module" unexplained."""
+    if command.script is None or exists(cwd / command.script):
+        return None
+    return f"{command.script} does not exist (yet): starting it anyway; when it appears, it is started again"
+
+
 def is_node_program(program: str) -> bool:
     return PurePath(program).name in NODE_PROGRAMS
 
