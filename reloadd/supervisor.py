@@ -535,6 +535,8 @@ class Supervisor:
         if self.reads_stdin:
             self.terminal.take_back()  # reading a terminal needs its foreground group
             self._read_stdin()
+        elif self._stdin_paused:
+            self._stdin_paused = False  # a background job's stdin is not registered: nothing to undo
         else:
             self.selector.unregister(0)
 
