@@ -325,7 +325,9 @@ def extensions(ext: Optional[str], script: Optional[str]) -> list[str]:
     suffix = script_extension(script)
     if not suffix or suffix in JS_EXTENSIONS:
         return list(DEFAULT_JS_WATCH)
-    return [suffix, "litcoffee", "json"] if suffix == "coffee" else [suffix, "json"]
+    if suffix in COFFEE_EXTENSIONS:  # either kind of CoffeeScript file may be required by the other
+        return [suffix, *(e for e in COFFEE_EXTENSIONS if e != suffix), "json"]
+    return [suffix, "json"]
 
 
 # -- the child's environment -------------------------------------------------------------------------------------

@@ -211,6 +211,7 @@ def test_broken_package_json_is_named(tmp_path: Path) -> None:
         (None, "app.ts", ["ts", "json"]),
         (None, "app.py", ["py", "json"]),
         (None, "tool.coffee", ["coffee", "litcoffee", "json"]),
+        (None, "notes.litcoffee", ["litcoffee", "coffee", "json"]),
         ("js,json", "app.ts", ["js", "json"]),
         ("js json", None, ["js", "json"]),
         (".js, .ts", None, ["js", "ts"]),
