@@ -11,6 +11,7 @@ import fcntl
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,10 +147,14 @@ def shell_alive_and_in_front(shell: Shell, tag: str) -> None:
     assert match.group(1) == match.group(2), "the shell's group is not the terminal's foreground group"
 
 
-@pytest.mark.parametrize("flags", ["", "-I "])
-def test_closing_the_terminal_stops_the_app_and_reloadd(shell: Shell, tmp_path: Path, flags: str) -> None:
+@pytest.mark.parametrize("command", ["reloadd server.js", "reloadd -I server.js", "npm run dev"])
+def test_closing_the_terminal_stops_the_app_and_reloadd(shell: Shell, tmp_path: Path, command: str) -> None:
     cwd = tmp_path / "app"
-    shell.type(f"reloadd {flags}server.js\n")
+    if command.startswith("npm"):
+        if shutil.which("npm") is None:
+            pytest.skip("npm is not installed")
+        (cwd / "package.json").write_text('{"scripts": {"dev": "reloadd server.js"}}')
+    shell.type(f"{command}\n")
     app = app_pid(cwd)
     reloadd = reloadd_of(app).pid
     shell.hang_up()
