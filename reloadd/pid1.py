@@ -163,9 +163,10 @@ class Terminal:
         return os.getpid() != 1
 
     def give_to(self, pgid: int) -> bool:
+        """Hand the terminal to ``pgid`` if reloadd holds it: its own group or the last app's is in front."""
         # tini does this in the child before exec; posix_spawn cannot, so a key typed in the
         # few microseconds between spawn and here still reaches reloadd (which forwards it).
-        if not self.in_front():
+        if not self.usable or foreground_group(self.fd) not in (self.own_pgrp, self.given_to):
             return False  # started with `&`, or suspended: the terminal is the shell's
         if self._set(pgid):
             self.given_to = pgid

@@ -500,9 +500,7 @@ class Supervisor:
     _stdin_paused = False  # a background job cannot read its terminal (EIO); once in front (`fg`), it can
 
     def handle_stdin_events(self) -> None:
-        if self._stdin_paused and self.terminal.in_front():  # `fg` sends no signal to a running job: look
-            self._stdin_paused = False
-            self.selector.register(0, selectors.EVENT_READ, "stdin")
+        self._check_front()
         if not self._pending_stdin:
             return
         self._pending_stdin = False
@@ -526,6 +524,15 @@ class Supervisor:
             self.request_restart(f"`{restartable}` entered", [])
             return
         self._forward_stdin(data)
+
+    def _check_front(self) -> None:
+        """`fg` sends a running background job no signal: look whether reloadd is in front now, and then
+        read `rs` again, or (with -I) hand the terminal on to the app, which holds it whenever it runs."""
+        if self._stdin_paused and self.terminal.in_front():
+            self._stdin_paused = False
+            self.selector.register(0, selectors.EVENT_READ, "stdin")
+        if not self.reads_stdin and self.tree and self.tree.status is None and self.terminal.in_front():
+            self.terminal.give_to(self.tree.pgid)
 
     def _switch_stdin(self) -> None:
         """`stdin`/`restartable` changed in a config reload: the restart that follows gives the

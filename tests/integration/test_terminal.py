@@ -187,6 +187,37 @@ def test_rs_works_once_a_background_reloadd_is_brought_to_the_front(shell: Shell
     wait_for(lambda: len(starts(cwd)) == 2, what=f"a restart after `rs`:\n{shell.screen}")
 
 
+def terminal_foreground(pid: int) -> int:
+    """The foreground process group of ``pid``'s terminal (tpgid in /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[5])
+
+
+def test_with_no_stdin_the_app_gets_the_terminal_once_fg_brings_reloadd_to_the_front(
+    shell: Shell, tmp_path: Path
+) -> None:
+    cwd = tmp_path / "app"
+    shell.type("reloadd -I server.js &\n")
+    app = app_pid(cwd)
+    reloadd = reloadd_of(app).pid
+    shell_alive_and_in_front(shell, "background")
+    shell.type("fg\n")
+    wait_for(lambda: terminal_foreground(app) == app, what=f"the app's group to get the terminal:\n{shell.screen}")
+    shell.type(b"\x03")  # Ctrl-C reaches the app itself, and reloadd ends with it
+    wait_for(lambda: gone(app) and gone(reloadd), what=f"Ctrl-C to end the app and reloadd:\n{shell.screen}")
+    shell_alive_and_in_front(shell, "ended")
+
+
+def test_with_no_stdin_each_restarted_app_gets_the_terminal(shell: Shell, tmp_path: Path) -> None:
+    cwd = tmp_path / "app"
+    shell.type("reloadd -I server.js\n")
+    first = app_pid(cwd)
+    wait_for(lambda: terminal_foreground(first) == first, what=f"the first app to get the terminal:\n{shell.screen}")
+    (cwd / "version.js").write_text("module.exports = 'v2';\n")
+    second = app_pid(cwd, count=2)
+    wait_for(lambda: terminal_foreground(second) == second, what=f"the next app to get it:\n{shell.screen}")
+
+
 @pytest.mark.parametrize("flags", ["", "-I "])
 def test_ctrl_z_suspends_the_app_too_and_fg_resumes_both(shell: Shell, tmp_path: Path, flags: str) -> None:
     cwd = tmp_path / "app"
