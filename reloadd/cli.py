@@ -448,7 +448,7 @@ def _help_text() -> str:
         "Environment: RELOADD_WATCH=1 watches even with NODE_ENV=production; NO_COLOR, FORCE_COLOR.",
         "Type rs and Enter to restart (SIGHUP restarts too); SIGTERM/SIGINT stop the app and exit with its status.",
         "On a terminal: Ctrl-Z suspends the app and reloadd (fg resumes both); `reloadd ... &` leaves the",
-        "terminal to the shell; closing the terminal stops the app and reloadd, as Ctrl-C does.",
+        "terminal to the shell; closing the terminal stops the app and reloadd, as Ctrl-C does (not with nohup).",
         "Examples:",
         "  reloadd server.js 8080",
         "  reloadd -w src -e js,json --inspect server.js",

@@ -131,6 +131,9 @@ class Terminal:
         self.own_pgrp = os.getpgrp()
         self.usable = self._is_our_terminal()
         self.controlling = has_controlling_terminal()  # at startup; a hang-up takes it away
+        # `nohup reloadd ... &` ignores SIGHUP before reloadd installs its handler: the user wants the
+        # app to outlive the terminal, so a hang-up is then neither a stop nor a restart.
+        self.nohup = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
         self.given_to: Optional[int] = None  # the group reloadd handed the terminal to, until taken back
 
     def _is_our_terminal(self) -> bool:

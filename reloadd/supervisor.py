@@ -253,7 +253,9 @@ class Supervisor:
     def on_hangup(self) -> None:
         """The terminal went away: stop everything as on Ctrl-C. The shell's own SIGHUP and the one the
         kernel sends when the shell exits are the same hang-up, not a second request to hurry."""
-        if not (self.ladder and self.purpose is Purpose.EXIT):
+        if self.terminal.nohup:
+            out.detail("the terminal hung up; running on (started with nohup)")
+        elif not (self.ladder and self.purpose is Purpose.EXIT):
             self.request_exit(HANGUP_STOP_SIGNAL, "the terminal hung up")
 
     def suspend(self) -> None:

@@ -163,6 +163,18 @@ def test_closing_the_terminal_stops_the_app_and_reloadd(shell: Shell, tmp_path: 
     wait_for(lambda: gone(shell.proc.pid), what="bash to exit")
 
 
+def test_nohup_keeps_the_app_running_when_the_terminal_closes(shell: Shell, tmp_path: Path) -> None:
+    cwd = tmp_path / "app"
+    shell.type("nohup reloadd -V server.js > ../nohup.log 2>&1 &\n")
+    app = app_pid(cwd)
+    reloadd = reloadd_of(app).pid
+    shell.hang_up()
+    log = tmp_path / "nohup.log"
+    wait_for(lambda: "the terminal hung up; running on" in log.read_text(), what=f"the hang-up:\n{log.read_text()}")
+    assert serves(cwd) == f"v1 {app}"
+    assert not gone(reloadd) and starts(cwd) == [app], (tmp_path / "nohup.log").read_text()
+
+
 @pytest.mark.parametrize("flags", ["", "-I "])
 def test_background_reloadd_leaves_the_terminal_to_the_shell(shell: Shell, tmp_path: Path, flags: str) -> None:
     cwd = tmp_path / "app"
