@@ -155,6 +155,10 @@ class Terminal:
         """
         return self.controlling and not has_controlling_terminal()
 
+    def forget(self) -> None:
+        """The hang-up was seen and outlived (nohup): from now on a SIGHUP is `kill -HUP`, a restart."""
+        self.controlling = False
+
     def app_suspended(self, pid: int) -> bool:
         """Ctrl-Z typed to an app that holds the terminal stopped it: reloadd must stop too, or the
         shell, which waits for reloadd's group, never gets its terminal back."""

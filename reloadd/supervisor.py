@@ -255,6 +255,7 @@ class Supervisor:
         kernel sends when the shell exits are the same hang-up, not a second request to hurry."""
         if self.terminal.nohup:
             out.detail("the terminal hung up; running on (started with nohup)")
+            self.terminal.forget()
         elif not (self.ladder and self.purpose is Purpose.EXIT):
             self.request_exit(HANGUP_STOP_SIGNAL, "the terminal hung up")
 

@@ -172,7 +172,9 @@ def test_nohup_keeps_the_app_running_when_the_terminal_closes(shell: Shell, tmp_
     log = tmp_path / "nohup.log"
     wait_for(lambda: "the terminal hung up; running on" in log.read_text(), what=f"the hang-up:\n{log.read_text()}")
     assert serves(cwd) == f"v1 {app}"
-    assert not gone(reloadd) and starts(cwd) == [app], (tmp_path / "nohup.log").read_text()
+    assert not gone(reloadd) and starts(cwd) == [app], log.read_text()
+    os.kill(reloadd, signal.SIGHUP)  # with the terminal gone, `kill -HUP` still restarts
+    wait_for(lambda: len(starts(cwd)) == 2, what=f"a restart after kill -HUP:\n{log.read_text()}")
 
 
 @pytest.mark.parametrize("flags", ["", "-I "])
