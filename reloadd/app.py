@@ -9,7 +9,7 @@ import traceback
 
 from . import __version__
 from .cli import HELP, CliArgs, parse_args
-from .command import build_command, child_env
+from .command import build_command, child_env, missing_script_warning
 from .errors import ReloaddError
 from .matching import Rules
 from .output import out, use_colour
@@ -26,7 +26,9 @@ def make_plan(cli: CliArgs) -> Plan:
     command = build_command(loaded.settings, cli, loaded.cwd)
     env = child_env(loaded.settings, os.environ, loaded.cwd)
     rules = Rules(loaded.settings, cwd=loaded.cwd, script=command.script, extensions=command.extensions)
-    return Plan(loaded.settings, command, env, loaded.cwd, rules, list(loaded.files), loaded.warnings, loaded.notices)
+    missing = missing_script_warning(command, loaded.cwd)
+    warnings = [*loaded.warnings, *([missing] if missing else [])]
+    return Plan(loaded.settings, command, env, loaded.cwd, rules, list(loaded.files), warnings, loaded.notices)
 
 
 def configure_output(plan: Plan) -> None:
@@ -56,6 +58,10 @@ def run(argv: list[str]) -> int:
         return 0
     os.chdir(plan.cwd)
     out.info(__version__)
+    for path in plan.files:
+        out.detail(f"reading config {path}")
+    if plan.settings.watching:
+        out.detail(f"ignoring: {' '.join(plan.rules.describe_ignore()) or 'nothing'}")
     for warning in plan.warnings:
         out.warn(warning)
     for notice in plan.notices:

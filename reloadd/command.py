@@ -20,6 +20,11 @@ from .errors import ConfigError
 
 NODE_PROGRAMS = frozenset({"node", "nodejs"})  # `nodejs` is Debian's older name for the binary
 DEFAULT_EXEC = "node"
+# A CoffeeScript script runs with `coffee` unless exec or execMap say otherwise (nodemon's default);
+# node's flags then go to node through coffee's --nodejs option, as one argument.
+COFFEE_EXTENSIONS = ("coffee", "litcoffee")
+COFFEE = "coffee"
+COFFEE_NODE_FLAGS = "--nodejs"
 SHELL = ("sh", "-c")
 JS_EXTENSIONS = ("js", "mjs", "cjs")
 DEFAULT_JS_WATCH = ["js", "mjs", "cjs", "json"]  # nodemon.md "Default extensions"
@@ -80,7 +85,10 @@ def build_command(settings: Settings, cli: CliArgs, cwd: Path) -> Command:
     script, script_args, start = find_script(settings, cli, cwd)
     if start is not None:
         return _shell_command(start, [*cli.node_flags, *script_args], None, settings)
-    exec_value = settings.exec or settings.exec_map.get(script_extension(script)) or DEFAULT_EXEC
+    chosen = settings.exec or settings.exec_map.get(script_extension(script))
+    if not chosen and script_extension(script) in COFFEE_EXTENSIONS:
+        return _coffee_command(settings, cli, script, script_args)
+    exec_value = chosen or DEFAULT_EXEC
     if isinstance(exec_value, list):
         return _word_command(list(exec_value), settings, cli, script, script_args, cwd)
     if needs_shell(exec_value):
@@ -131,8 +139,10 @@ def find_script(settings: Settings, cli: CliArgs, cwd: Path) -> tuple[Optional[s
     args = positional or list(settings.args)
     if settings.script:
         return expand_script(settings.script, cwd), args, None
-    if positional and _exists_as_script(positional[0], cwd):  # found relative to a config `cwd`
-        return expand_script(positional[0], cwd), positional[1:] or list(settings.args), None
+    # found relative to a config `cwd`, or completed with the first watched extension (`hello -e py`)
+    first = first_extension(settings.ext)
+    if positional and _exists_as_script(positional[0], cwd, first):
+        return expand_script(positional[0], cwd, first), positional[1:] or list(settings.args), None
     if settings.exec:
         return None, args, None
     return _discover(cwd, args)
@@ -164,15 +174,22 @@ def _package(cwd: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _exists_as_script(arg: str, cwd: Path) -> bool:
-    return arg == "." or exists(cwd / arg) or exists(Path(f"{cwd / arg}.js"))
+def _exists_as_script(arg: str, cwd: Path, extension: str = JS_EXTENSIONS[0]) -> bool:
+    return arg == "." or exists(cwd / arg) or exists(Path(f"{cwd / arg}.{extension}"))
 
 
-def expand_script(script: str, cwd: Path) -> str:
-    """nodemon runs ``server`` as ``server.js`` when only the latter exists."""
-    if not exists(cwd / script) and exists(Path(f"{cwd / script}.js")):
-        return f"{script}.js"
+def expand_script(script: str, cwd: Path, extension: str = JS_EXTENSIONS[0]) -> str:
+    """nodemon runs ``server`` as ``server.js`` (or ``hello`` as ``hello.py`` with ``-e py``) when only
+    the latter exists."""
+    if not exists(cwd / script) and exists(Path(f"{cwd / script}.{extension}")):
+        return f"{script}.{extension}"
     return script
+
+
+def first_extension(ext: Optional[str]) -> str:
+    """The extension nodemon completes a script name with: the first one of ``ext``, else js."""
+    words = [word.lstrip(".") for word in re.findall(r"[^,*\s]+", ext or "")]
+    return next((word for word in words if word), JS_EXTENSIONS[0])
 
 
 def _word_command(
@@ -188,6 +205,19 @@ def _word_command(
     argv += ([script] if script and not uses_filename else []) + list(script_args)
     inspect = _insert_inspect(argv, settings, is_node)
     return Command(argv, False, script, is_node, extensions(settings.ext, script), shlex.join(argv), inspect)
+
+
+def _coffee_command(settings: Settings, cli: CliArgs, script: Optional[str], script_args: list[str]) -> Command:
+    """``coffee [--nodejs "NODE FLAGS"] script args``: execArgs, nodeArgs and the flags before the script
+    are node's, so they travel in coffee's one --nodejs argument."""
+    node_flags = _interpreter_args(settings, cli, is_node=True)
+    inspect = None
+    if settings.inspect:
+        flag, inspect = _inspect_flag(settings.inspect, is_node=True)
+        node_flags.insert(0, flag)
+    argv = [COFFEE, *([COFFEE_NODE_FLAGS, " ".join(node_flags)] if node_flags else []), *([script] if script else [])]
+    argv += script_args
+    return Command(argv, False, script, False, extensions(settings.ext, script), shlex.join(argv), inspect)
 
 
 def _shell_command(string: str, extra: list[str], script: Optional[str], settings: Settings) -> Command:
@@ -269,6 +299,14 @@ def _own_inspect(argv: list[str]) -> Optional[tuple[str, int]]:
     return found
 
 
+def missing_script_warning(command: Command, cwd: Path) -> Optional[str]:
+    """A script named like one (``server.js``) runs even when it does not exist yet: in a dev pod the code
+    may arrive after the container starts. Say so, rather than leave node's "Cannot find module" unexplained."""
+    if command.script is None or exists(cwd / command.script):
+        return None
+    return f"{command.script} does not exist (yet): starting it anyway; when it appears, it is started again"
+
+
 def is_node_program(program: str) -> bool:
     return PurePath(program).name in NODE_PROGRAMS
 
@@ -279,15 +317,17 @@ def script_extension(script: Optional[str]) -> str:
 
 
 def extensions(ext: Optional[str], script: Optional[str]) -> list[str]:
-    """``ext`` if set (split on commas, spaces and ``*``, dots stripped; ``*`` = all), else from the script."""
-    if ext is not None and ext.strip():
+    """``ext`` if set (split on commas, spaces and ``*``, dots stripped; ``*`` or empty = all), else from the script."""
+    if ext is not None:
         words = [word.lstrip(".") for word in re.findall(r"[^,*\s]+", ext)]
         unique = list(dict.fromkeys(word for word in words if word))
         return unique or [ALL_EXTENSIONS]
     suffix = script_extension(script)
     if not suffix or suffix in JS_EXTENSIONS:
         return list(DEFAULT_JS_WATCH)
-    return [suffix, "litcoffee", "json"] if suffix == "coffee" else [suffix, "json"]
+    if suffix in COFFEE_EXTENSIONS:  # either kind of CoffeeScript file may be required by the other
+        return [suffix, *(e for e in COFFEE_EXTENSIONS if e != suffix), "json"]
+    return [suffix, "json"]
 
 
 # -- the child's environment -------------------------------------------------------------------------------------

@@ -422,7 +422,8 @@ class Rules:
         self._root_set = {str(r) for r in self.roots}
         self._relevant_dirs = self._ancestors(self._exact | ({self._script} if self._script else set()))
         self._locator = _Locator(self.cwd, self.roots)
-        self._ignore = GlobSet(list(settings.ignore_root) + list(settings.ignore), self.cwd, self.roots)
+        self._ignore_rules = list(settings.ignore_root) + list(settings.ignore)
+        self._ignore = GlobSet(self._ignore_rules, self.cwd, self.roots)
         for group in (self._generic, self._named, self._relevant):
             group.compile()
 
@@ -482,15 +483,23 @@ class Rules:
     # -- questions the watcher asks --------------------------------------------------------------
     def matches(self, path: str) -> bool:
         """Does a change to the file at absolute ``path`` restart the app?"""
+        return self.skip_reason(path) is None
+
+    def skip_reason(self, path: str) -> Optional[str]:
+        """Why a change to the file at absolute ``path`` does not restart the app; None if it does."""
         path = _absolute(path)
         if is_temp_file(os.path.basename(path)):
-            return False
+            return "an editor or sync temp file"
         relative = self._locator.relative(path)
         if self._ignore.match_located(relative, path, directory=False):
-            return False
+            return "ignored"
         if path == self._script or path in self._exact or self._named.match(relative, path):
-            return True
-        return self._generic.match(relative, path) and (self._all_extensions or path.endswith(self._suffixes))
+            return None
+        if not self._generic.match(relative, path):
+            return "outside the watched paths"
+        if self._all_extensions or path.endswith(self._suffixes):
+            return None
+        return f"extension not in {self.describe_ext()}"
 
     def prune(self, dir_path: str) -> bool:
         """Is the directory at absolute ``dir_path`` left out entirely (no watch, never scanned)?"""
@@ -506,6 +515,10 @@ class Rules:
     def describe_watch(self) -> list[str]:
         """The watch entries as the user gave them (nodemon shows ``*.*`` by default)."""
         return list(self._watch)
+
+    def describe_ignore(self) -> list[str]:
+        """The ignore rules in force: ``ignoreRoot`` first, then ``ignore``, as nodemon's --verbose lists them."""
+        return self._ignore_rules
 
     def describe_ext(self) -> str:
         return ALL_EXTENSIONS_SHOWN if self._all_extensions else ",".join(self._extensions)

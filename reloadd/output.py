@@ -77,8 +77,8 @@ class Output:
             with self._lock:
                 self.stream.write(line + "\n")
                 self.stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # stderr went away (closed pipe): reloadd keeps supervising regardless
+        except (OSError, ValueError):
+            pass  # stderr went away (a closed pipe, EIO from a hung-up terminal): reloadd keeps supervising regardless
 
     def info(self, message: str, **fields: Any) -> None:
         self.log(INFO, message, **fields)

@@ -78,6 +78,7 @@ def load_settings(cli: CliArgs, env: Mapping[str, str]) -> Loaded:
         validate(layer.values, layer.name)
     merged = merge([layer.values for layer in layers])
     warnings += _ignored_options(cli, files, merged)
+    warnings += _drop_regex_rules(merged)
     notices = _production_rule(merged, env)
     cwd = _working_dir(base, cli, layers)
     merged["cwd"] = str(cwd)
@@ -169,6 +170,33 @@ def _ignored_options(cli: CliArgs, files: list[Layer], merged: dict[str, Any]) -
                 warnings.append(f"{layer.name}: {keys} ignored: the command after `--` runs exactly as given")
     if merged.get("exitcrash") and merged.get("restartOnCrash"):
         warnings.append("exitcrash and restartOnCrash are both set: reloadd exits when the app crashes")
+    return warnings
+
+
+# Old nodemon configs wrote regular expressions as rules starting with ":" (`:(\d)*\.js`). nodemon 2 and
+# later drop such a rule with an error; kept as a glob it would match nothing, silently.
+REGEX_RULE_MARK = ":"
+RULE_KEYS = ("watch", "ignore", "ignoreRoot")
+
+
+def _drop_regex_rules(merged: dict[str, Any]) -> list[str]:
+    """Remove old-style regular-expression rules from ``merged``; one warning each."""
+    warnings = []
+    for key in RULE_KEYS:
+        value = merged.get(key)
+        rules = [value] if isinstance(value, str) else value if isinstance(value, list) else None
+        if rules is None:
+            continue
+        regexes = [rule for rule in rules if isinstance(rule, str) and rule.strip().startswith(REGEX_RULE_MARK)]
+        if regexes:
+            merged[key] = [rule for rule in rules if rule not in regexes]
+        if regexes and key == "watch" and not merged[key]:
+            del merged[key]  # nothing left to watch: the default (the working directory) applies
+        warnings += [
+            f"{key}: {rule!r} is a regular expression (old nodemon syntax), which neither reloadd nor nodemon "
+            "reads any more: rule dropped; write it as a glob, e.g. **/*.test.js"
+            for rule in regexes
+        ]
     return warnings
 
 

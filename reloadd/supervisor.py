@@ -27,7 +27,15 @@ from .errors import ReloaddError, exit_status
 from .hooks import Hooks
 from .hot import HOT_FILE_ENV, SoftReload
 from .output import out
-from .pid1 import FORWARDED_SIGNALS, RESTART_SIGNAL, STOP_SIGNALS, SignalInbox
+from .pid1 import (
+    CONTINUE_SIGNAL,
+    FORWARDED_SIGNALS,
+    HANGUP_STOP_SIGNAL,
+    RESTART_SIGNAL,
+    STOP_SIGNALS,
+    SUSPEND_SIGNAL,
+    SignalInbox,
+)
 from .plan import Plan
 from .ports import listens_on_all_interfaces
 from .system import System
@@ -104,6 +112,7 @@ class Supervisor:
         self.terminal = self.system.terminal()
         self.app_stdin = console.AppStdin()
         self.stdin_ready = False
+        self.stdin_paused = False  # in the background: reading the terminal waits until we are in front
         self.soft = SoftReload()
         self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout)
         self._apply(plan)
@@ -270,25 +279,57 @@ class Supervisor:
     def on_signal(self, sig: int) -> None:
         if sig in STOP_SIGNALS:
             self.on_stop_signal(sig)
+        elif sig == RESTART_SIGNAL and self.terminal.hung_up():
+            self.on_hangup()
+        elif sig == SUSPEND_SIGNAL or (
+            sig == signal.SIGCHLD and self.tree and self.terminal.app_suspended(self.tree.pid)
+        ):
+            self.suspend()
+        elif sig == CONTINUE_SIGNAL:
+            self.resume()
         elif sig == RESTART_SIGNAL and self.watching:
             self.restart("SIGHUP received", [])
         elif (sig == RESTART_SIGNAL or sig in FORWARDED_SIGNALS) and self.tree and self.tree.status is None:
             self.system.send_group(self.tree.pgid, sig)
 
-    def on_stop_signal(self, sig: int) -> None:
-        name = signal.Signals(sig).name
+    def on_stop_signal(self, sig: int, reason: str = "") -> None:
+        reason = reason or f"{signal.Signals(sig).name} received"
         if self.state is State.EXITING:
             assert self.ladder is not None
-            self.ladder.kill_now(f"{name} received again during shutdown")
+            self.ladder.kill_now(f"{reason} again during shutdown")
         elif self.state in STOPPING:
             assert self.ladder is not None
-            self.transition(State.EXITING, f"{name} received while stopping")  # the stop under way now ends in exiting
+            self.transition(State.EXITING, f"{reason} while stopping")  # the stop under way now ends in exiting
             self.ladder.tree.signal_all(sig, self.ladder.tree.members())
         elif self.state is State.RUNNING:
-            self.begin_stop(State.EXITING, sig, f"{name} received")
+            self.begin_stop(State.EXITING, sig, reason)
         else:
-            out.detail(f"{name} received with no app running: exiting")
-            self._exit(0, f"{name} received")
+            out.detail(f"{reason} with no app running: exiting")
+            self._exit(0, reason)
+
+    def on_hangup(self) -> None:
+        """The terminal went away: stop everything as on Ctrl-C. The shell's own SIGHUP and the one the
+        kernel sends when the shell exits are the same hang-up, not a second request to hurry."""
+        if self.terminal.nohup:
+            out.detail("the terminal hung up; running on (started with nohup)")
+            self.terminal.forget()
+        elif self.state is not State.EXITING:
+            self.on_stop_signal(HANGUP_STOP_SIGNAL, "the terminal hung up")
+
+    def suspend(self) -> None:
+        """Ctrl-Z: stop the app's tree, then reloadd itself, so the shell sees the job stopped."""
+        if not self.terminal.can_suspend():
+            return
+        if self.tree and self.tree.status is None:
+            self.tree.signal_all(SUSPEND_SIGNAL, self.tree.members())
+        self.system.send(os.getpid(), signal.SIGSTOP)  # returns once `fg`/`bg` continues reloadd's group
+
+    def resume(self) -> None:
+        """`fg`/`bg` continued reloadd: continue the app's tree; in front with `-I`, it gets the terminal again."""
+        if self.tree and self.tree.status is None:
+            if not self.reads_stdin:
+                self.terminal.give_to(self.tree.pgid)
+            self.tree.signal_all(CONTINUE_SIGNAL, self.tree.members())
 
     # -- processes --------------------------------------------------------------------------
     def handle_reaped(self) -> None:
@@ -406,6 +447,7 @@ class Supervisor:
             self.start(reason)
         elif self.state in (State.IDLE, State.BACKOFF):
             out.status(said if changed else f"starting: {reason}")
+            self.hooks.fire("restart", changed=changed, filename=",".join(changed))  # nodemon: any restart request
             self.start(reason)
         elif self.state is State.RUNNING:
             assert self.tree is not None
@@ -450,6 +492,7 @@ class Supervisor:
         elif self.state is State.RUNNING and self.soft.applies(paths):
             self.soft_reload(paths)
         elif self.delay.seconds > 0:
+            out.detail(f"delaying restart for {self.plan.settings.delay:g}ms")
             self.delay.add(paths, self.system.now())
         else:
             self.restart("files changed", paths)
@@ -473,11 +516,16 @@ class Supervisor:
 
     # -- stdin ------------------------------------------------------------------------------
     def handle_stdin(self) -> None:
+        self._check_front()
         if not self.stdin_ready:
             return
         self.stdin_ready = False
         data = console.read_input()
         if data is None:
+            return
+        if not data and self.terminal.usable and not self.terminal.in_front() and not self.terminal.hung_up():
+            self.selector.unregister(0)  # a background job cannot read its terminal (EIO): not the end
+            self.stdin_paused = True
             return
         decision = console.decide(data, str(self.plan.settings.restartable))
         if isinstance(decision, console.RestartTyped):
@@ -488,6 +536,15 @@ class Supervisor:
             self.selector.unregister(0)
             self.app_stdin.source_ended()
 
+    def _check_front(self) -> None:
+        """`fg` sends a running background job no signal: look whether reloadd is in front now, and then
+        read `rs` again, or (with -I) hand the terminal on to the app, which holds it whenever it runs."""
+        if self.stdin_paused and self.terminal.in_front():
+            self.stdin_paused = False
+            self.selector.register(0, selectors.EVENT_READ, "stdin")
+        if not self.reads_stdin and self.tree and self.tree.status is None and self.terminal.in_front():
+            self.terminal.give_to(self.tree.pgid)
+
     def _switch_stdin(self) -> None:
         """`stdin`/`restartable` changed in a config reload: the restart that follows gives the
         new app the matching stdin (a pipe reloadd feeds, or reloadd's own)."""
@@ -496,6 +553,8 @@ class Supervisor:
         if self.reads_stdin:
             self.terminal.take_back()  # reading a terminal needs its foreground group
             self._read_stdin()
+        elif self.stdin_paused:
+            self.stdin_paused = False  # a background job's stdin is not registered: nothing to undo
         else:
             self.selector.unregister(0)
 

@@ -196,6 +196,7 @@ class Watcher:
 
     def _handle(self, raw: set[tuple[int, str]]) -> None:
         matched: set[str] = set()
+        skipped: list[str] = []  # with --verbose: changes that restart nothing, to answer "why no restart?"
         new_dirs: list[str] = []
         lost_dir = False
         known = self._known_dirs()
@@ -205,8 +206,11 @@ class Watcher:
             elif change != CHANGE_DELETED and path not in known and os.path.isdir(path):
                 if not os.path.islink(path) and not self.rules.prune(path):
                     new_dirs.append(path)
-            elif (path in self.extra_files or self.rules.matches(path)) and not self._already_reported(path):
-                matched.add(path)
+            elif path in self.extra_files or self.rules.matches(path):
+                if not self._already_reported(path):
+                    matched.add(path)
+            elif out.verbose:
+                skipped.append(path)
         if new_dirs or lost_dir:
             self.busy = True
             try:
@@ -215,8 +219,15 @@ class Watcher:
                     matched |= self._matching_files(directory)
             finally:
                 self.busy = False
+        if skipped:
+            self._explain(skipped, len(matched))
         if matched:
             self.report(matched)
+
+    def _explain(self, skipped: list[str], kept: int) -> None:
+        out.detail(f"changes after filters (before/after): {len(skipped) + kept}/{kept}")
+        for path in sorted(skipped):
+            out.detail(f"no restart for {os.path.relpath(path, self.rules.cwd)}: {self.rules.skip_reason(path)}")
 
     # -- roots -----------------------------------------------------------------------------
     def _check_roots(self) -> None:

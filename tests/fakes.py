@@ -89,6 +89,22 @@ class FakeWatcher:
 
 class FakeTerminal:
     usable = False
+    nohup = False
+
+    def hung_up(self) -> bool:
+        return False
+
+    def in_front(self) -> bool:
+        return False
+
+    def app_suspended(self, pid: int) -> bool:
+        return False
+
+    def can_suspend(self) -> bool:
+        return True
+
+    def forget(self) -> None:
+        pass
 
     def give_to(self, pgid: int) -> bool:
         return False

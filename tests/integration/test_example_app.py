@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from typing import Callable, Optional
 import psutil
 import pytest
 from example_support import (
+    EXAMPLE,
     REQUEST_TIMEOUT,
     body,
     copy_example,
@@ -345,3 +347,54 @@ def test_production_mode_supervises_without_watching(run_reloadd: RunReloadd, ex
     runner.signal(signal.SIGTERM)
     assert runner.wait_exit() == 0
     assert "[app] closed cleanly" in runner.out()
+
+
+# ---------------------------------------------------------------- the README's quick start
+
+REPO = EXAMPLE.parents[1]
+INSTALL_STEPS = ("python3 -m venv", ".venv/bin/pip install", "npm install")  # slow, networked: not run here
+
+
+def quick_start_commands() -> list[str]:
+    """The shell commands of README's "Quick start", as a newcomer pastes them."""
+    section = (REPO / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.+?)\n```", section, re.S)
+
+
+def without_installs(command: str) -> str:
+    return " && ".join(step.strip() for step in command.split("&&") if not step.strip().startswith(INSTALL_STEPS))
+
+
+def test_the_quick_start_commands_each_run_from_the_repository_root() -> None:
+    """Pasted one after the other, in either order, in one shell: neither may leave it in another directory."""
+    commands = quick_start_commands()
+    assert len(commands) == 2, commands
+    for command in commands:
+        assert not re.search(r"(^|&&|;|\|\|)\s*cd\s", command), f"a `cd` outlives this command: {command}"
+    assert (REPO / "scripts" / "check").exists() and "scripts/check" in commands[1]
+    assert (REPO / "examples" / "express").is_dir() and "examples/express" in commands[0]
+
+
+def test_the_quick_start_runs_the_example_and_leaves_the_shell_where_it_was(
+    tmp_path: Path, node_modules: Path, port: int
+) -> None:
+    root = tmp_path / "repo"
+    copy_example(root / "examples" / "express", node_modules)
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "bin" / "reloadd").symlink_to(Path(sys.executable).with_name("reloadd"))
+    script = f"{without_installs(quick_start_commands()[0])}; pwd > {tmp_path / 'after'}"
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "NO_COLOR": "1"}
+    env.pop("NODE_ENV", None)
+    log = tmp_path / "quick-start.out"
+    with open(log, "wb") as out:
+        shell = subprocess.Popen(
+            ["bash", "-c", script], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_for(lambda: body(port, "/healthz"), what=f"the example under the quick start:\n{log.read_text()}")
+            (reloadd,) = psutil.Process(shell.pid).children()
+            reloadd.send_signal(signal.SIGTERM)  # what Ctrl-C does, without ending the shell with it
+            assert shell.wait(10) == 0, log.read_text()
+        finally:
+            kill_session(shell.pid)
+    assert (tmp_path / "after").read_text().strip() == str(root)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import psutil
+import pytest
 from support import Reloadd, free_port, reloadd_argv, starts, starts_reach, touch, wait_for
 
 RunReloadd = Callable[..., Reloadd]
@@ -185,6 +186,19 @@ def test_editing_package_json_and_reloadd_toml_reloads_them(tmp_path: Path, run_
         broken = f"{kind}|{{ broken" if kind == "package.json" else f"{kind}|[env\n"
         check_reload(app, runner, port, write, broken)
         runner.stop()
+
+
+@pytest.mark.parametrize("code", [3, 0])
+def test_rs_after_the_app_ended_fires_restart_as_nodemon_does(app: Path, run_reloadd: RunReloadd, code: int) -> None:
+    """`rs` is a restart request whatever the app's state: nodemon fires `restart` for it even after a crash."""
+    (app / "server.js").write_text(f"process.exit({code});\n")
+    (app / "nodemon.json").write_text(json.dumps({"events": {name: RECORD for name in ["start", "restart"]}}))
+    runner = run_reloadd(["server.js"], app, stdin=subprocess.PIPE)
+    runner.wait_log("app crashed" if code else "clean exit")
+    assert runner.proc.stdin is not None
+    runner.proc.stdin.write(b"rs\n")
+    runner.proc.stdin.flush()
+    wait_for(lambda: events(app) == ["start", "restart", "start"], what=f"events: {events(app)}; log:\n{runner.log()}")
 
 
 STDIN_ECHO = "process.stdin.on('data', d => require('fs').appendFileSync(__dirname + '/stdin.log', d));\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -319,3 +320,16 @@ def test_a_double_forked_daemon_is_stopped_with_its_generation(tmp_path: Path, r
         what=f"the daemon stopped with its generation\n{runner.log()}",
     )
     assert os.getsid(runner.pid) == runner.pid  # sanity: the test started reloadd in its own session
+
+
+@pytest.mark.parametrize("args", [["later.js"], ["--", "node", "later.js"]])
+def test_a_script_that_is_not_there_yet_is_started_once_it_appears(
+    tmp_path: Path, run_reloadd: RunReloadd, args: list[str]
+) -> None:
+    """In a dev pod the code may arrive after the container starts: reloadd says so and waits for it."""
+    app = make_app(tmp_path / "app")
+    runner = run_reloadd(args, app)
+    runner.wait_log("later.js does not exist (yet)")
+    runner.wait_log("app crashed")
+    shutil.copy(app / "server.js", app / "later.js")
+    wait_for(lambda: len(starts(app)) == 1, what=f"the script to start once it appeared; log:\n{runner.log()}")

@@ -459,3 +459,33 @@ def test_editor_temp_files_never_restart(app: Path, run_reloadd: RunReloadd, mod
 
     touch(app / "src" / "mod.js")  # the save itself: proves the watcher was listening all along
     hold_starts(runner, app, 2)
+
+
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_an_empty_ext_watches_every_extension(app: Path, run_reloadd: RunReloadd, how: str) -> None:
+    """nodemon reads `-e ''` and `"ext": ""` as "all extensions"; the defaults would miss the template."""
+    ignores = ["-i", "starts.log", "-i", "port"]  # the app's own output files
+    if how == "config":
+        (app / "nodemon.json").write_text('{"ext": ""}')
+    runner = run_reloadd([*(["-e", ""] if how == "flag" else []), *ignores, "server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+    touch(app / "page.html")
+    wait_starts(runner, app, 2)
+
+
+def test_verbose_explains_what_was_read_ignored_filtered_and_delayed(app: Path, run_reloadd: RunReloadd) -> None:
+    """-V answers "why did it not restart?" as nodemon's --verbose does."""
+    (app / "nodemon.json").write_text('{"ignore": ["*.draft.js", "starts.log", "port"], "delay": 300}')
+    runner = run_reloadd(["-V", "server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+    log = runner.log()
+    assert f"reading config {app / 'nodemon.json'}" in log, log
+    assert "ignoring: " in log and "**/node_modules/**" in log and "*.draft.js" in log, log
+    touch(app / "note.draft.js")
+    runner.wait_log("no restart for note.draft.js: ignored")
+    touch(app / "notes.txt")
+    log = runner.wait_log("no restart for notes.txt: extension not in js,mjs,cjs,json")
+    assert "changes after filters (before/after): 1/0" in log, log
+    touch(app / "version.js")
+    runner.wait_log("delaying restart for 300ms")
+    wait_starts(runner, app, 2)

@@ -19,7 +19,7 @@ from reloadd.sources import merge
 
 @pytest.fixture
 def cwd(tmp_path: Path) -> Path:
-    for name in ("server.js", "app.py", "app.ts", "tool.coffee", "my file.js"):
+    for name in ("server.js", "app.py", "app.ts", "tool.coffee", "my file.js", "hello.py"):
         (tmp_path / name).write_text("")
     return tmp_path
 
@@ -69,6 +69,18 @@ ARGVS = [
     (["server.js"], {"script": "other.js"}, ["node", "server.js"]),  # CLI script beats config script
     (["-x", "python -m http.server"], {}, ["python", "-m", "http.server"]),  # exec and no script
     (["-x", "python -m http.server", "8000"], {}, ["python", "-m", "http.server", "8000"]),
+    # CoffeeScript runs with `coffee`, as nodemon's default; node flags go in one --nodejs argument
+    (["tool.coffee", "x"], {}, ["coffee", "tool.coffee", "x"]),
+    (["--trace-warnings", "--no-deprecation", "tool.coffee"], {"nodeArgs": ["--b"]},
+     ["coffee", "--nodejs", "--b --trace-warnings --no-deprecation", "tool.coffee"]),
+    (["tool.coffee"], {"execMap": {"coffee": "node -r coffeescript/register"}},
+     ["node", "-r", "coffeescript/register", "tool.coffee"]),
+    (["-x", "node", "tool.coffee"], {}, ["node", "tool.coffee"]),  # an explicit exec wins, as in nodemon
+    (["--inspect=9230", "tool.coffee"], {}, ["coffee", "--nodejs", "--inspect=127.0.0.1:9230", "tool.coffee"]),
+    # a name that is not a file is completed with the first extension of `ext`, as nodemon does
+    (["hello", "--ext", "py", "a"], {}, ["python", "hello.py", "a"]),
+    (["hello", "a"], {"ext": "py,json"}, ["python", "hello.py", "a"]),
+    (["hello"], {"ext": "json,py", "script": "server.js"}, ["node", "server.js", "hello"]),
 ]  # fmt: skip
 
 
@@ -199,6 +211,7 @@ def test_broken_package_json_is_named(tmp_path: Path) -> None:
         (None, "app.ts", ["ts", "json"]),
         (None, "app.py", ["py", "json"]),
         (None, "tool.coffee", ["coffee", "litcoffee", "json"]),
+        (None, "notes.litcoffee", ["litcoffee", "coffee", "json"]),
         ("js,json", "app.ts", ["js", "json"]),
         ("js json", None, ["js", "json"]),
         (".js, .ts", None, ["js", "ts"]),
@@ -206,7 +219,8 @@ def test_broken_package_json_is_named(tmp_path: Path) -> None:
         ("js,js", None, ["js"]),
         ("*", None, ["*"]),
         ("*.*", None, ["*"]),
-        ("", "app.py", ["py", "json"]),
+        ("", "app.py", ["*"]),  # nodemon: an empty ext means every extension, not the script's defaults
+        (" ", None, ["*"]),
     ],
 )
 def test_extensions(ext: Optional[str], script: Optional[str], expected: list[str]) -> None:

@@ -539,3 +539,14 @@ def test_expand_braces(pattern: str, expected: list[str]) -> None:
 def test_runaway_brace_expansion_is_a_config_error(pattern: str) -> None:
     with pytest.raises(ConfigError, match="expands to more than"):
         expand_braces(pattern)
+
+
+def test_skip_reason_says_why_a_change_restarts_nothing(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    rules = Rules(Settings(watch=["src"], ignore=["*.draft.js"]), cwd=tmp_path, script=None, extensions=JS_DEFAULT)
+    assert rules.skip_reason(str(tmp_path / "src" / "a.js")) is None
+    assert rules.skip_reason(str(tmp_path / "src" / "a.draft.js")) == "ignored"
+    assert rules.skip_reason(str(tmp_path / "src" / "a.txt")) == "extension not in js,mjs,cjs,json"
+    assert rules.skip_reason(str(tmp_path / "other.js")) == "outside the watched paths"
+    assert rules.skip_reason(str(tmp_path / "src" / "a.js.swp")) == "an editor or sync temp file"
+    assert rules.describe_ignore()[-1] == "*.draft.js"

@@ -436,3 +436,12 @@ def test_exitcrash_with_restart_on_crash_warns(proj: Path, home: Path) -> None:
     assert load(["--exitcrash"], home=home).warnings == [
         "exitcrash and restartOnCrash are both set: reloadd exits when the app crashes"
     ]
+
+
+def test_old_regular_expression_rules_are_dropped_with_a_warning(proj: Path, home: Path) -> None:
+    """nodemon 1 read `:(\\d)*\\.js` as a regular expression; nodemon now drops it with an error, and so do we."""
+    write_json(proj / "nodemon.json", {"ignore": [":(\\d)*\\.js", "tmp/"], "watch": ":src/.*"})
+    loaded = load(home=home)
+    assert loaded.settings.ignore == ["tmp/"] and loaded.settings.watch == ["*.*"]
+    assert sorted(w.split(" is ")[0] for w in loaded.warnings) == ["ignore: ':(\\\\d)*\\\\.js'", "watch: ':src/.*'"]
+    assert all("rule dropped" in warning for warning in loaded.warnings)
