@@ -81,6 +81,8 @@ def main(argv: list[str]) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return 0  # `reloadd --help | head`: the reader has all it wanted (the app, if any, is already stopped)
     except Exception as exc:  # noqa: BLE001 - the one place a bug becomes a message instead of a traceback
         if verbose:
             traceback.print_exc()

@@ -357,3 +357,11 @@ def test_bad_invocations_exit_2_with_one_line_and_no_traceback(
 def test_verbose_shows_the_traceback_of_a_usage_error(app: Path) -> None:
     result = run(["--verbose", "--delay", "x", "server.js"], app)
     assert result.returncode == 2 and "Traceback" in result.stderr and "--delay: expected" in result.stderr
+
+
+def test_help_into_a_pipe_closed_early_is_not_an_error() -> None:
+    done = subprocess.run(
+        ["sh", "-c", f"'{reloadd_argv()[0]}' --help | head -1"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert "internal error" not in done.stderr, done.stderr
