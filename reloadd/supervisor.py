@@ -29,6 +29,7 @@ from .output import out
 from .pid1 import FORWARDED_SIGNALS, RESTART_SIGNAL, STOP_SIGNALS, SignalInbox, Terminal, become_subreaper, reap
 from .ports import listening_ports, wait_until_free
 from .tree import ChildTree, StopLadder, send, send_group, spawn
+from .warm import Warm, launch_for
 from .watcher import ChangeGroup, Watcher
 
 REAP_INTERVAL = 1.0  # wake at least this often to reap, as tini does, in case a SIGCHLD was coalesced
@@ -114,6 +115,8 @@ class Supervisor:
         self.stdin_open = True
         self.hot_file: Optional[Path] = None
         self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout)
+        self.warm = Warm(self.selector)
+        self._pending_warm = False
         self._apply(plan)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -124,6 +127,7 @@ class Supervisor:
             self.handle_signals()
             self.handle_reaped()
             self.handle_stdin_events()
+            self.handle_warm()
             self.handle_changes()
             self.handle_timers()
         self.shutdown()
@@ -152,6 +156,7 @@ class Supervisor:
     def shutdown(self) -> None:
         if self.watcher:
             self.watcher.stop()
+        self.warm.close()
         self.hooks.fire("quit", exit_code=self.exit_code)
         deadline = time.monotonic() + min(QUIT_HOOK_WAIT, self.plan.settings.event_timeout)
         while self.hooks.running and time.monotonic() < deadline:
@@ -167,6 +172,9 @@ class Supervisor:
         for key, _ in self.selector.select(timeout):
             if key.data == "signals":
                 continue  # drained in handle_signals
+            if key.data == "warm":
+                self._pending_warm = True  # read in handle_warm
+                continue
             self._pending_stdin = True
 
     def timeout(self) -> float:
@@ -193,6 +201,7 @@ class Supervisor:
         self.hooks.base_env = dict(plan.env)
         self.hooks.timeout = settings.event_timeout
         self.config_files = {str(path) for path in plan.files}
+        self.warm.configure(settings.warm and self.watching)
 
     def _start_watcher(self) -> None:
         settings = self.plan.settings
@@ -248,6 +257,8 @@ class Supervisor:
                 self.last_status = exit_status(status)
                 if not self.ladder:
                     self.on_app_exit()
+            elif self.warm.reaped(pid, status):
+                continue
             elif not self.hooks.reaped(pid, status):
                 out.detail(f"reaped orphan {pid} (status {exit_status(status)})")
 
@@ -317,18 +328,25 @@ class Supervisor:
         env = dict(self.plan.env)
         if self.hot:
             env["RELOADD_HOT_FILE"] = str(self._hot_file())
-        stdin_fd = self._open_stdin_pipe()
         out.status(f"starting `{command.display}`")
-        try:
-            pid = spawn(command.argv, env, stdin_fd=stdin_fd)
-        except ReloaddError as exc:
-            out.error(exc.message)
-            self.exit_code = exc.exit_code
-            return
-        finally:
-            if stdin_fd is not None:
-                os.close(stdin_fd)
-        self.tree = ChildTree(pid, exclude=self.hooks.pids)
+        launch = launch_for(command, env, self.plan.cwd, self.reads_stdin)
+        taken = self.warm.take(launch, self.changed, fresh=not self.changed)
+        if taken is not None:
+            pid = taken.pid
+            self._adopt_stdin_pipe(taken.stdin_write)
+        else:
+            stdin_fd = self._open_stdin_pipe()
+            try:
+                pid = spawn(command.argv, env, stdin_fd=stdin_fd)
+            except ReloaddError as exc:
+                out.error(exc.message)
+                self.exit_code = exc.exit_code
+                return
+            finally:
+                if stdin_fd is not None:
+                    os.close(stdin_fd)
+        self.tree = ChildTree(pid, exclude=lambda: self.hooks.pids() | self.warm.pids())
+        self.warm.prepare(launch)
         self.state = State.RUNNING
         if not self.reads_stdin:
             self.terminal.give_to(pid)
@@ -433,6 +451,7 @@ class Supervisor:
         if self.watcher:
             self.watcher.stop()
         was_reading = self.reads_stdin
+        self.warm.discard("config reloaded")
         self._apply(plan)
         if self.watching:
             self._start_watcher()
@@ -452,6 +471,15 @@ class Supervisor:
             self.backoff_until = None
             if self.state is State.BACKOFF:
                 self.start_child()
+
+    # -- warm process -----------------------------------------------------------------------
+    def handle_warm(self) -> None:
+        if not self._pending_warm:
+            return
+        self._pending_warm = False
+        reason = self.warm.handle_reports()
+        if reason:
+            self.request_restart(reason, [])  # an empty change list: nothing preloaded next time
 
     # -- stdin ------------------------------------------------------------------------------
     _pending_stdin = False
@@ -504,6 +532,16 @@ class Supervisor:
         else:
             os.close(write_end)  # our stdin already ended: so does the app's
         return read_end
+
+    def _adopt_stdin_pipe(self, write_end: Optional[int]) -> None:
+        """The warm process's stdin pipe becomes the app's, as _open_stdin_pipe's would have."""
+        if write_end is None:
+            return
+        if self.stdin_open:
+            os.set_blocking(write_end, False)
+            self.stdin_pipe = write_end
+        else:
+            os.close(write_end)  # our stdin already ended: so does the app's
 
     def _forward_stdin(self, data: bytes) -> None:
         if self.stdin_pipe is None:
