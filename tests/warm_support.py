@@ -7,10 +7,17 @@ the tests start it cold and warm and compare.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+import struct
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 from support import wait_for
 
 # A dependency that looks at its surroundings when required, and again when called.
@@ -152,3 +159,55 @@ def read_probe(root: Path, version: str, what: str = "") -> dict[str, Any]:
     wait_for(lambda: path.exists() and path.read_text().endswith("}"), what=what or f"{path.name}")
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def inspector_evaluate(port: int, expression: str) -> Any:
+    """Attach to node's inspector on 127.0.0.1:``port`` as a debugger would and evaluate ``expression``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as response:
+        targets = json.loads(response.read())
+    path = urllib.parse.urlparse(targets[0]["webSocketDebuggerUrl"]).path
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        reader = sock.makefile("rb")
+        status = reader.readline()
+        assert b" 101 " in status, status
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        request = {"id": 1, "method": "Runtime.evaluate", "params": {"expression": expression, "returnByValue": True}}
+        sock.sendall(_client_frame(json.dumps(request).encode()))
+        while True:
+            message = json.loads(_server_frame(reader))
+            if message.get("id") == 1:
+                return message["result"]["result"]["value"]
+
+
+def _client_frame(payload: bytes) -> bytes:
+    """One masked text frame (clients must mask, RFC 6455 5.3)."""
+    mask = os.urandom(4)
+    size = len(payload)
+    header = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0x80 | 126]) + struct.pack(">H", size)
+    return header + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+
+
+def _server_frame(reader: Any) -> bytes:
+    first, second = reader.read(2)
+    size = second & 0x7F
+    if size == 126:
+        size = struct.unpack(">H", reader.read(2))[0]
+    elif size == 127:
+        size = struct.unpack(">Q", reader.read(8))[0]
+    data: bytes = reader.read(size)
+    return data
+
+
+def listeners(port: int) -> set[int]:
+    """Pids listening on TCP ``port``."""
+    return {
+        conn.pid
+        for conn in psutil.net_connections(kind="tcp")
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid
+    }

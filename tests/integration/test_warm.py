@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import psutil
 import pytest
-from support import Reloadd, wait_for
-from warm_support import make_probe_app, read_probe, set_version
+from support import Reloadd, free_port, wait_for
+from warm_support import inspector_evaluate, listeners, make_probe_app, read_probe, set_version
 
 RunReloadd = Callable[..., Reloadd]
 READY_PRELOADED = "1 package(s) preloaded"  # the warm process that follows generation 1 has the dependency loaded
@@ -54,12 +54,17 @@ def comparable(probe: dict[str, Any], root: Path) -> dict[str, Any]:
     return json.loads(json.dumps(probe).replace(str(root), "ROOT").replace(str(root.parent), "TMP"))
 
 
-@pytest.mark.parametrize("esm", [False, True], ids=["commonjs", "esm"])
-def test_a_warm_generation_sees_what_a_cold_one_sees(tmp_path: Path, run_reloadd: RunReloadd, esm: bool) -> None:
+@pytest.mark.parametrize(
+    ("esm", "inspect"), [(False, False), (True, False), (False, True)], ids=["commonjs", "esm", "inspect"]
+)
+def test_a_warm_generation_sees_what_a_cold_one_sees(
+    tmp_path: Path, run_reloadd: RunReloadd, esm: bool, inspect: bool
+) -> None:
     observed = {}
+    extra = [f"--inspect=127.0.0.1:{free_port()}"] if inspect else []
     for mode in ("warm", "cold"):
         root = make_probe_app(tmp_path / mode / "app", esm=esm)
-        runner, _, second = run_two_generations(run_reloadd, root, warm=mode == "warm", esm=esm)
+        runner, _, second = run_two_generations(run_reloadd, root, warm=mode == "warm", esm=esm, extra=extra)
         assert second["ppid"] == runner.pid  # reloadd is the app's parent, warm or cold
         assert os.getpgid(second["pid"]) == second["pid"]  # in its own process group, as a cold start
         observed[mode] = comparable(second, root)
@@ -165,3 +170,134 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_the_inspector_port_belongs_to_the_running_generation_and_a_debugger_attaches(
+    tmp_path: Path, run_reloadd: RunReloadd
+) -> None:
+    root = make_probe_app(tmp_path / "app")
+    port = free_port()
+    runner = run_reloadd(["-V", f"--inspect=127.0.0.1:{port}", "server.js"], root)
+    first = read_probe(root, "v1")
+    runner.wait_log(READY_PRELOADED)
+    assert listeners(port) == {first["pid"]}  # the waiting warm process does not hold the port
+    assert inspector_evaluate(port, "process.pid") == first["pid"]
+    set_version(root, "v2")
+    second = read_probe(root, "v2")
+    assert f"warm start: pid {second['pid']}" in runner.log()
+    wait_for(lambda: listeners(port) == {second["pid"]}, what=f"the new generation on {port}: {runner.log()}")
+    assert inspector_evaluate(port, "process.pid") == second["pid"]
+    assert second["execArgv"] == [f"--inspect=127.0.0.1:{port}"]
+
+
+# ---------------------------------------------------------------- falling back to a cold start
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "config"),
+    [(["--no-warm"], {}, None), ([], {"RELOADD_WARM": "0"}, None), ([], {}, {"warm": False})],
+    ids=["flag", "variable", "config"],
+)
+def test_warm_restarts_can_be_turned_off(
+    tmp_path: Path, run_reloadd: RunReloadd, flags: list[str], env: dict[str, str], config: Any
+) -> None:
+    root = make_probe_app(tmp_path / "app")
+    if config is not None:
+        (root / "nodemon.json").write_text(json.dumps(config))
+    runner = run_reloadd(["-V", *flags, "server.js"], root, env=env)
+    read_probe(root, "v1")
+    set_version(root, "v2")
+    read_probe(root, "v2")
+    assert "cold start: warm restarts are off" in runner.log()
+    assert WARM_TAKEN not in runner.log() and not warm_processes(runner.pid)
+
+
+def test_a_command_that_is_not_node_running_a_script_starts_cold(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    root = make_probe_app(tmp_path / "app")
+    runner = run_reloadd(["-V", "--", "sh", "-c", "exec node server.js"], root)
+    read_probe(root, "v1")
+    assert "cold start: `sh -c 'exec node server.js'` is not node running a script" in runner.log()
+    assert not warm_processes(runner.pid)
+
+
+def test_a_change_to_package_json_starts_with_nothing_preloaded(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    root = make_probe_app(tmp_path / "app")
+    runner = run_reloadd(["-V", "server.js"], root)
+    read_probe(root, "v1")
+    runner.wait_log(READY_PRELOADED)
+    (root / "package.json").write_text('{"name": "probe-app", "version": "1.0.1"}\n')
+    runner.wait_log("starting with nothing preloaded: the change touched package.json")
+    runner.wait_log("0 packages preloaded")
+
+
+def test_a_manual_restart_starts_with_nothing_preloaded(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    root = make_probe_app(tmp_path / "app")
+    runner = run_reloadd(["-V", "server.js"], root)
+    read_probe(root, "v1")
+    runner.wait_log(READY_PRELOADED)
+    runner.signal(signal.SIGHUP)
+    runner.wait_log("starting with nothing preloaded: a manual restart")
+
+
+def test_a_warm_process_that_died_means_a_cold_start(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    root = make_probe_app(tmp_path / "app")
+    runner = run_reloadd(["-V", "server.js"], root)
+    app = read_probe(root, "v1")["pid"]
+    runner.wait_log(READY_PRELOADED)
+    (waiting,) = set(warm_processes(runner.pid)) - {app}
+    os.kill(waiting, signal.SIGKILL)
+    wait_for(lambda: not alive(waiting), what="the warm process to be reaped")
+    set_version(root, "v2")
+    read_probe(root, "v2")
+    assert f"cold start: the warm process died (status {128 + signal.SIGKILL})" in runner.log()
+    assert "reaped orphan" not in runner.log()
+
+
+# A dependency that reads one of the app's files when it is required.
+READS_SETTINGS = """\
+const fs = require('fs');
+const path = require('path');
+module.exports = JSON.parse(fs.readFileSync(path.join(process.cwd(), 'settings.json'), 'utf8'));
+"""
+
+
+def test_a_dependency_that_reads_app_files_when_required_is_never_preloaded(
+    tmp_path: Path, run_reloadd: RunReloadd
+) -> None:
+    root = make_probe_app(tmp_path / "app")
+    add_dependency(root, "reads-settings", READS_SETTINGS)
+    (root / "settings.json").write_text('{"value": "one"}')
+    server = root / "server.js"
+    server.write_text(server.read_text() + "\nconsole.log('settings ' + require('reads-settings').value);\n")
+    runner = run_reloadd(["-V", "server.js"], root)
+    read_probe(root, "v1")
+    runner.wait_log("never preloading reads-settings: read " + str(root / "settings.json"))
+    runner.wait_log(READY_PRELOADED)  # its replacement preloads only what is safe
+    (root / "settings.json").write_text('{"value": "two"}')
+    wait_for(lambda: "settings two" in runner.out(), what=f"the new settings; log:\n{runner.log()}")
+
+
+POLYFILL = "globalThis.polyfilled = (globalThis.polyfilled || 0) + 1;\n"
+
+
+def test_a_preloaded_dependency_the_new_code_no_longer_requires_is_dropped(
+    tmp_path: Path, run_reloadd: RunReloadd
+) -> None:
+    root = make_probe_app(tmp_path / "app")
+    add_dependency(root, "polyfill", POLYFILL)
+    server = root / "server.js"
+    original = server.read_text()
+    server.write_text("require('polyfill');\n" + original + "\nconsole.log('polyfilled ' + globalThis.polyfilled);\n")
+    runner = run_reloadd(["-V", "server.js"], root)
+    read_probe(root, "v1")
+    runner.wait_log("2 package(s) preloaded")
+    server.write_text(original + "\nconsole.log('polyfilled ' + globalThis.polyfilled);\n")
+    runner.wait_log("the new code no longer requires polyfill, which was preloaded")
+    wait_for(lambda: runner.out().rstrip().endswith("polyfilled undefined") or "polyfilled undefined" in runner.out())
+
+
+def add_dependency(root: Path, name: str, source: str) -> None:
+    package = root / "node_modules" / name
+    package.mkdir(parents=True)
+    (package / "package.json").write_text(json.dumps({"name": name, "version": "1.0.0"}))
+    (package / "index.js").write_text(source)
