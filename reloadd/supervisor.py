@@ -180,6 +180,7 @@ class Supervisor:
     def timeout(self) -> float:
         now = time.monotonic()
         deadlines = [now + REAP_INTERVAL, self.delay_until, self.backoff_until, self.hooks.next_deadline()]
+        deadlines.append(self.warm.deadline())
         if self.ladder:
             deadlines.append(now + self.ladder.next_check())
         wait = self.group.wait_time(time.time())
@@ -464,6 +465,7 @@ class Supervisor:
     def handle_timers(self) -> None:
         now = time.monotonic()
         self.hooks.enforce_timeouts(now)
+        self.warm.tick(now, busy=self.group.first is not None)
         if self.delay_until is not None and now >= self.delay_until:
             self.delay_until = None
             self.request_restart("files changed", self.changed)

@@ -37,6 +37,8 @@ CONTROL_FD = 3  # in the warm process: reloadd writes its orders here (see warm_
 REPORT_FD = 4  # in the warm process: it reports "ready" and what the app loaded here
 FD_FLOOR = 10  # our ends of the pipes are moved above 3 and 4 so posix_spawn's dup2 always copies
 KILL_SIGNAL = signal.SIGKILL  # a waiting warm process runs no app code: nothing to shut down gracefully
+PREPARE_AFTER = 0.05  # seconds after a start before the next warm process is spawned: the app boots first
+REPORT_WAIT = 2.0  # ...or until the new generation reported what it required, at most this long
 PRELOAD_LIMIT = 400  # packages named in one order line (a pipe write of a few tens of kB at most)
 READ_CHUNK = 65536
 NODE_MODULES = "node_modules"
@@ -280,6 +282,8 @@ class Warm:
         self.never: dict[str, str] = {}  # file or package -> why it is never preloaded again
         self.fresh_reason: Optional[str] = None  # a decision for the loop: restart with nothing preloaded
         self.discarded: set[int] = set()  # killed, not yet reaped
+        self.next_launch: Optional[Launch] = None  # what prepare() asked for, spawned by tick()
+        self.prepare_at = 0.0
 
     # -- the interface the supervisor calls ------------------------------------------------------
     def configure(self, enabled: bool) -> None:
@@ -293,16 +297,33 @@ class Warm:
         return {self.waiting.channel.pid} if self.waiting and self.waiting.died is None else set()
 
     def prepare(self, launch: Union[Launch, str]) -> None:
-        """Start the next warm process in the background, if there is none and the command allows it."""
+        """Ask for the next warm process; tick() starts it once the new generation has booted."""
         if not self.enabled or isinstance(launch, str) or self.waiting is not None:
+            self.next_launch = None
             return
+        self.next_launch = launch
+        self.prepare_at = time.monotonic() + PREPARE_AFTER
+
+    def deadline(self) -> Optional[float]:
+        """When tick() has something to do (monotonic seconds), for the loop's wait."""
+        if self.next_launch is None:
+            return None
+        return self.prepare_at + (REPORT_WAIT if self.active is not None else 0.0)
+
+    def tick(self, now: float, busy: bool) -> None:
+        """Spawn the asked-for warm process: not while changes are still arriving (``busy``): a
+        booting node would compete with the tool writing them and split its burst."""
+        due = self.deadline()
+        if due is None or busy or now < due:
+            return
+        launch, self.next_launch = self.next_launch, None
+        assert launch is not None
         try:
             self.waiting = self._spawn(launch)
         except (OSError, ReloaddError) as exc:
             out.detail(f"warm process not started: {exc}")
             return
-        if self.active is None:
-            self._order()  # no report to wait for: preload what the last generation loaded
+        self._order()
 
     def take(self, launch: Union[Launch, str], changed: list[str], fresh: bool) -> Optional[Taken]:
         """Activate a compatible warm process; None means: start cold (a -V line says why).
@@ -319,6 +340,7 @@ class Warm:
             self.discard(launch)
             out.detail(f"cold start: {launch}")
             return None
+        self.next_launch = None
         waiting = self.waiting
         if waiting is not None and waiting.died is not None:
             self._forget()
@@ -350,6 +372,7 @@ class Warm:
 
     def discard(self, reason: str) -> None:
         """Kill the waiting process (config change, exit, incompatible change); the reaper collects it."""
+        self.next_launch = None
         waiting = self.waiting
         if waiting is None:
             return
@@ -373,7 +396,6 @@ class Warm:
                 self._on_loaded(message)
             if self.active.closed:
                 self.active = None
-                self._order()
         if self.waiting is not None and self.waiting.died is None:
             for message in self._messages(self.waiting.channel):
                 self._on_ready(message)
