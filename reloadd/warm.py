@@ -471,9 +471,10 @@ class Warm:
         if self.active is not None:
             self._close_channel(self.active)
         self.active = waiting.channel  # its next report: what the new generation's code required
-        taken = Taken(waiting.channel.pid, waiting.stdin_write, len(waiting.preload) if waiting.ready else 0)
-        late = "" if waiting.ready else " (it had not finished preloading)"
-        out.detail(f"warm start: pid {taken.pid}, {plural(len(waiting.preload), 'package')} preloaded{late}")
+        count = waiting.preloaded if waiting.ready else len(waiting.preload)
+        taken = Taken(waiting.channel.pid, waiting.stdin_write, count)
+        late = "" if waiting.ready else " (still preloading: the entry runs when it is done)"
+        out.detail(f"warm start: pid {taken.pid}, {plural(count, 'package')} preloaded{late}")
         return taken
 
     def _write(self, waiting: _Waiting, message: dict[str, object]) -> bool:
@@ -533,6 +534,7 @@ class Warm:
             return
         waiting.ready = True
         preloaded = message.get("preloaded", 0)
+        waiting.preloaded = preloaded if isinstance(preloaded, int) else 0
         took = time.monotonic() - waiting.started
         out.detail(f"warm process {waiting.channel.pid} ready in {took:.2f}s: {preloaded} package(s) preloaded")
 
