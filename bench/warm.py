@@ -379,14 +379,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument("--from-json", type=Path, help="rewrite the tables from an earlier run's warm.json")
     args = parser.parse_args()
-    results = run(args.quick)
+    results = json.loads(args.from_json.read_text()) if args.from_json else run(args.quick)
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "warm.json").write_text(json.dumps(results, indent=2))
     text = table(results)
     print(text)
     if not args.no_markdown:
         write_section(text, args.quick)
+
+
+NOTES = """
+Reading these figures: the warm restart saves node's boot and, for the Express app, the loading
+of its eleven packages (preloaded in the waiting process); what remains is detection and the
+20 ms burst window, stopping the old tree, and requiring the app's own files. A save that comes
+sooner after a start than the warm process needs to boot and preload (a few hundred ms here)
+waits for it to finish: never slower than a cold start, but not faster either. `--no-warm`
+is reloadd's cold restart: on par with nodemon or a little slower (the burst window, and reloadd
+waits until the old tree is gone, which nodemon does not). Idle CPU and startup goals are not
+met; docs/design.md ("reloadd's own cost") says why: watchfiles' wait loop wakes every 2 ms, and
+validating the config (pydantic) before the first spawn costs ~125 ms of imports.
+"""
 
 
 def write_section(text: str, quick: bool) -> None:
@@ -401,6 +415,7 @@ def write_section(text: str, quick: bool) -> None:
             f"{time.strftime('%Y-%m-%d')}, node {node}, {os.cpu_count()} cores; {rounds} per tool and app, "
             f"tools alternating; a save every {CHANGE_GAP:g} s.",
             text,
+            NOTES,
             END,
         ]
     )

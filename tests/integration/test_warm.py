@@ -301,3 +301,39 @@ def add_dependency(root: Path, name: str, source: str) -> None:
     package.mkdir(parents=True)
     (package / "package.json").write_text(json.dumps({"name": name, "version": "1.0.0"}))
     (package / "index.js").write_text(source)
+
+
+def test_an_app_that_shares_reloadds_terminal_starts_cold(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    import pty
+
+    root = make_probe_app(tmp_path / "app")
+    leader, follower = pty.openpty()
+    try:
+        runner = run_reloadd(["-V", "--no-stdin", "server.js"], root, stdin=follower)
+        first = read_probe(root, "v1")
+        assert first["stdin"]["isTTY"] is True
+        assert "cold start: the app shares reloadd's terminal" in runner.log()
+        assert not warm_processes(runner.pid)
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+def test_with_reloadd_reading_the_terminal_the_app_gets_a_pipe_warm_or_cold(
+    tmp_path: Path, run_reloadd: RunReloadd
+) -> None:
+    import pty
+
+    root = make_probe_app(tmp_path / "app")
+    leader, follower = pty.openpty()
+    try:
+        runner = run_reloadd(["-V", "server.js"], root, stdin=follower)
+        first = read_probe(root, "v1")
+        runner.wait_log(READY_PRELOADED)
+        set_version(root, "v2")
+        second = read_probe(root, "v2")
+        assert first["stdin"]["isTTY"] is False and second["stdin"]["isTTY"] is False
+        assert f"warm start: pid {second['pid']}" in runner.log()
+    finally:
+        os.close(leader)
+        os.close(follower)
