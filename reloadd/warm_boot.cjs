@@ -24,6 +24,7 @@ const REPORT_FD = 4; // this process -> reloadd: what happened
 const SEP = path.sep;
 const IN_NODE_MODULES = `${SEP}node_modules${SEP}`;
 const bootModule = module;
+const FRESH_MAIN_SYMBOLS = new Set(['kIsMainSymbol', 'kIsCachedByESMLoader', 'kIsExecuting']);
 const bootFile = __filename;
 
 // Re-open both pipes through /proc: node opens files close-on-exec, so a program the app
@@ -221,6 +222,12 @@ let preloaded = { count: 0, unsafe: [] };
 if (kind === 'cjs') {
   // This module object is already process.mainModule, marked main by node; it becomes the
   // entry's module, so require.main in a preloaded dependency is the entry, as it would be.
+  // Node keeps per-module state under symbols; keep only what a fresh main module has (the
+  // bootstrap's own kFormat, 'commonjs' for a .cjs file, would stop node from detecting ES
+  // module syntax in an entry .js file without a "type").
+  for (const symbol of Object.getOwnPropertySymbols(bootModule)) {
+    if (!FRESH_MAIN_SYMBOLS.has(symbol.description)) delete bootModule[symbol];
+  }
   bootModule.filename = mainPath;
   bootModule.path = path.dirname(mainPath);
   bootModule.paths = Module._nodeModulePaths(bootModule.path);

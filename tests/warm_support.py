@@ -129,8 +129,11 @@ if (process.env.PROBE_THROW) throw new Error('probe failed at start');
 )
 
 
-def make_probe_app(root: Path, esm: bool = False) -> Path:
-    """Write the probe app (CommonJS ``server.js`` or ESM ``server.mjs``) and its dependency into ``root``."""
+def make_probe_app(root: Path, esm: bool = False, esm_in_js: bool = False) -> Path:
+    """Write the probe app (CommonJS ``server.js`` or ESM ``server.mjs``) and its dependency into ``root``.
+
+    ``esm_in_js``: the ESM probe as ``server.js`` in a package without "type": node detects the syntax.
+    """
     root.mkdir(parents=True, exist_ok=True)
     (root.parent / "probe-out").mkdir(exist_ok=True)
     dep = root / "node_modules" / "probe-dep"
@@ -138,7 +141,10 @@ def make_probe_app(root: Path, esm: bool = False) -> Path:
     (dep / "package.json").write_text('{"name": "probe-dep", "version": "1.0.0", "main": "index.js"}\n')
     (dep / "index.js").write_text(PROBE_DEP)
     (root / "package.json").write_text('{"name": "probe-app", "version": "1.0.0"}\n')
-    if esm:
+    if esm_in_js:
+        (root / "server.js").write_text(PROBE_ESM)
+        set_version(root, "v1", esm=True)
+    elif esm:
         (root / "server.mjs").write_text(PROBE_ESM)
         set_version(root, "v1", esm=True)
     else:

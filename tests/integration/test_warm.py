@@ -30,8 +30,9 @@ def run_two_generations(
     esm: bool = False,
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
+    script: str = "",
 ) -> tuple[Reloadd, dict[str, Any], dict[str, Any]]:
-    script = "server.mjs" if esm else "server.js"
+    script = script or "server.js"
     flags = ["-V"] + ([] if warm else ["--no-warm"]) + (extra or [])
     runner = run_reloadd([*flags, script, "one", "two words"], root, env={"PROBE_ENV": "set", **(env or {})})
     first = read_probe(root, "v1", what=f"first probe; log:\n{runner.log()}")
@@ -54,23 +55,22 @@ def comparable(probe: dict[str, Any], root: Path) -> dict[str, Any]:
     return json.loads(json.dumps(probe).replace(str(root), "ROOT").replace(str(root.parent), "TMP"))
 
 
-@pytest.mark.parametrize(
-    ("esm", "inspect"), [(False, False), (True, False), (False, True)], ids=["commonjs", "esm", "inspect"]
-)
-def test_a_warm_generation_sees_what_a_cold_one_sees(
-    tmp_path: Path, run_reloadd: RunReloadd, esm: bool, inspect: bool
-) -> None:
+@pytest.mark.parametrize("kind", ["commonjs", "esm", "esm-syntax-in-js", "inspect"])
+def test_a_warm_generation_sees_what_a_cold_one_sees(tmp_path: Path, run_reloadd: RunReloadd, kind: str) -> None:
     observed = {}
-    extra = [f"--inspect=127.0.0.1:{free_port()}"] if inspect else []
+    extra = [f"--inspect=127.0.0.1:{free_port()}"] if kind == "inspect" else []
+    esm = kind.startswith("esm")
     for mode in ("warm", "cold"):
-        root = make_probe_app(tmp_path / mode / "app", esm=esm)
-        runner, _, second = run_two_generations(run_reloadd, root, warm=mode == "warm", esm=esm, extra=extra)
+        root = make_probe_app(tmp_path / mode / "app", esm=kind == "esm", esm_in_js=kind == "esm-syntax-in-js")
+        runner, _, second = run_two_generations(
+            run_reloadd, root, warm=mode == "warm", esm=esm, extra=extra, script="server.mjs" if kind == "esm" else ""
+        )
         assert second["ppid"] == runner.pid  # reloadd is the app's parent, warm or cold
         assert os.getpgid(second["pid"]) == second["pid"]  # in its own process group, as a cold start
         observed[mode] = comparable(second, root)
         runner.stop()
     assert observed["warm"] == observed["cold"]
-    if not esm:
+    if kind == "commonjs":
         cold = observed["cold"]
         assert cold["mainIsModule"] and cold["moduleId"] == "." and cold["dep"]["mainAtRequire"].endswith("server.js")
         assert cold["argv"][1:] == ["ROOT/server.js", "one", "two words"]
