@@ -337,3 +337,41 @@ def test_with_reloadd_reading_the_terminal_the_app_gets_a_pipe_warm_or_cold(
     finally:
         os.close(leader)
         os.close(follower)
+
+
+def test_an_install_while_the_warm_process_waits_starts_with_nothing_preloaded(
+    tmp_path: Path, run_reloadd: RunReloadd
+) -> None:
+    root = make_probe_app(tmp_path / "app")
+    runner = run_reloadd(["-V", "server.js"], root)
+    read_probe(root, "v1")
+    runner.wait_log(READY_PRELOADED)
+    dep = root / "node_modules" / "probe-dep"  # ignored by the watcher, as node_modules always is
+    (dep / "package.json").write_text('{"name": "probe-dep", "version": "1.0.1", "main": "index.js"}\n')
+    (dep / "index.js").write_text((dep / "index.js").read_text().replace("seen = {", "seen = { upgraded: true,"))
+    set_version(root, "v2")
+    second = read_probe(root, "v2")
+    assert "starting with nothing preloaded: packages were installed or changed while the warm process waited" in (
+        runner.log()
+    )
+    assert second["dep"]["upgraded"] is True
+
+
+PATCHES_REQUIRE = """\
+const Module = require('module');
+const original = Module.prototype.require;
+Module.prototype.require = function (id) { return original.apply(this, arguments); };
+"""
+
+
+def test_an_app_that_patches_the_module_loader_gets_nothing_preloaded(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    root = make_probe_app(tmp_path / "app")
+    server = root / "server.js"
+    server.write_text(PATCHES_REQUIRE + server.read_text())
+    runner = run_reloadd(["-V", "server.js"], root)
+    read_probe(root, "v1")
+    runner.wait_log("the app changes how modules are loaded: warm processes preload nothing")
+    runner.wait_log("ready in")
+    set_version(root, "v2")
+    second = read_probe(root, "v2")
+    assert f"warm start: pid {second['pid']}, 0 packages preloaded" in runner.log()
