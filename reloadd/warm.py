@@ -7,11 +7,12 @@ packages the previous generation's own code required (under ``node_modules`` onl
 own files are never preloaded), and waits. On a restart, once the old tree is gone, reloadd
 tells it to run the entry point; node's boot and the dependencies' loading are already paid.
 
-The supervisor calls five things: ``prepare`` after a start, ``take`` instead of spawning,
-``reaped`` from its single reaper, ``pids`` to keep the waiting process out of the app's
-tree, ``discard`` on exit and config reload, and ``handle_reports`` when the report pipe of
-a warm process is readable. Parts decide; ``take`` returns None whenever a cold start is the
-safe choice, and says why on a ``-V`` line.
+The supervisor calls: ``take`` instead of spawning, ``prepare`` after a start (``tick`` spawns
+it once the app has booted and no burst is open; ``deadline`` says when), ``reaped`` from its
+single reaper, ``pids`` to keep the waiting process out of the app's tree, ``discard``/``close``
+on config reload and exit, and ``handle_reports`` when a report pipe is readable (it may return
+a reason to restart once with nothing preloaded). ``take`` returns None whenever a cold start
+is the safe choice, and says why on a ``-V`` line; the loop does the rest.
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ def launch_for(command: Command, env: dict[str, str], cwd: Path, stdin_pipe: boo
     Returns:
         A Launch, or a reason (one phrase) for a cold start.
     """
+    if not BOOTSTRAP.is_file():
+        return f"{BOOTSTRAP.name} is missing from reloadd's installation"
     if command.shell or not command.is_node:
         return f"`{command.display}` is not node running a script"
     script = node_script(command.argv)

@@ -30,7 +30,12 @@ const bootFile = __filename;
 // Re-open both pipes through /proc: node opens files close-on-exec, so a program the app
 // spawns does not inherit them (the descriptors reloadd handed over are inheritable).
 function reopen(fd, flags) {
-  const copy = fs.openSync(`/proc/self/fd/${fd}`, flags);
+  let copy;
+  try {
+    copy = fs.openSync(`/proc/self/fd/${fd}`, flags);
+  } catch {
+    return fd; // no /proc: keep the inherited descriptor
+  }
   fs.closeSync(fd);
   return copy;
 }
