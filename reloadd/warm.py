@@ -476,7 +476,7 @@ class Warm:
         self.active = waiting.channel  # its next report: what the new generation's code required
         count = waiting.preloaded if waiting.ready else len(waiting.preload)
         taken = Taken(waiting.channel.pid, waiting.stdin_write, count)
-        late = "" if waiting.ready else " (still preloading: the entry runs when it is done)"
+        late = "" if waiting.ready or not waiting.preload else " (still preloading: the entry runs when it is done)"
         out.detail(f"warm start: pid {taken.pid}, {plural(count, 'package')} preloaded{late}")
         return taken
 

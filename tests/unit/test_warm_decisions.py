@@ -11,7 +11,7 @@ from reloadd.cli import parse_args
 from reloadd.command import build_command
 from reloadd.config import validate
 from reloadd.sources import env_options, merge
-from reloadd.warm import Launch, launch_difference, launch_for, package_of, preload_list, stale_reason
+from reloadd.warm import BOOTSTRAP, Launch, launch_difference, launch_for, package_of, preload_list, stale_reason
 
 NM = "/app/node_modules"
 
@@ -123,3 +123,9 @@ def test_no_warm_flag_and_config_key() -> None:
     assert parse_args(["--no-warm", "server.js"], base=Path("/")).options == {"warm": False}
     assert validate({"warm": False}, "test").warm is False
     assert validate({}, "test").warm is True
+
+
+def test_the_node_side_script_ships_with_the_package() -> None:
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    assert BOOTSTRAP.is_file()
+    assert f'reloadd = ["{BOOTSTRAP.name}"]' in pyproject  # package data: a wheel without it starts cold
