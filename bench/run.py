@@ -534,6 +534,9 @@ def write_markdown(results: dict, text: str, has_chart: bool) -> None:
     if has_chart:
         body += ["![restart latency and polling CPU](bench/results/latest.png)", ""]
     body.append(notes)
+    warm = RESULTS / "warm.md"  # written by bench/warm.py
+    if warm.exists():
+        body += ["", warm.read_text()]
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(body))
 
 

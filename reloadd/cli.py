@@ -208,6 +208,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag(("--inspect-brk",), "as --inspect, and stop before the first line of the app",
          key="inspect", parse=_parse_inspect_flag(True), optional_value=True, metavar="[=[HOST:]PORT]",
          section=RUN),
+    Flag(("--no-warm",), "start every generation cold: no node waiting with the app's dependencies loaded "
+         "(see README, Warm restarts)", key="warm", const=False, env="RELOADD_WARM=0", section=RUN),
     Flag(("-I", "--no-stdin"), "do not pass stdin to the app (and do not read `rs` from it)",
          key="stdin", const=False, section=RUN),
     Flag(("--spawn",), "accepted for nodemon compatibility (reloadd always spawns)", key="spawn", section=RUN),

@@ -162,6 +162,7 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = Field(default="text", alias="logFormat")
     event_timeout: float = Field(default=DEFAULT_EVENT_TIMEOUT, alias="eventTimeout", gt=0)
     hot: Optional[HotConfig] = None
+    warm: bool = True  # keep the next node started and its dependencies loaded (reloadd/warm.py)
 
     _lists = field_validator("ignore", "ignore_root", "args", "node_args", "exec_args", mode="before")(_as_list)
 
@@ -225,6 +226,7 @@ EXPECTED = {
     "logFormat": '"text" or "json"',
     "inspect": "HOST:PORT, PORT, or true",
     "hot": '{ "paths": ["routes/**"], "signal": "SIGHUP" }',
+    "warm": "true or false",
 }
 
 

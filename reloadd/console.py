@@ -81,6 +81,17 @@ class AppStdin:
             os.close(write_end)  # our stdin already ended: so does the app's
         return read_end
 
+    def adopt(self, write_end: Optional[int]) -> None:
+        """A pipe made elsewhere (the warm process's stdin) becomes the one reloadd feeds."""
+        if write_end is None:
+            return
+        self.close()
+        if self.source_open:
+            os.set_blocking(write_end, False)
+            self.write_end = write_end
+        else:
+            os.close(write_end)  # our stdin already ended: so does the app's
+
     def forward(self, data: bytes) -> None:
         if self.write_end is None:
             return

@@ -118,6 +118,7 @@ ENV_OPTIONS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "RELOADD_POLL": ("legacyWatch", parse_bool),
     "RELOADD_POLL_INTERVAL": ("pollingInterval", parse_milliseconds),
     "RELOADD_LOG_FORMAT": ("logFormat", parse_log_format),
+    "RELOADD_WARM": ("warm", parse_bool),
 }
 
 

@@ -40,6 +40,7 @@ from .plan import Plan
 from .ports import listens_on_all_interfaces
 from .system import System
 from .tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
+from .warm import launch_for
 from .watcher import Watcher
 
 REAP_INTERVAL = 1.0  # wake at least this often to reap, as tini does, in case a SIGCHLD was coalesced
@@ -115,6 +116,10 @@ class Supervisor:
         self.stdin_paused = False  # in the background: reading the terminal waits until we are in front
         self.soft = SoftReload()
         self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout)
+        self.warm = self.system.warm(self.selector)
+        self.warm_ready = False
+        self.start_changes: set[str] = set()  # what the next start follows from: decides what the warm process may keep
+        self.start_fresh = False  # a restart without changed files (rs, SIGHUP, config): nothing preloaded
         self._apply(plan)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -137,6 +142,7 @@ class Supervisor:
         self.handle_signals()
         self.handle_reaped()
         self.handle_stdin()
+        self.handle_warm()
         self.handle_changes()
         self.handle_timers()
 
@@ -161,6 +167,7 @@ class Supervisor:
     def shutdown(self) -> None:
         if self.watcher:
             self.watcher.stop()
+        self.warm.close()
         self.hooks.fire("quit", exit_code=self.exit_code)
         deadline = self.system.now() + min(QUIT_HOOK_WAIT, self.plan.settings.event_timeout)
         while self.hooks.running and self.system.now() < deadline:
@@ -188,11 +195,13 @@ class Supervisor:
         for key, _ in self.selector.select(timeout):
             if key.data == "stdin":
                 self.stdin_ready = True  # signals are drained in handle_signals
+            elif key.data == "warm":
+                self.warm_ready = True
 
     def timeout(self) -> float:
         now = self.system.now()
         waits = [REAP_INTERVAL, self.burst.wait_time(now)]
-        deadlines = [self.delay.until, self.backoff_until, self.hooks.next_deadline()]
+        deadlines = [self.delay.until, self.backoff_until, self.hooks.next_deadline(), self.warm.deadline()]
         waits += [d - now for d in deadlines if d is not None]
         if self.ladder:
             waits.append(self.ladder.next_check())
@@ -235,6 +244,7 @@ class Supervisor:
         self.hooks.base_env = dict(plan.env)
         self.hooks.timeout = settings.event_timeout
         self.config_files = {str(path) for path in plan.files}
+        self.warm.configure(settings.warm and self.watching)
 
     def _start_watcher(self) -> None:
         settings = self.plan.settings
@@ -263,6 +273,7 @@ class Supervisor:
             self.watcher.stop()
             self.watcher = None
         was_reading = self.reads_stdin
+        self.warm.discard("config reloaded")
         self._apply(plan)
         if self.watching:
             self._start_watcher()
@@ -343,7 +354,9 @@ class Supervisor:
             self.last_status = exit_status(status)
             if self.state is State.RUNNING:
                 self.begin_stop(State.CLEANING_UP, signal.SIGTERM, "the app exited; stopping what it left running")
-        elif not self.hooks.reaped(pid, status):
+        elif self.warm.reaped(pid, status) or self.hooks.reaped(pid, status):
+            pass
+        else:
             out.detail(f"reaped orphan {pid} (status {exit_status(status)})")
 
     def _check_ladder(self) -> None:
@@ -409,22 +422,37 @@ class Supervisor:
         env = dict(self.plan.env)
         if self.soft.enabled:
             env[HOT_FILE_ENV] = str(self.soft.file)
-        stdin_fd = self.app_stdin.open_for_child() if self.reads_stdin else None
+        changed, fresh = sorted(self.start_changes), self.start_fresh or not self.start_changes
+        self.start_changes, self.start_fresh = set(), False
         out.status(f"starting `{command.display}`")
-        try:
-            pid = self.system.spawn(command.argv, env, stdin_fd)
-        except ReloaddError as exc:
-            out.error(exc.message)
-            self._exit(exc.exit_code, "the app could not be started")
+        launch = launch_for(command, env, self.plan.cwd, self.reads_stdin)
+        taken = self.warm.take(launch, changed, fresh)
+        if taken is not None:
+            pid: Optional[int] = taken.pid
+            if self.reads_stdin:
+                self.app_stdin.adopt(taken.stdin_write)
+        else:
+            pid = self._spawn_cold(command.argv, env)
+        if pid is None:
             return
-        finally:
-            if stdin_fd is not None:
-                os.close(stdin_fd)
-        self.transition(State.RUNNING, why, tree=self.system.tree(pid, self.hooks.pids))
+        self.transition(State.RUNNING, why, tree=self.system.tree(pid, lambda: self.hooks.pids() | self.warm.pids()))
+        self.warm.prepare(launch)
         if not self.reads_stdin:
             self.terminal.give_to(pid)
         self._record_timing()
         self.hooks.fire("start", child_pid=pid, filename=command.script or "")
+
+    def _spawn_cold(self, argv: list[str], env: dict[str, str]) -> Optional[int]:
+        stdin_fd = self.app_stdin.open_for_child() if self.reads_stdin else None
+        try:
+            return self.system.spawn(argv, env, stdin_fd)
+        except ReloaddError as exc:
+            out.error(exc.message)
+            self._exit(exc.exit_code, "the app could not be started")
+            return None
+        finally:
+            if stdin_fd is not None:
+                os.close(stdin_fd)
 
     def _record_timing(self) -> None:
         if self.timing.group_closed:
@@ -443,6 +471,8 @@ class Supervisor:
     def restart(self, reason: str, changed: list[str]) -> None:
         """A restart was asked for (changes, `rs`, SIGHUP, a config reload): act by state."""
         said = "restarting due to changes..." if changed else f"restarting: {reason}"
+        self.start_changes.update(changed)
+        self.start_fresh = self.start_fresh or not changed
         if self.state is State.BETWEEN:
             self.start(reason)
         elif self.state in (State.IDLE, State.BACKOFF):
@@ -508,11 +538,21 @@ class Supervisor:
     def handle_timers(self) -> None:
         now = self.system.now()
         self.hooks.enforce_timeouts(now)
+        self.warm.tick(now, busy=self.burst.first is not None)
         delayed = self.delay.take(now)
         if delayed is not None:
             self.restart("files changed", delayed)
         if self.state is State.BACKOFF and self.backoff_until is not None and now >= self.backoff_until:
             self.start("the backoff after a crash is over")
+
+    # -- the warm process -------------------------------------------------------------------
+    def handle_warm(self) -> None:
+        if not self.warm_ready:
+            return
+        self.warm_ready = False
+        reason = self.warm.handle_reports()
+        if reason:
+            self.restart(reason, [])  # no changed files: nothing preloaded next time
 
     # -- stdin ------------------------------------------------------------------------------
     def handle_stdin(self) -> None:

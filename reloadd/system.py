@@ -9,6 +9,7 @@ integration and PID-1 tests prove this real implementation.
 
 from __future__ import annotations
 
+import selectors
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -17,6 +18,7 @@ from . import pid1, ports, tree
 from .console import stdin_is_interactive
 from .matching import Rules
 from .tree import ChildTree, StopLadder
+from .warm import Warm
 from .watcher import Watcher
 
 
@@ -75,3 +77,7 @@ class System:
         watcher = Watcher(rules, legacy_watch, poll_interval_ms, report, extra_files=extra_files)
         watcher.start()
         return watcher
+
+    def warm(self, selector: selectors.BaseSelector) -> Warm:
+        """The pre-started node for the next generation; it registers its report pipes on ``selector``."""
+        return Warm(selector)

@@ -13,10 +13,9 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
-
-import psutil
 
 from .errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, ReloaddError
 from .output import format_pids, out, plural
@@ -66,6 +65,8 @@ def _threads_left(pid: str) -> bool:
 
 
 def _psutil_table() -> dict[int, ProcInfo]:
+    import psutil  # only without /proc; importing it costs ~10 ms of every start
+
     table: dict[int, ProcInfo] = {}
     for proc in psutil.process_iter(["ppid", "status"]):
         try:
@@ -111,7 +112,12 @@ def resolve_program(program: str, path_env: Optional[str]) -> str:
     raise ReloaddError(f'failed to start process, "{program}" exec not found', EXIT_NOT_FOUND)
 
 
-def spawn(argv: list[str], env: dict[str, str], stdin_fd: Optional[int] = None) -> int:
+def spawn(
+    argv: list[str],
+    env: dict[str, str],
+    stdin_fd: Optional[int] = None,
+    extra_fds: Sequence[tuple[int, int]] = (),
+) -> int:
     """Start ``argv`` in a new process group with default signal dispositions; return its pid.
 
     posix_spawn rather than subprocess.Popen: a Popen object reaps its own child when it is
@@ -121,9 +127,11 @@ def spawn(argv: list[str], env: dict[str, str], stdin_fd: Optional[int] = None) 
         argv: program and arguments; the program is looked up in ``env``'s PATH.
         env: the complete environment of the new process.
         stdin_fd: a descriptor to become its stdin, or None to share reloadd's.
+        extra_fds: (ours, theirs) descriptors to hand over as well (the warm process's pipes).
     """
     path = resolve_program(argv[0], env.get("PATH"))
     actions = [] if stdin_fd is None else [(os.POSIX_SPAWN_DUP2, stdin_fd, 0)]
+    actions += [(os.POSIX_SPAWN_DUP2, ours, theirs) for ours, theirs in extra_fds]
     try:
         return os.posix_spawn(
             path, argv, env, file_actions=actions, setpgroup=0, setsigdef=RESET_IN_CHILD, setsigmask=()

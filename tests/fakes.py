@@ -87,6 +87,40 @@ class FakeWatcher:
         pass
 
 
+class FakeWarm:
+    """No warm process: every start is cold (the real one is proven by the integration tests)."""
+
+    def configure(self, enabled: bool) -> None:
+        pass
+
+    def pids(self) -> set[int]:
+        return set()
+
+    def prepare(self, launch: object) -> None:
+        pass
+
+    def deadline(self) -> None:
+        return None
+
+    def tick(self, now: float, busy: bool) -> None:
+        pass
+
+    def take(self, launch: object, changed: list[str], fresh: bool) -> None:
+        return None
+
+    def reaped(self, pid: int, status: int) -> bool:
+        return False
+
+    def discard(self, reason: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def handle_reports(self) -> None:
+        return None
+
+
 class FakeTerminal:
     usable = False
     nohup = False
@@ -179,6 +213,9 @@ class FakeSystem:
 
     def interactive_stdin(self) -> bool:
         return False
+
+    def warm(self, selector: object) -> FakeWarm:
+        return FakeWarm()
 
     def watch(self, *args: object) -> FakeWatcher:
         return FakeWatcher()

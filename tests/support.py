@@ -9,10 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import psutil
 
+T = TypeVar("T")
 DEADLINE = 10.0  # generous upper bound for anything that "should happen soon"
 
 
@@ -25,9 +26,7 @@ def reloadd_argv() -> list[str]:
     return [found] if found else [sys.executable, "-m", "reloadd"]
 
 
-def wait_for(
-    condition: Callable[[], object], timeout: float = DEADLINE, interval: float = 0.02, what: str = ""
-) -> object:
+def wait_for(condition: Callable[[], T], timeout: float = DEADLINE, interval: float = 0.02, what: str = "") -> T:
     """Poll ``condition`` until it is truthy; fail the test with ``what`` after ``timeout``."""
     end = time.monotonic() + timeout
     while True:

@@ -14,14 +14,20 @@ from support import Reloadd, starts, touch, wait_for
 RunReloadd = Callable[..., Reloadd]
 EXIT_INTERNAL = 70
 
-# Runs the installed reloadd with one method replaced by one that raises: the same program,
-# the same signals and processes, with a bug where the test puts it.
+# Runs the installed reloadd with one method made to raise once the file `fail-now` exists in
+# its working directory: the same program, signals and processes, with a bug where and when
+# the test puts it.
 FAULTY = """\
+import os
 import sys
 import reloadd.supervisor as supervisor
 
+original = getattr(supervisor.Supervisor, sys.argv[1])
+
 def broken(*args, **kwargs):
-    raise ZeroDivisionError("injected fault")
+    if os.path.exists("fail-now"):
+        raise ZeroDivisionError("injected fault")
+    return original(*args, **kwargs)
 
 setattr(supervisor.Supervisor, sys.argv[1], broken)
 sys.argv = ["reloadd", *sys.argv[3:]]  # drop the method name and the console script path
@@ -62,8 +68,9 @@ def test_a_failure_inside_reloadd_stops_the_whole_tree_then_exits_70(
     app.mkdir()
     (app / "server.js").write_text(SERVER_WITH_HELPER)
     runner = faulty(run_reloadd, app, method, ["server.js"])
-    wait_for(lambda: starts(app) and (app / "helper.pid").exists(), what=f"the app and its helper; {runner.log()}")
+    wait_for(lambda: starts(app) and (app / "helper.pid").exists(), what="the app and its helper")
     node, helper = starts(app)[0], int((app / "helper.pid").read_text())
+    (app / "fail-now").write_text("")
     if method == "_may_stop_early":
         touch(app / "server.js", SERVER_WITH_HELPER)  # the fault fires when the burst is handled
     assert runner.wait_exit() == EXIT_INTERNAL, runner.log()

@@ -48,7 +48,7 @@ class Init:
         if self.mode == "subreaper":
             return self.runner.pid
         children = wait_for(lambda: psutil.Process(self.runner.pid).children(), what="unshare's child")
-        return int(children[0].pid)  # type: ignore[index]
+        return int(children[0].pid)
 
     def kill(self, sig: int) -> None:
         os.kill(self.target, sig)
