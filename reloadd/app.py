@@ -15,15 +15,22 @@ from .matching import Rules
 from .output import out, use_colour
 from .sources import load_settings
 from .supervisor import Plan, Supervisor
+from .tree import resolve_program
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in reloadd, not in the app or its config
 
 
 def make_plan(cli: CliArgs) -> Plan:
-    """Read every config source and derive the command to run: the same steps at start and on config reload."""
+    """Read every config source and derive the command to run: the same steps at start and on config reload.
+
+    Everything that could make the next start fail is checked here, so that a config edit that
+    would break it is reported (a ReloaddError) while the running app is left alone.
+    """
     loaded = load_settings(cli, env=os.environ)
     command = build_command(loaded.settings, cli, loaded.cwd)
     env = child_env(loaded.settings, os.environ, loaded.cwd)
+    program = command.argv[0]
+    resolve_program(program if "/" not in program else str(loaded.cwd / program), env.get("PATH"))
     rules = Rules(loaded.settings, cwd=loaded.cwd, script=command.script, extensions=command.extensions)
     return Plan(loaded.settings, command, env, loaded.cwd, rules, list(loaded.files), loaded.warnings, loaded.notices)
 

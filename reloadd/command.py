@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Optional
 
-from .cli import NODE_FLAGS_WITH_VALUE, CliArgs, exists
+from .cli import NODE_FLAGS_WITH_VALUE, CliArgs, exists, is_file
 from .config import INSPECT_DEFAULT_HOST, INSPECT_DEFAULT_PORT, Settings, format_inspect, inspect_target, parse_inspect
 from .errors import ConfigError
 
@@ -144,7 +144,7 @@ def _discover(cwd: Path, args: list[str]) -> tuple[Optional[str], list[str], Opt
     main = package.get("main")
     if isinstance(main, str) and main:
         return main, args, None
-    if (cwd / INDEX_JS).is_file():
+    if is_file(cwd / INDEX_JS):
         return INDEX_JS, args, None
     scripts = package.get("scripts")
     start = scripts.get("start") if isinstance(scripts, dict) else None
@@ -155,11 +155,11 @@ def _discover(cwd: Path, args: list[str]) -> tuple[Optional[str], list[str], Opt
 
 def _package(cwd: Path) -> dict[str, Any]:
     path = cwd / PACKAGE_JSON
-    if not path.is_file():
+    if not is_file(path):
         return {}
     try:
         data = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ConfigError(f"{PACKAGE_JSON}: cannot read it to find the script: {exc}") from None
     return data if isinstance(data, dict) else {}
 
