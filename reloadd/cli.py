@@ -365,9 +365,17 @@ def is_file(path: Path) -> bool:
         return False
 
 
+def current_dir() -> Path:
+    """os.getcwd(), or a usage error when the directory reloadd was started in has been removed."""
+    try:
+        return Path(os.getcwd())
+    except OSError as exc:
+        raise ConfigError(f"the current directory cannot be used ({exc.strerror}): cd to one that exists") from None
+
+
 def _base_dir(argv: list[str]) -> Path:
     """Where to look for the script: --cwd (nodemon chdirs as soon as it sees it), else here."""
-    here = Path(os.getcwd())
+    here = current_dir()
     options = argv[: argv.index(EXACT_MARK)] if EXACT_MARK in argv else argv
     for index, arg in enumerate(options):
         if arg == "--cwd" and index + 1 < len(options):

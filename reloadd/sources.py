@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .cli import CliArgs, is_file, parse_bool, parse_log_format, parse_milliseconds, parse_seconds
+from .cli import CliArgs, current_dir, is_file, parse_bool, parse_log_format, parse_milliseconds, parse_seconds
 from .config import (
     DEEP_MERGED_KEYS,
     DEFAULT_EXEC_MAP,
@@ -97,7 +97,7 @@ def load_settings(cli: CliArgs, env: Mapping[str, str]) -> Loaded:
 # -- working directory --------------------------------------------------------------------------------
 def _base_dir(cli: CliArgs) -> Path:
     """Where config files are looked up: --cwd, else the current directory."""
-    here = Path(os.getcwd())
+    here = current_dir()
     if cli.cwd is None:
         return here
     path = (here / cli.cwd).resolve()

@@ -536,3 +536,13 @@ def test_exitcrash_with_restart_on_crash_warns(proj: Path, home: Path) -> None:
     assert load(["--exitcrash"], home=home).warnings == [
         "exitcrash and restartOnCrash are both set: reloadd exits when the app crashes"
     ]
+
+
+def test_a_removed_current_directory_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(ConfigError) as caught:
+        load_settings(parse_args(["server.js"]), env={})
+    assert caught.value.message.startswith("the current directory cannot be used")
