@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 
 from . import __version__
 from .cli import HELP, CliArgs, parse_args
@@ -77,12 +76,12 @@ def main(argv: list[str]) -> int:
     except ReloaddError as exc:
         out.error(exc.message)
         if verbose:
-            traceback.print_exc()
+            out.traceback()
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place a bug becomes a message instead of a traceback
         if verbose:
-            traceback.print_exc()
+            out.traceback()
         out.error(f"internal error: {type(exc).__name__}: {exc} (run with --verbose for the traceback)")
         return EXIT_INTERNAL
