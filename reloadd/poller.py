@@ -277,7 +277,9 @@ def plan_sweep(entries: int, entry_cost: float, interval: float) -> SweepPlan:
 
 
 class Poller:
-    """Polls a fixed set of directories (non-recursively) with the same ``watch``/``close`` calls as RustNotify."""
+    """Polls a fixed set of directories (non-recursively); a watcher.Notifier, as the inotify side is."""
+
+    polls = True
 
     def __init__(
         self,
@@ -287,6 +289,7 @@ class Poller:
         fd_allowance: Optional[int] = None,
     ) -> None:
         self.interval = interval_ms / 1000
+        self.dirs = set(directories)
         self.handles = Handles(fd_allowance)
         self.folders = [Folder(path, self.handles) for path in sorted(directories)]
         for folder in self.folders:
@@ -317,6 +320,11 @@ class Poller:
     def burst_quiet(self) -> float:
         return self.plan.burst_quiet
 
+    @property
+    def settle(self) -> float:
+        """A burst stays open this long after its last change: the poller sees a burst one tick at a time."""
+        return self.plan.burst_quiet
+
     def describe(self) -> str:
         files = sum(folder.files for folder in self.folders)
         held = len(self.handles.held)
@@ -325,7 +333,7 @@ class Poller:
             f"({POLL_CPU_BUDGET:.1%} CPU budget; {held} held as O_PATH descriptors)"
         )
 
-    def watch(self, timeout_ms: int, stop: StopFlag) -> Union[RawChanges, str]:
+    def wait(self, timeout_ms: int, stop: StopFlag) -> Union[RawChanges, str]:
         """Poll whenever a tick comes round until something changed or ``timeout_ms`` passed."""
         if self._pending:
             changes, self._pending = self._pending, set()

@@ -29,7 +29,7 @@ from .output import out
 from .pid1 import FORWARDED_SIGNALS, RESTART_SIGNAL, STOP_SIGNALS, SignalInbox, Terminal, become_subreaper, reap
 from .ports import listening_ports, wait_until_free
 from .tree import ChildTree, StopLadder, send, send_group, spawn
-from .watcher import ChangeGroup, Watcher
+from .watcher import ChangeGroup, Watcher, WatchReport
 
 REAP_INTERVAL = 1.0  # wake at least this often to reap, as tini does, in case a SIGCHLD was coalesced
 GROUP_QUIET = 0.02  # seconds without a change that close a burst (interface.md: tens of milliseconds)
@@ -101,7 +101,9 @@ class Supervisor:
         self.last_status = 0
         self.restart_pending = False
         self.changed: list[str] = []
-        self.incoming: deque[set[str]] = deque()
+        self.incoming: deque[WatchReport] = deque()
+        self.watch_busy = False  # from the latest WatchReport: the watcher is adding directories
+        self.watch_settle = 0.0  # from the latest WatchReport: how long a burst stays open after a change
         self.group = ChangeGroup(GROUP_QUIET, GROUP_CAP)
         self.delay_until: Optional[float] = None
         self.backoff = BACKOFF_FIRST
@@ -201,9 +203,9 @@ class Supervisor:
         )
         self.watcher.start()
 
-    def _report(self, paths: set[str]) -> None:
+    def _report(self, report: WatchReport) -> None:
         """Called in the watcher thread: record and wake the loop."""
-        self.incoming.append(paths)
+        self.incoming.append(report)
         self.inbox.wake()
 
     # -- signals ----------------------------------------------------------------------------
@@ -375,10 +377,11 @@ class Supervisor:
     def handle_changes(self) -> None:
         now = time.time()
         while self.incoming:
-            self.group.add(self.incoming.popleft(), now)
-        busy = bool(self.watcher and self.watcher.busy)
-        self.group.quiet = max(GROUP_QUIET, self.watcher.settle if self.watcher else 0.0)
-        if not self.group.ready(now, busy):
+            report = self.incoming.popleft()
+            self.group.add(set(report.paths), now)
+            self.watch_busy, self.watch_settle = report.busy, report.settle
+        self.group.quiet = max(GROUP_QUIET, self.watch_settle)
+        if not self.group.ready(now, self.watch_busy):
             return
         paths, first = self.group.take()
         self.timing.first_change, self.timing.group_closed = first, now

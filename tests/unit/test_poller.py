@@ -206,9 +206,9 @@ def test_watch_reports_on_the_burst_tick_not_the_slow_one(tmp_path: Path) -> Non
             return False
 
     edit_in_place(tmp_path / "d1" / "f1.js")
-    assert poller.watch(5000, Never())
+    assert poller.wait(5000, Never())
     edit_in_place(tmp_path / "d2" / "f2.js")
-    assert (CHANGE_MODIFIED, str(tmp_path / "d2" / "f2.js")) in poller.watch(500, Never())
+    assert (CHANGE_MODIFIED, str(tmp_path / "d2" / "f2.js")) in poller.wait(500, Never())
     poller.close()
 
 
