@@ -21,6 +21,8 @@ from .errors import ConfigError
 NODE_PROGRAMS = frozenset({"node", "nodejs"})  # `nodejs` is Debian's older name for the binary
 DEFAULT_EXEC = "node"
 SHELL = ("sh", "-c")
+SHELL_PROGRAMS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"})
+SHELL_COMMAND_OPTION = re.compile(r"-[a-zA-Z]*c[a-zA-Z]*")  # -c, -lc, -ec: the next word is a command string
 JS_EXTENSIONS = ("js", "mjs", "cjs")
 DEFAULT_JS_WATCH = ["js", "mjs", "cjs", "json"]  # nodemon.md "Default extensions"
 ALL_EXTENSIONS = "*"
@@ -182,7 +184,8 @@ def _word_command(
     if not words:
         raise ConfigError("exec: expected a program to run, got an empty command")
     uses_filename = any(FILENAME in word for word in words)
-    argv = [_substitute(word, script, cwd) for word in words]
+    for_shell = _shell_strings(words)
+    argv = [_substitute(word, script, cwd, quote=index in for_shell) for index, word in enumerate(words)]
     is_node = is_node_program(argv[0])
     argv += _interpreter_args(settings, cli, is_node)
     argv += ([script] if script and not uses_filename else []) + list(script_args)
@@ -212,6 +215,20 @@ def _interpreter_args(settings: Settings, cli: CliArgs, is_node: bool) -> list[s
 def _script_part(exec_value: str, script: Optional[str], script_args: list[str]) -> list[str]:
     """With ``{{filename}}`` in exec the script is already placed; else it goes after the interpreter args."""
     return ([script] if script and FILENAME not in exec_value else []) + list(script_args)
+
+
+def _shell_strings(words: list[str]) -> set[int]:
+    """Indexes of the words a shell will parse as a command: the one after ``-c`` (``-lc``, ``-ec``...)
+    of sh, bash and the like. A placeholder there is substituted shell-quoted, or a script named
+    ``a;touch x;.js`` would run ``touch x``; anywhere else the word is one argv entry, taken as is."""
+    found: set[int] = set()
+    shell_seen = False
+    for index, word in enumerate(words):
+        if PurePath(word).name in SHELL_PROGRAMS:
+            shell_seen = True
+        elif shell_seen and SHELL_COMMAND_OPTION.fullmatch(word):
+            found.add(index + 1)
+    return found
 
 
 def _substitute(text: str, script: Optional[str], cwd: Path, quote: bool = False) -> str:

@@ -27,7 +27,7 @@ from .hooks import Hooks
 from .matching import GlobSet, Rules
 from .output import out
 from .pid1 import FORWARDED_SIGNALS, RESTART_SIGNAL, STOP_SIGNALS, SignalInbox, Terminal, become_subreaper, reap
-from .ports import listening_ports, wait_until_free
+from .ports import listening_ports, listens_on_all_interfaces, wait_until_free
 from .tree import ChildTree, StopLadder, send, send_group, spawn
 from .watcher import ChangeGroup, Watcher, WatchReport
 
@@ -141,10 +141,10 @@ class Supervisor:
             out.info(f"watching path(s): {' '.join(self.rules.describe_watch())}")
             out.info(f"watching extensions: {self.rules.describe_ext()}")
             self._start_watcher()
-        if command.inspect and command.inspect[0] in ("0.0.0.0", "::"):
+        if command.inspect and listens_on_all_interfaces(command.inspect[0]):
             out.warn(
-                f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}: anyone who can reach it can "
-                "run code in the app; prefer 127.0.0.1 with kubectl port-forward"
+                f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}, every interface: anyone who "
+                "can reach it can run code in the app; prefer 127.0.0.1 with kubectl port-forward"
             )
         if self.watching and settings.run_on_change_only:
             out.info("waiting for the first change before starting (--on-change-only)")
