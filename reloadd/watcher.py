@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Union
 
 from .matching import Rules
-from .mounts import WatchMode, decide_mode
+from .mounts import WatchMode, decide_mode, virtual_mount_points
 from .output import out
 from .poller import CHANGE_ADDED, CHANGE_DELETED, Poller, RawChanges, StopFlag
 
@@ -58,6 +58,10 @@ WATCHER_RETRY_PAUSE = 1.0
 # scan counts files changed this long before the last event it heard as changed, to be sure.
 CATCH_UP_MARGIN = 0.1
 IN_ALL_EVENTS = 0xFFF  # linux/inotify.h: what a probe watch asks for (any mask will do)
+# A walk past this many directories says so at once: a tree this big (`--watch /`) takes seconds
+# and hundreds of MB to watch, and silence would look like a hang.
+BIG_WALK_DIRS = 10_000
+UNWATCHABLE_NAMED = 3  # directories named one by one in a warning; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -286,6 +290,8 @@ class Watcher:
         self._said_unwatchable: set[str] = set()  # directories already named as impossible to watch
         self._odd_names: set[str] = set()  # directories the last walk found a name that is not UTF-8 in
         self._said_odd: set[str] = set()  # of those, the ones polled (and said so) since the last rebuild
+        self._said_big: set[str] = set()  # roots whose walk was reported as big
+        self._virtual: set[str] = set()  # mount points of kernel views (/proc...): never walked into
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -442,6 +448,7 @@ class Watcher:
         poll_dirs: set[str] = set()
         settle = 0.0
         self._odd_names = set()
+        self._virtual = virtual_mount_points()
         for root in self.roots:
             root.identity = _identity(root.path)
             if root.identity is None:
@@ -534,14 +541,21 @@ class Watcher:
         missed: dict[str, Optional[str]] = {}
         for path in dirs:
             identity = _identity(Path(path))
-            if identity is not None and identity in watched:
-                continue
-            reason = missed[path] = _unwatched_reason(path)
-            if reason == "vanished":
-                out.detail(f"{path} vanished before it could be watched")
-            elif reason is not None and path not in self._said_unwatchable:
-                self._said_unwatchable.add(path)
-                out.warn(f"cannot watch {path}: it {reason}; changes inside it are not seen")
+            if identity is None or identity not in watched:
+                missed[path] = _unwatched_reason(path)
+        vanished = [path for path, reason in missed.items() if reason == "vanished"]
+        if vanished:
+            out.detail(f"{len(vanished)} dir(s) vanished before they could be watched, e.g. {vanished[0]}")
+        new = sorted(
+            p for p, reason in missed.items() if reason not in (None, "vanished") and p not in self._said_unwatchable
+        )
+        for path in new[:UNWATCHABLE_NAMED]:
+            out.warn(f"cannot watch {path}: it {missed[path]}; changes inside it are not seen")
+        if len(new) > UNWATCHABLE_NAMED:
+            out.warn(f"cannot watch {len(new) - UNWATCHABLE_NAMED} more directories (run with -V for the list)")
+            for path in new[UNWATCHABLE_NAMED:]:
+                out.detail(f"cannot watch {path}: it {missed[path]}")
+        self._said_unwatchable.update(new)
         return missed
 
     def _known_dirs(self) -> set[str]:
@@ -563,12 +577,23 @@ class Watcher:
                     for entry in entries:
                         if not _utf8(entry.name):
                             self._odd_names.add(current)
-                        if entry.is_dir(follow_symlinks=False) and not self.rules.prune(entry.path):
+                        if self._walks_into(entry):
                             found.append(entry.path)
                             stack.append(entry.path)
             except OSError:
                 continue  # vanished or unreadable: a later event or root check catches up
+            if len(found) >= BIG_WALK_DIRS and top not in self._said_big:
+                self._said_big.add(top)
+                out.info(
+                    f"walking {top}: over {BIG_WALK_DIRS} directories to watch so far; a tree this big takes "
+                    "a while and much memory (narrow --watch, or --ignore what need not be watched)"
+                )
         return found
+
+    def _walks_into(self, entry: os.DirEntry[str]) -> bool:
+        return (
+            entry.is_dir(follow_symlinks=False) and entry.path not in self._virtual and not self.rules.prune(entry.path)
+        )
 
     def _matching_files(self, top: str) -> set[str]:
         """Files already inside a directory that just appeared: they count as changes.

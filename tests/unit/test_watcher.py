@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +102,34 @@ def test_an_error_in_the_watcher_thread_is_logged_and_watching_recovers_with_the
     assert not reports.all()[-1].busy
     (tmp_path / "later.js").write_text("y")
     wait_for(lambda: str(tmp_path / "later.js") in reports.paths(), what="a later change")
+
+
+@pytest.fixture
+def proc_inside(tmp_path: Path) -> Iterator[Path]:
+    """A proc file system mounted inside the watched tree, as / holds /proc."""
+    target = tmp_path / "proc"
+    target.mkdir()
+    if subprocess.run(["mount", "-t", "proc", "proc", str(target)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount proc here (needs root)")
+    yield target
+    subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_a_walk_never_enters_a_kernel_view_below_a_root(
+    tmp_path: Path, proc_inside: Path, watch: Callable[[], tuple[Watcher, Reports]]
+) -> None:
+    """`--watch /` walked /proc (a directory per task and descriptor): minutes and hundreds of MB."""
+    (tmp_path / "src").mkdir()
+    watcher, _ = watch()
+    assert watcher.watch_count() == 2  # tmp_path and src: nothing under proc
+
+
+def test_a_big_walk_says_so_at_once(
+    tmp_path: Path, watch: Callable[[], tuple[Watcher, Reports]], log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher_module, "BIG_WALK_DIRS", 20)
+    for index in range(30):
+        (tmp_path / f"d{index}").mkdir()
+    watch()
+    (line,) = [line for line in log.getvalue().splitlines() if "walking" in line]
+    assert f"walking {tmp_path}: over 20 directories to watch so far" in line, log.getvalue()
