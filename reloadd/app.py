@@ -28,8 +28,7 @@ def make_plan(cli: CliArgs) -> Plan:
     loaded = load_settings(cli, env=os.environ)
     command = build_command(loaded.settings, cli, loaded.cwd)
     env = child_env(loaded.settings, os.environ, loaded.cwd)
-    program = command.argv[0]
-    resolve_program(program if "/" not in program else str(loaded.cwd / program), env.get("PATH"))
+    resolve_program(command.argv[0], env.get("PATH"), str(loaded.cwd))
     rules = Rules(loaded.settings, cwd=loaded.cwd, script=command.script, extensions=command.extensions)
     return Plan(loaded.settings, command, env, loaded.cwd, rules, list(loaded.files), loaded.warnings, loaded.notices)
 
