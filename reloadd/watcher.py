@@ -539,10 +539,16 @@ class Watcher:
         """The directories of ``dirs`` inotify holds no watch on, each with why (None: the watch limit).
         One that vanished since the walk is no concern: its parent's events bring it back if it returns."""
         missed: dict[str, Optional[str]] = {}
+        at_limit = False
         for path in dirs:
             identity = _identity(Path(path))
-            if identity is None or identity not in watched:
+            if identity is not None and identity in watched:
+                continue
+            if at_limit:  # the kernel said ENOSPC once: the rest is the same limit
+                missed[path] = None if identity is not None else "vanished"
+            else:
                 missed[path] = _unwatched_reason(path)
+                at_limit = missed[path] is None
         vanished = [path for path, reason in missed.items() if reason == "vanished"]
         if vanished:
             out.detail(f"{len(vanished)} dir(s) vanished before they could be watched, e.g. {vanished[0]}")
