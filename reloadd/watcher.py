@@ -285,7 +285,7 @@ class Watcher:
         self._notifiers: list[Notifier] = []
         self._inotify_failed = False
         self._failed = False  # the thread hit an unexpected error: rebuild and catch up before waiting again
-        self._heard = time.time()  # wall clock (file ctimes are), when inotify last delivered or was caught up
+        self._heard = time.time()  # wall clock (file ctimes are): inotify has delivered every change before it
         self._scanned: dict[str, Optional[tuple[int, int, int]]] = {}  # files a new-directory scan reported
         self._said_unwatchable: set[str] = set()  # directories already named as impossible to watch
         self._odd_names: set[str] = set()  # directories the last walk found a name that is not UTF-8 in
@@ -355,6 +355,7 @@ class Watcher:
         timeout = ROOT_CHECK_INTERVAL_MS if len(self._notifiers) == 1 else SHARED_THREAD_TIMEOUT_MS
         changes: RawChanges = set()
         for notifier in list(self._notifiers):
+            started = time.time()
             try:
                 result = notifier.wait(timeout, self._stop)
             except RuntimeError as exc:
@@ -369,8 +370,8 @@ class Watcher:
                 return changes
             if isinstance(result, set):
                 changes |= result
-                if not notifier.polls:
-                    self._heard = time.time()
+            if not notifier.polls:
+                self._heard = started  # everything before this wait began has been delivered
         return changes
 
     def _inotify_dirs(self) -> set[str]:
