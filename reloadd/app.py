@@ -17,6 +17,7 @@ from .supervisor import Plan, Supervisor
 from .tree import resolve_program
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in reloadd, not in the app or its config
+EXIT_OUTPUT = 74  # EX_IOERR: --help, --version or --dump could not be written to stdout (a full disk)
 
 
 def make_plan(cli: CliArgs) -> Plan:
@@ -44,19 +45,27 @@ def configure_output(plan: Plan) -> None:
     )
 
 
+def _print(text: str) -> None:
+    """Output the user asked for on stdout; a stdout that cannot take it is reported, not a crash."""
+    try:
+        print(text, flush=True)
+    except OSError as exc:
+        raise ReloaddError(f"cannot write to stdout: {exc.strerror or exc}", EXIT_OUTPUT) from None
+
+
 def run(argv: list[str]) -> int:
     cli = parse_args(argv)
     if cli.help:
-        print(HELP)
+        _print(HELP)
         return 0
     if cli.version:
-        print(__version__)
+        _print(__version__)
         return 0
     plan = make_plan(cli)
     configure_output(plan)
     if cli.dump:
         dump = {"config": plan.settings.model_dump(by_alias=True), "command": plan.command.argv, "cwd": str(plan.cwd)}
-        print(json.dumps(dump, indent=2, default=str))
+        _print(json.dumps(dump, indent=2, default=str))
         return 0
     os.chdir(plan.cwd)
     out.info(__version__)

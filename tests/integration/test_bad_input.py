@@ -112,3 +112,14 @@ def test_an_unreadable_cwd_is_a_usage_error() -> None:
             assert done.returncode == 2, done.stderr
             assert done.stderr.startswith(f"[reloadd] {named} directory 'locked' cannot be read"), done.stderr
             assert done.stderr.count("\n") == 1, done.stderr
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version", "--dump"])
+def test_a_stdout_that_cannot_be_written_is_one_error_line(tmp_path: Path, flag: str) -> None:
+    (tmp_path / "server.js").write_text("")
+    env = dict(os.environ, NO_COLOR="1")
+    with open("/dev/full", "w") as full:  # every write fails with ENOSPC
+        done = subprocess.run(
+            [*reloadd_argv(), flag, "server.js"], cwd=tmp_path, env=env, stdout=full, stderr=subprocess.PIPE, text=True
+        )
+    assert done.returncode == 74 and done.stderr == "[reloadd] cannot write to stdout: No space left on device\n"
