@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 
 from . import __version__
 from .cli import HELP, CliArgs, parse_args
@@ -16,15 +15,22 @@ from .output import out, use_colour
 from .plan import Plan
 from .sources import load_settings
 from .supervisor import Supervisor
+from .tree import resolve_program
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in reloadd, not in the app or its config
+EXIT_OUTPUT = 74  # EX_IOERR: --help, --version or --dump could not be written to stdout (a full disk)
 
 
 def make_plan(cli: CliArgs) -> Plan:
-    """Read every config source and derive the command to run: the same steps at start and on config reload."""
+    """Read every config source and derive the command to run: the same steps at start and on config reload.
+
+    Everything that could make the next start fail is checked here, so that a config edit that
+    would break it is reported (a ReloaddError) while the running app is left alone.
+    """
     loaded = load_settings(cli, env=os.environ)
     command = build_command(loaded.settings, cli, loaded.cwd)
     env = child_env(loaded.settings, os.environ, loaded.cwd)
+    resolve_program(command.argv[0], env.get("PATH"), str(loaded.cwd))
     rules = Rules(loaded.settings, cwd=loaded.cwd, script=command.script, extensions=command.extensions)
     missing = missing_script_warning(command, loaded.cwd)
     warnings = [*loaded.warnings, *([missing] if missing else [])]
@@ -42,19 +48,29 @@ def configure_output(plan: Plan) -> None:
     )
 
 
+def _print(text: str) -> None:
+    """Output the user asked for on stdout; a stdout that cannot take it is reported, not a crash."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise  # the reader stopped reading (`| head`): not an error, main() says nothing
+    except OSError as exc:
+        raise ReloaddError(f"cannot write to stdout: {exc.strerror or exc}", EXIT_OUTPUT) from None
+
+
 def run(argv: list[str]) -> int:
     cli = parse_args(argv)
     if cli.help:
-        print(HELP)
+        _print(HELP)
         return 0
     if cli.version:
-        print(__version__)
+        _print(__version__)
         return 0
     plan = make_plan(cli)
     configure_output(plan)
     if cli.dump:
         dump = {"config": plan.settings.model_dump(by_alias=True), "command": plan.command.argv, "cwd": str(plan.cwd)}
-        print(json.dumps(dump, indent=2, default=str))
+        _print(json.dumps(dump, indent=2, default=str))
         return 0
     os.chdir(plan.cwd)
     out.info(__version__)
@@ -77,7 +93,7 @@ def main(argv: list[str]) -> int:
     except ReloaddError as exc:
         out.error(exc.message)
         if verbose:
-            traceback.print_exc()
+            out.traceback()
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -85,6 +101,6 @@ def main(argv: list[str]) -> int:
         return 0  # `reloadd --help | head`: the reader has all it wanted (the app, if any, is already stopped)
     except Exception as exc:  # noqa: BLE001 - the one place a bug becomes a message instead of a traceback
         if verbose:
-            traceback.print_exc()
+            out.traceback()
         out.error(f"internal error: {type(exc).__name__}: {exc} (run with --verbose for the traceback)")
         return EXIT_INTERNAL

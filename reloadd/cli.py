@@ -22,6 +22,10 @@ from .config import (
     DEFAULT_EVENT_TIMEOUT,
     DEFAULT_POLL_INTERVAL_MS,
     DEFAULT_STOP_TIMEOUT,
+    MAX_POLL_INTERVAL_MS,
+    check_milliseconds,
+    check_poll_interval,
+    check_seconds,
     format_inspect,
     parse_inspect,
     signal_number,
@@ -97,31 +101,43 @@ class CliArgs:
 
 # -- value parsers, shared with sources.py for the environment variables ---------------------------
 def parse_duration_ms(name: str, text: str) -> float:
-    """nodemon's CLI delay units: ``2500ms`` -> 2500, ``5s`` -> 5000, bare seconds ``2.5`` -> 2500."""
+    """nodemon's CLI delay units: ``2500ms`` -> 2500, ``5s`` -> 5000, bare seconds ``2.5`` -> 2500.
+
+    Checked as config ``delay`` is (check_milliseconds): a flag and a file take the same values.
+    """
     match = _DURATION.match(text)
-    if not match:
-        raise ConfigError(f"{name}: expected a duration like 2.5, 2500ms or 5s, got {text!r}")
-    number = float(match.group(1))
-    return number if (match.group(2) or "").lower() == "ms" else number * MS_PER_SECOND
+    try:
+        if not match:
+            raise ValueError("not a duration")
+        number = float(match.group(1))
+        return check_milliseconds(number if (match.group(2) or "").lower() == "ms" else number * MS_PER_SECOND)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a duration like 2.5, 2500ms or 5s, got {text!r}") from None
 
 
 def parse_seconds(name: str, text: str, positive: bool = False) -> float:
-    """A duration in seconds (``5``, ``2.5``, ``500ms``, ``5s``)."""
+    """A duration in seconds (``5``, ``2.5``, ``500ms``, ``5s``), checked as config ``stopTimeout``/``eventTimeout``."""
     match = _DURATION.match(text)
-    if match:
-        seconds = parse_duration_ms(name, text) / MS_PER_SECOND
-        if seconds > 0 or not positive:
-            return seconds
-    wanted = "a positive" if positive else "a"
-    raise ConfigError(f"{name}: expected {wanted} number of seconds like 5, 2.5 or 500ms, got {text!r}")
+    try:
+        if not match:
+            raise ValueError("not a duration")
+        return check_seconds(parse_duration_ms(name, text) / MS_PER_SECOND, positive)
+    except (ValueError, ConfigError):
+        wanted = "a positive" if positive else "a"
+        raise ConfigError(f"{name}: expected {wanted} number of seconds like 5, 2.5 or 500ms, got {text!r}") from None
 
 
 def parse_milliseconds(name: str, text: str) -> int:
-    """A whole, positive number of milliseconds (``100`` or ``100ms``)."""
+    """A whole number of milliseconds (``100`` or ``100ms``), checked as config ``pollingInterval``."""
     match = _MILLISECONDS.match(text)
-    if not match or int(match.group(1)) < 1:
-        raise ConfigError(f"{name}: expected a whole number of milliseconds like 100, got {text!r}")
-    return int(match.group(1))
+    try:
+        if not match:
+            raise ValueError("not a number of milliseconds")
+        return check_poll_interval(int(match.group(1)))
+    except ValueError:
+        raise ConfigError(
+            f"{name}: expected a whole number of milliseconds like 100 (1 to {MAX_POLL_INTERVAL_MS}), got {text!r}"
+        ) from None
 
 
 def parse_bool(name: str, text: str) -> bool:
@@ -343,9 +359,26 @@ def exists(path: Path) -> bool:
         return False
 
 
+def is_file(path: Path) -> bool:
+    """Path.is_file that says no when the path cannot even be looked at (a $HOME reloadd may not
+    search, a name too long) instead of raising."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def current_dir() -> Path:
+    """os.getcwd(), or a usage error when the directory reloadd was started in has been removed."""
+    try:
+        return Path(os.getcwd())
+    except OSError as exc:
+        raise ConfigError(f"the current directory cannot be used ({exc.strerror}): cd to one that exists") from None
+
+
 def _base_dir(argv: list[str]) -> Path:
     """Where to look for the script: --cwd (nodemon chdirs as soon as it sees it), else here."""
-    here = Path(os.getcwd())
+    here = current_dir()
     options = argv[: argv.index(EXACT_MARK)] if EXACT_MARK in argv else argv
     for index, arg in enumerate(options):
         if arg == "--cwd" and index + 1 < len(options):

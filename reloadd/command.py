@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Optional
 
-from .cli import NODE_FLAGS_WITH_VALUE, CliArgs, exists
+from .cli import NODE_FLAGS_WITH_VALUE, CliArgs, exists, is_file
 from .config import INSPECT_DEFAULT_HOST, INSPECT_DEFAULT_PORT, Settings, format_inspect, inspect_target, parse_inspect
 from .errors import ConfigError
 
@@ -26,6 +26,8 @@ COFFEE_EXTENSIONS = ("coffee", "litcoffee")
 COFFEE = "coffee"
 COFFEE_NODE_FLAGS = "--nodejs"
 SHELL = ("sh", "-c")
+SHELL_PROGRAMS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"})
+SHELL_COMMAND_OPTION = re.compile(r"-[a-zA-Z]*c[a-zA-Z]*")  # -c, -lc, -ec: the next word is a command string
 JS_EXTENSIONS = ("js", "mjs", "cjs")
 DEFAULT_JS_WATCH = ["js", "mjs", "cjs", "json"]  # nodemon.md "Default extensions"
 ALL_EXTENSIONS = "*"
@@ -154,7 +156,7 @@ def _discover(cwd: Path, args: list[str]) -> tuple[Optional[str], list[str], Opt
     main = package.get("main")
     if isinstance(main, str) and main:
         return main, args, None
-    if (cwd / INDEX_JS).is_file():
+    if is_file(cwd / INDEX_JS):
         return INDEX_JS, args, None
     scripts = package.get("scripts")
     start = scripts.get("start") if isinstance(scripts, dict) else None
@@ -165,11 +167,11 @@ def _discover(cwd: Path, args: list[str]) -> tuple[Optional[str], list[str], Opt
 
 def _package(cwd: Path) -> dict[str, Any]:
     path = cwd / PACKAGE_JSON
-    if not path.is_file():
+    if not is_file(path):
         return {}
     try:
         data = json.loads(path.read_bytes().decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ConfigError(f"{PACKAGE_JSON}: cannot read it to find the script: {exc}") from None
     return data if isinstance(data, dict) else {}
 
@@ -199,7 +201,8 @@ def _word_command(
     if not words:
         raise ConfigError("exec: expected a program to run, got an empty command")
     uses_filename = any(FILENAME in word for word in words)
-    argv = [_substitute(word, script, cwd) for word in words]
+    for_shell = _shell_strings(words)
+    argv = [_substitute(word, script, cwd, quote=index in for_shell) for index, word in enumerate(words)]
     is_node = is_node_program(argv[0])
     argv += _interpreter_args(settings, cli, is_node)
     argv += ([script] if script and not uses_filename else []) + list(script_args)
@@ -242,6 +245,20 @@ def _interpreter_args(settings: Settings, cli: CliArgs, is_node: bool) -> list[s
 def _script_part(exec_value: str, script: Optional[str], script_args: list[str]) -> list[str]:
     """With ``{{filename}}`` in exec the script is already placed; else it goes after the interpreter args."""
     return ([script] if script and FILENAME not in exec_value else []) + list(script_args)
+
+
+def _shell_strings(words: list[str]) -> set[int]:
+    """Indexes of the words a shell will parse as a command: the one after ``-c`` (``-lc``, ``-ec``...)
+    of sh, bash and the like. A placeholder there is substituted shell-quoted, or a script named
+    ``a;touch x;.js`` would run ``touch x``; anywhere else the word is one argv entry, taken as is."""
+    found: set[int] = set()
+    shell_seen = False
+    for index, word in enumerate(words):
+        if PurePath(word).name in SHELL_PROGRAMS:
+            shell_seen = True
+        elif shell_seen and SHELL_COMMAND_OPTION.fullmatch(word):
+            found.add(index + 1)
+    return found
 
 
 def _substitute(text: str, script: Optional[str], cwd: Path, quote: bool = False) -> str:

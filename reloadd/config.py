@@ -7,12 +7,15 @@ layer or the merged result and turns pydantic's errors into one line naming file
 
 from __future__ import annotations
 
+import math
+import os
 import signal
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .matching import check_glob
 
 DEFAULT_IGNORE_ROOT = [
     "**/.git/**",
@@ -32,6 +35,11 @@ INSPECT_DEFAULT_HOST = "127.0.0.1"
 INSPECT_DEFAULT_PORT = 9229  # node's own default inspector port
 INSPECT_BRK_PREFIX = "brk:"  # `inspect` value prefix meaning --inspect-brk (stop before the first line)
 MAX_PORT = 65535
+MAX_POLL_INTERVAL_MS = 3_600_000  # an hour: a longer poll period is a typo, and would hide every change
+# Deeper than this, a config file is a mistake (or an attack on the parser): nodemon's keys nest
+# three levels at most. Python's JSON and TOML parsers recurse and fail near 1,000 levels.
+MAX_CONFIG_DEPTH = 32
+SHOWN_VALUE_CHARS = 80  # an error line shows at most this much of the bad value
 
 # Keys whose values are objects merged key by key across layers; everything else replaces.
 DEEP_MERGED_KEYS = ("env", "execMap", "events", "watchOptions")
@@ -98,6 +106,38 @@ def _normalise_inspect(value: Any) -> Any:
     raise ValueError("expected HOST:PORT, PORT, or true")
 
 
+# -- value checks shared by the command line, the environment and config files --------------------
+def check_milliseconds(value: float) -> float:
+    """A ``delay``: a finite number of milliseconds, 0 or more."""
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("expected a number of milliseconds (0 or more)")
+    return value
+
+
+def check_seconds(value: float, positive: bool = False) -> float:
+    """A ``stopTimeout`` (0 or more) or ``eventTimeout`` (positive): a finite number of seconds."""
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        wanted = "a positive number of seconds" if positive else "a number of seconds (0 or more)"
+        raise ValueError(f"expected {wanted}")
+    return value
+
+
+def check_poll_interval(value: int) -> int:
+    """A ``pollingInterval``: whole milliseconds from 1 to MAX_POLL_INTERVAL_MS."""
+    if not 1 <= value <= MAX_POLL_INTERVAL_MS:
+        raise ValueError(f"expected a whole number of milliseconds like 100 (1 to {MAX_POLL_INTERVAL_MS})")
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    """JSON has one number type: 100.0 is 100. A boolean is not a number, whatever Python says."""
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number of milliseconds, not true/false")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _as_list(value: Any) -> Any:
     if isinstance(value, str):
         return [value]
@@ -141,7 +181,7 @@ class Settings(BaseModel):
     verbose: bool = False
     quiet: bool = False
     legacy_watch: Optional[bool] = Field(default=None, alias="legacyWatch")  # None = decide per mount
-    polling_interval: int = Field(default=DEFAULT_POLL_INTERVAL_MS, alias="pollingInterval", ge=1)
+    polling_interval: int = Field(default=DEFAULT_POLL_INTERVAL_MS, alias="pollingInterval")
     restartable: Union[str, Literal[False]] = "rs"
     colours: bool = True
     signal: str = DEFAULT_RESTART_SIGNAL
@@ -156,11 +196,11 @@ class Settings(BaseModel):
     spawn: bool = False
     watch_options: dict[str, Any] = Field(default_factory=dict, alias="watchOptions")
     # reloadd's own keys (README "Options")
-    stop_timeout: float = Field(default=DEFAULT_STOP_TIMEOUT, alias="stopTimeout", ge=0)
+    stop_timeout: float = Field(default=DEFAULT_STOP_TIMEOUT, alias="stopTimeout")
     inspect: Optional[str] = None  # "HOST:PORT"; "brk:HOST:PORT" for --inspect-brk
     restart_on_crash: bool = Field(default=False, alias="restartOnCrash")
     log_format: Literal["text", "json"] = Field(default="text", alias="logFormat")
-    event_timeout: float = Field(default=DEFAULT_EVENT_TIMEOUT, alias="eventTimeout", gt=0)
+    event_timeout: float = Field(default=DEFAULT_EVENT_TIMEOUT, alias="eventTimeout")
     hot: Optional[HotConfig] = None
     warm: bool = True  # keep the next node started and its dependencies loaded (reloadd/warm.py)
 
@@ -183,6 +223,35 @@ class Settings(BaseModel):
     def _check_signal(cls, value: str) -> str:
         signal_number(value)
         return value
+
+    @field_validator("delay", "stop_timeout", "event_timeout", mode="before")
+    @classmethod
+    def _not_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("expected a number, not true/false")
+        return value
+
+    @field_validator("delay")
+    @classmethod
+    def _check_delay(cls, value: float) -> float:
+        return check_milliseconds(value)
+
+    @field_validator("stop_timeout")
+    @classmethod
+    def _check_stop_timeout(cls, value: float) -> float:
+        return check_seconds(value)
+
+    @field_validator("event_timeout")
+    @classmethod
+    def _check_event_timeout(cls, value: float) -> float:
+        return check_seconds(value, positive=True)
+
+    _interval = field_validator("polling_interval", mode="before")(_whole_number)
+
+    @field_validator("polling_interval")
+    @classmethod
+    def _check_poll_interval(cls, value: int) -> int:
+        return check_poll_interval(value)
 
     @field_validator("inspect", mode="before")
     @classmethod
@@ -251,16 +320,109 @@ def validate(raw: dict[str, Any], source: str) -> Settings:
         source: the file (or "command line") the values came from, for the error message.
 
     Returns:
-        The validated settings.
+        The validated settings. Raises ConfigError naming ``source`` and the key for anything
+        that would fail later: when the app is spawned, a glob compiled, a file looked up.
     """
     data = dict(raw)
     if "exitCrash" in data:
         data.setdefault("exitcrash", data.pop("exitCrash"))
+    known = {key: value for key, value in data.items() if key in KNOWN_KEYS}
+    problem = _nesting_problem(known) or _text_problem(known)
+    if problem:
+        raise ConfigError(f"{source}: key '{problem[0]}': {problem[1]}")
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         key, expected = _describe(dict(first))
         got = first.get("input")
-        shown = "" if isinstance(got, dict) and key.count(".") == 0 and key not in {"env", "hot"} else f", got {got!r}"
+        whole_object = isinstance(got, dict) and key.count(".") == 0 and key not in {"env", "hot"}
+        shown = "" if whole_object else f", got {_shown(got)}"
         raise ConfigError(f"{source}: key '{key}': {expected}{shown}") from None
+    problem = _env_problem(settings.env) or _glob_problem(settings)
+    if problem:
+        raise ConfigError(f"{source}: key '{problem[0]}': {problem[1]}")
+    return settings
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
+
+
+def _key_part(part: Any) -> str:
+    text = str(part)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+Problem = Optional[tuple[str, str]]  # (dotted key, what is wrong)
+
+
+def _nesting_problem(values: dict[str, Any]) -> Problem:
+    """The first key whose value nests deeper than MAX_CONFIG_DEPTH (checked without recursion)."""
+    for key, value in values.items():
+        stack = [(value, 1)]
+        while stack:
+            item, depth = stack.pop()
+            if depth > MAX_CONFIG_DEPTH:
+                return _key_part(key), f"nested more than {MAX_CONFIG_DEPTH} levels deep"
+            children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+            stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _text_problem(value: Any, path: tuple[str, ...] = ()) -> Problem:
+    """The first string (value or object key) the OS cannot take. Paths, argv and the environment
+    all end up as C strings: a NUL byte cuts them, a lone surrogate (a JSON "\\ud800" escape) has
+    no bytes at all. Called after the nesting check, so the recursion is shallow."""
+    if isinstance(value, str):
+        return _bad_text(value, path)
+    children: list[tuple[tuple[str, ...], Any]] = []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            where = (*path, _key_part(key))
+            found = _bad_text(str(key), where)
+            if found:
+                return found
+            children.append((where, child))
+    elif isinstance(value, list):
+        children = [((*path, str(index)), child) for index, child in enumerate(value)]
+    for where, child in children:
+        found = _text_problem(child, where)
+        if found:
+            return found
+    return None
+
+
+def _bad_text(text: str, path: tuple[str, ...]) -> Problem:
+    if "\0" in text:
+        return ".".join(path), f"contains a NUL byte, got {_shown(text)}"
+    try:
+        os.fsencode(text)
+    except UnicodeError:
+        return ".".join(path), f"is not valid text (a lone surrogate such as \\ud800), got {_shown(text)}"
+    return None
+
+
+def _env_problem(env: dict[str, ScalarEnv]) -> Problem:
+    """Names the kernel takes for an environment variable: not empty, no ``=`` (it ends the name)."""
+    for name in env:
+        if not name:
+            return "env", "an environment variable name must not be empty"
+        if "=" in name:
+            return f"env.{_key_part(name)}", "an environment variable name cannot contain '='"
+    return None
+
+
+def _glob_problem(settings: Settings) -> Problem:
+    """Every glob compiled now, so that a bad one is a config error before anything else happens."""
+    lists = {"watch": settings.watch or [], "ignore": settings.ignore, "ignoreRoot": settings.ignore_root}
+    if settings.hot is not None:
+        lists["hot.paths"] = settings.hot.paths
+    for key, patterns in lists.items():
+        for index, pattern in enumerate(patterns):
+            try:
+                check_glob(pattern)
+            except ValueError as exc:
+                return f"{key}.{index}", str(exc)
+    return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -236,6 +237,24 @@ def _segment_regex(segment: str, dot: bool) -> str:
     return regex if dot or starts_with_dot else _NO_DOT + regex
 
 
+def check_glob(pattern: str) -> None:
+    """Raise ValueError (saying why) for a glob that cannot be compiled: a reversed range such as
+    ``[z-a]``, or braces that expand to too many patterns. Every regex reloadd builds is made of
+    these segments, so a glob that passes here compiles in any rule."""
+    try:
+        expanded = expand_braces(pattern)
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
+    for alternative in expanded:
+        for segment in alternative.split("/"):
+            if not segment or segment == "**":
+                continue
+            try:
+                re.compile(_segment_regex(segment, True))
+            except re.error as exc:
+                raise ValueError(f"invalid glob {pattern!r}: {exc.msg}") from None
+
+
 def _segments(text: str) -> tuple[bool, list[str]]:
     """(absolute, segments) of a glob, with empty segments and repeated ``**`` collapsed."""
     segments: list[str] = []
@@ -300,7 +319,10 @@ class _RegexGroup:
     def compile(self) -> _RegexGroup:
         for absolute, sources in self._sources.items():
             unique = list(dict.fromkeys(sources))
-            self._compiled[absolute] = re.compile("|".join(f"(?:{s})" for s in unique)) if unique else None
+            try:
+                self._compiled[absolute] = re.compile("|".join(f"(?:{s})" for s in unique)) if unique else None
+            except re.error as exc:  # config validation runs check_glob first: this is a second net
+                raise ConfigError(f"invalid glob: {exc.msg}") from None
         return self
 
     def match(self, relative: str, path: str) -> bool:
@@ -386,6 +408,15 @@ def _dedupe_roots(roots: list[Path]) -> list[Path]:
     return [r for r in unique if not any(o != r and (o in r.parents) for o in unique)]
 
 
+def _stat(path: Path) -> Optional[os.stat_result]:
+    """The path's stat, or None when it cannot be had: missing, too long a name, unreadable parent.
+    The watcher treats all of those as "not there yet"."""
+    try:
+        return path.stat()
+    except (OSError, ValueError):
+        return None
+
+
 def _looks_like_file(path: Path) -> bool:
     """For a watch path that does not exist yet: ``app.js``, ``.env`` are files; ``src`` a directory."""
     return "." in path.name
@@ -433,21 +464,22 @@ class Rules:
             entry = DEFAULT_WATCH
         for pattern in expand_braces(entry):
             path = Path(os.path.normpath(os.path.join(self._cwd, _unescape(pattern))))
-            if path.exists() or not has_magic(pattern):
+            if _stat(path) is not None or not has_magic(pattern):
                 self._add_watch_path(path, pattern.endswith("/"))
             else:
                 self._add_watch_glob(pattern)
 
     def _add_watch_path(self, path: Path, directory: bool) -> None:
         """A path without wildcards: a directory means everything below it, a file just itself."""
-        is_dir = directory or path.is_dir()
-        if is_dir or not path.is_file():  # a directory, or a path that does not exist yet: both readings
+        st = _stat(path)
+        is_dir = directory or (st is not None and stat.S_ISDIR(st.st_mode))
+        if is_dir or st is None or not stat.S_ISREG(st.st_mode):  # a directory, or not there yet: both readings
             self._add_glob(self._generic, escape_glob(str(path)), BELOW)
         if not is_dir:
             self._exact.add(str(path))
         # Roots must be directories: a file is watched through its parent. A path that does not
         # exist yet is taken for a directory (a volume mounted late) unless its name looks like a file's.
-        missing_dir = not is_dir and not path.exists() and not _looks_like_file(path)
+        missing_dir = not is_dir and st is None and not _looks_like_file(path)
         self._roots.append(path if is_dir or missing_dir else path.parent)
 
     def _add_watch_glob(self, pattern: str) -> None:

@@ -80,6 +80,19 @@ LOCAL_FUSE_TYPES = frozenset({"fuseblk"})
 
 POLLED_TYPES = NETWORK_TYPES | CLUSTER_TYPES | VM_SHARE_TYPES | FUSE_TYPES
 
+# Kernel views, not files anyone edits: walking them under a broad watch (`--watch /`) costs
+# minutes and hundreds of MB (/proc alone holds a directory per task and descriptor), and their
+# entries come and go all the time. A walk never enters them below a watch root.
+VIRTUAL_TYPES = frozenset(
+    {
+        "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs",
+        "pstore", "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "binfmt_misc", "efivarfs",
+        "autofs", "rpc_pipefs", "nsfs", "selinuxfs",
+    }
+)  # fmt: skip
+# The same by place, for containers whose /dev is a plain tmpfs.
+VIRTUAL_PATHS = frozenset({"/proc", "/sys", "/dev"})
+
 UNKNOWN_REASON = "mount type unknown"
 FORCED_POLL_REASON = "forced by -L/legacyWatch"
 FORCED_NOTIFY_REASON = "forced by legacyWatch: false"
@@ -257,6 +270,11 @@ def decide_mode(path: str, legacy_watch: Optional[bool], mountinfo_path: str = M
     if reason is not None:
         return WatchMode(True, reason)
     return WatchMode(False, f"{mount.fstype} mount")
+
+
+def virtual_mount_points(mountinfo_path: str = MOUNTINFO) -> set[str]:
+    """Where kernel views (proc, sysfs, cgroup...) are mounted, plus /proc, /sys and /dev themselves."""
+    return set(VIRTUAL_PATHS) | {m.mount_point for m in read_mounts(mountinfo_path) if m.fstype in VIRTUAL_TYPES}
 
 
 def read_mounts(mountinfo_path: str = MOUNTINFO) -> list[Mount]:

@@ -59,6 +59,10 @@ HOT_FILES = 256  # how many recently changed files are checked every tick
 INITIAL_ENTRY_COST = 1.5e-6  # seconds an entry's stat is assumed to cost until measured
 COST_SMOOTHING = 0.2  # weight of the newest measurement in the running cost per entry
 STRETCH_REPORT_RATIO = 1.25  # a stretched sweep is reported again when it moves by this factor
+# A tick period lengthened by its own cost is said once, after this many ticks (the smoothed cost
+# has settled), and again only if it grows past this factor: load makes the cost wander.
+FLOOR_REPORT_AFTER_TICKS = 50
+FLOOR_REPORT_RATIO = 2.0
 # A rebuild holds the old poller's descriptors and the new one's for a moment: two shares must
 # leave room for everything else the supervisor opens.
 POLL_FD_SHARE = 0.4  # of the soft RLIMIT_NOFILE, per poller
@@ -277,7 +281,9 @@ def plan_sweep(entries: int, entry_cost: float, interval: float) -> SweepPlan:
 
 
 class Poller:
-    """Polls a fixed set of directories (non-recursively) with the same ``watch``/``close`` calls as RustNotify."""
+    """Polls a fixed set of directories (non-recursively); a watcher.Notifier, as the inotify side is."""
+
+    polls = True
 
     def __init__(
         self,
@@ -287,6 +293,7 @@ class Poller:
         fd_allowance: Optional[int] = None,
     ) -> None:
         self.interval = interval_ms / 1000
+        self.dirs = set(directories)
         self.handles = Handles(fd_allowance)
         self.folders = [Folder(path, self.handles) for path in sorted(directories)]
         for folder in self.folders:
@@ -298,6 +305,9 @@ class Poller:
         self.hot: OrderedDict[str, None] = OrderedDict()
         self.burst_until = 0.0
         self.reported_sweep: Optional[float] = None  # the stretched sweep last written to the log
+        self.tick_cost = 0.0  # CPU seconds a whole tick takes (wake-up, bookkeeping, looking), smoothed
+        self.reported_floor: Optional[float] = None  # the tick floor last written to the log
+        self.floor_ticks = 0  # ticks whose period the floor set
         self._pending: RawChanges = set()
         if previous is not None:
             # Carry the old view over a rebuild so that nothing changed during it is missed.
@@ -317,6 +327,11 @@ class Poller:
     def burst_quiet(self) -> float:
         return self.plan.burst_quiet
 
+    @property
+    def settle(self) -> float:
+        """A burst stays open this long after its last change: the poller sees a burst one tick at a time."""
+        return self.plan.burst_quiet
+
     def describe(self) -> str:
         files = sum(folder.files for folder in self.folders)
         held = len(self.handles.held)
@@ -325,12 +340,13 @@ class Poller:
             f"({POLL_CPU_BUDGET:.1%} CPU budget; {held} held as O_PATH descriptors)"
         )
 
-    def watch(self, timeout_ms: int, stop: StopFlag) -> Union[RawChanges, str]:
+    def wait(self, timeout_ms: int, stop: StopFlag) -> Union[RawChanges, str]:
         """Poll whenever a tick comes round until something changed or ``timeout_ms`` passed."""
         if self._pending:
             changes, self._pending = self._pending, set()
             return changes
         deadline = time.monotonic() + timeout_ms / 1000
+        mark = time.thread_time()
         while not stop.is_set():
             now = time.monotonic()
             if now >= deadline:
@@ -339,15 +355,38 @@ class Poller:
                 time.sleep(min(self.next_tick, deadline) - now)
                 continue
             changes = self.poll_once()
+            spent, mark = time.thread_time() - mark, time.thread_time()
+            self.tick_cost += COST_SMOOTHING * (spent - self.tick_cost)
             # Ticks keep their period whatever a poll took, so every entry is looked at every
             # sweep; one that fell behind (a slow mount) starts the count again.
-            period = self.plan.burst_tick if self._bursting() else self.plan.tick
+            period = self.plan.burst_tick if self._bursting() else self._tick_period()
             self.next_tick += period
             if self.next_tick < time.monotonic():
                 self.next_tick = time.monotonic() + period
             if changes:
                 return changes
         return "stop"
+
+    def _tick_period(self) -> float:
+        """The planned tick, or longer if a whole tick costs more than the budget allows.
+
+        The plan prices the stats of a slice only. Each tick also pays for waking up, its own
+        bookkeeping and, once a sweep, listing one directory in full: on a one-file tree at
+        ``-P 1`` that was ~0.13 ms a tick, 13 % of a core. So the CPU the thread really spent
+        per tick (sleeping included) sets a floor under the period."""
+        floor = self.tick_cost / POLL_CPU_BUDGET
+        if floor <= self.plan.tick:
+            return self.plan.tick
+        self.floor_ticks += 1
+        last = self.reported_floor
+        settled = self.floor_ticks >= FLOOR_REPORT_AFTER_TICKS  # the smoothed cost has converged by then
+        if settled and (last is None or floor > last * FLOOR_REPORT_RATIO):
+            self.reported_floor = floor
+            out.info(
+                f"polling every {floor * 1000:.0f}ms rather than every {self.interval * 1000:g}ms: each look "
+                f"costs {self.tick_cost * 1000:.2f}ms of CPU, and polling stays under {POLL_CPU_BUDGET:.1%} of a core"
+            )
+        return floor
 
     def close(self) -> None:
         self.handles.close_all()  # every folder's descriptors: the folders go with the poller

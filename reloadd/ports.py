@@ -38,14 +38,20 @@ DIAG_INODE_OFFSET = 4 + 48 + 16  # after family/state/timer/retrans, the socket 
 
 
 def listens_on_all_interfaces(host: str) -> bool:
-    """``0.0.0.0``, ``::``, ``0``, ``[::0]`` and the like: every interface, not one address."""
-    text = host.strip().strip("[]")
-    if text.isdigit():
-        return int(text) == 0  # node takes `0` as 0.0.0.0, as inet_aton does
+    """Is ``host`` (as node's --inspect takes it) the unspecified address, i.e. every interface?
+
+    ``0.0.0.0`` and ``::`` in any spelling: ``[::0]``, ``0:0::0``, and the IPv4 shorthands that
+    inet_aton (and so node) reads as 0.0.0.0: ``0``, ``0.0``, ``0x0``, ``000``.
+    """
+    text = host.strip().strip("[]").split("%", 1)[0]  # an IPv6 zone (`::%eth0`) does not narrow it
     try:
         return ipaddress.ip_address(text).is_unspecified
     except ValueError:
-        return False  # a host name: resolved by node to one address
+        pass
+    try:
+        return socket.inet_aton(text) == bytes(4)
+    except OSError:
+        return False
 
 
 def _netlink_listeners(family: int) -> dict[int, int]:

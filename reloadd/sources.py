@@ -16,8 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .cli import CliArgs, parse_bool, parse_log_format, parse_milliseconds, parse_seconds
-from .config import DEEP_MERGED_KEYS, DEFAULT_EXEC_MAP, EVENT_NAMES, KNOWN_KEYS, Settings, validate
+from .cli import CliArgs, current_dir, is_file, parse_bool, parse_log_format, parse_milliseconds, parse_seconds
+from .config import (
+    DEEP_MERGED_KEYS,
+    DEFAULT_EXEC_MAP,
+    EVENT_NAMES,
+    KNOWN_KEYS,
+    MAX_CONFIG_DEPTH,
+    Settings,
+    validate,
+)
 from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -35,6 +43,7 @@ PRODUCTION = "production"  # NODE_ENV value that turns watching off (docs/behavi
 # nodemon keys reloadd accepts and has no use for: no warning for them.
 SILENT_KEYS = frozenset({"noUpdateNotifier", "js"})
 
+TOO_DEEP = f"objects or lists nested far more than {MAX_CONFIG_DEPTH} levels deep"
 _TOML_POSITION = re.compile(r"^(?P<reason>.*?)\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)$", re.DOTALL)
 _TOML_AT_END = re.compile(r"^(?P<reason>.*?)\s*\(at end of document\)$", re.DOTALL)
 
@@ -89,12 +98,13 @@ def load_settings(cli: CliArgs, env: Mapping[str, str]) -> Loaded:
 # -- working directory --------------------------------------------------------------------------------
 def _base_dir(cli: CliArgs) -> Path:
     """Where config files are looked up: --cwd, else the current directory."""
-    here = Path(os.getcwd())
+    here = current_dir()
     if cli.cwd is None:
         return here
     path = (here / cli.cwd).resolve()
-    if not path.is_dir():
-        raise ConfigError(f"--cwd: directory {cli.cwd!r} does not exist")
+    problem = _directory_problem(path)
+    if problem:
+        raise ConfigError(f"--cwd: directory {cli.cwd!r} {problem}")
     return path
 
 
@@ -107,9 +117,22 @@ def _working_dir(base: Path, cli: CliArgs, layers: list[Layer]) -> Path:
         return base
     value = str(setting.values["cwd"])
     path = (base / value).resolve()
-    if not path.is_dir():
-        raise ConfigError(f"{setting.name}: key 'cwd': directory {value!r} does not exist")
+    problem = _directory_problem(path)
+    if problem:
+        raise ConfigError(f"{setting.name}: key 'cwd': directory {value!r} {problem}")
     return path
+
+
+def _directory_problem(path: Path) -> Optional[str]:
+    """Why reloadd cannot work in ``path`` (read its config files, list it, run the app there), or None."""
+    try:
+        if not path.is_dir():
+            return "does not exist"
+    except OSError as exc:
+        return f"cannot be looked at: {exc.strerror or exc}"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return "cannot be read (permission denied)"
+    return None
 
 
 # -- the environment ------------------------------------------------------------------------------------
@@ -261,7 +284,7 @@ def _global_layer(env: Mapping[str, str], local: Optional[Layer]) -> Optional[La
     if not home:
         return None
     path = Path(home) / NODEMON_JSON
-    if not path.is_file() or (local is not None and local.path is not None and _same_file(path, local.path)):
+    if not is_file(path) or (local is not None and local.path is not None and _same_file(path, local.path)):
         return None  # in $HOME itself the local file is the global one: read it once
     return Layer(str(path), _object(read_json(path, str(path)), str(path)), path)
 
@@ -269,7 +292,7 @@ def _global_layer(env: Mapping[str, str], local: Optional[Layer]) -> Optional[La
 def _explicit_layer(base: Path, config_file: str) -> Layer:
     """--config FILE: .toml or JSON; a pyproject.toml or package.json is read for its reloadd section."""
     path = base / config_file
-    if not path.is_file():
+    if not is_file(path):
         raise ConfigError(f"--config: file {config_file!r} does not exist")
     if path.name == PYPROJECT_TOML:
         return _pyproject_layer(path, config_file, required=True) or Layer(config_file, {}, path)
@@ -300,9 +323,9 @@ def _local_layer(base: Path, warnings: list[str]) -> Optional[Layer]:
 def _existing_sources(base: Path, start: int) -> list[str]:
     """Names of lower-priority config sources that exist (for the shadowing warning); never raises."""
     checks: list[tuple[str, Callable[[], bool]]] = [
-        (RELOADD_TOML, lambda: (base / RELOADD_TOML).is_file()),
+        (RELOADD_TOML, lambda: is_file(base / RELOADD_TOML)),
         (f"{PYPROJECT_TOML} [tool.reloadd]", lambda: _quietly(lambda: _pyproject_layer(base / PYPROJECT_TOML, ""))),
-        (NODEMON_JSON, lambda: (base / NODEMON_JSON).is_file()),
+        (NODEMON_JSON, lambda: is_file(base / NODEMON_JSON)),
         (f"{PACKAGE_JSON} {PACKAGE_KEY}", lambda: _quietly(lambda: _package_layer(base / PACKAGE_JSON, ""))),
     ]
     return [name for name, exists in checks[start:] if exists()]
@@ -316,20 +339,20 @@ def _quietly(find: Callable[[], Optional[Layer]]) -> bool:
 
 
 def _toml_layer(path: Path) -> Optional[Layer]:
-    if not path.is_file():
+    if not is_file(path):
         return None
     return Layer(path.name, _object(read_toml(path, path.name), path.name), path)
 
 
 def _json_layer(path: Path) -> Optional[Layer]:
-    if not path.is_file():
+    if not is_file(path):
         return None
     return Layer(path.name, _object(read_json(path, path.name), path.name), path)
 
 
 def _pyproject_layer(path: Path, shown: str, required: bool = False) -> Optional[Layer]:
     """``[tool.reloadd]``. A broken pyproject.toml that does not mention it is none of our business."""
-    if not path.is_file():
+    if not is_file(path):
         return None
     if not required and "reloadd" not in _read_text(path, shown):
         return None
@@ -343,7 +366,7 @@ def _pyproject_layer(path: Path, shown: str, required: bool = False) -> Optional
 
 
 def _package_layer(path: Path, shown: str) -> Optional[Layer]:
-    if not path.is_file():
+    if not is_file(path):
         return None
     package = read_json(path, shown)
     if not isinstance(package, dict) or package.get(PACKAGE_KEY) is None:
@@ -382,6 +405,8 @@ def read_json(path: Path, name: str) -> Any:
         return json.loads(_read_text(path, name))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:  # the parser recurses once per level
+        raise ConfigError(f"{name}: {TOO_DEEP}") from None
 
 
 def read_toml(path: Path, name: str) -> dict[str, Any]:
@@ -391,6 +416,8 @@ def read_toml(path: Path, name: str) -> dict[str, Any]:
         return data
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: invalid TOML{_toml_where(exc)}") from None
+    except RecursionError:  # the parser recurses once per level
+        raise ConfigError(f"{name}: {TOO_DEEP}") from None
 
 
 def _toml_where(exc: Exception) -> str:

@@ -41,7 +41,7 @@ from .ports import listens_on_all_interfaces
 from .system import System
 from .tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
 from .warm import launch_for
-from .watcher import Watcher
+from .watcher import Watcher, WatchReport
 
 REAP_INTERVAL = 1.0  # wake at least this often to reap, as tini does, in case a SIGCHLD was coalesced
 QUIT_HOOK_WAIT = 2.0  # at exit, how long the `quit` hook may finish before it is killed
@@ -102,7 +102,7 @@ class Supervisor:
         self.ladder: Optional[StopLadder] = None  # set exactly in STOPPING states
         self.exit_code: Optional[int] = None
         self.last_status = 0
-        self.incoming: deque[tuple[set[str], float]] = deque()  # watcher reports, appended by its thread
+        self.incoming: deque[WatchReport] = deque()  # appended by the watcher thread, taken by the loop
         self.burst = Burst()
         self.delay = Delay(0.0)
         self.backoff_until: Optional[float] = None
@@ -156,8 +156,8 @@ class Supervisor:
             self._start_watcher()
         if command.inspect and listens_on_all_interfaces(command.inspect[0]):
             out.warn(
-                f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}: anyone who can reach it can "
-                "run code in the app; prefer 127.0.0.1 with kubectl port-forward"
+                f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}, every interface: anyone who "
+                "can reach it can run code in the app; prefer 127.0.0.1 with kubectl port-forward"
             )
         if self.watching and settings.run_on_change_only:
             out.info("waiting for the first change before starting (--on-change-only)")
@@ -252,9 +252,9 @@ class Supervisor:
             self.rules, settings.legacy_watch, settings.polling_interval, self._report, self.plan.files
         )
 
-    def _report(self, paths: set[str]) -> None:
+    def _report(self, report: WatchReport) -> None:
         """Called in the watcher thread: record and wake the loop."""
-        self.incoming.append((paths, self.watcher.settle if self.watcher else 0.0))
+        self.incoming.append(report)
         self.inbox.wake()
 
     def reload_config(self) -> None:
@@ -272,6 +272,7 @@ class Supervisor:
         if self.watcher:
             self.watcher.stop()
             self.watcher = None
+            self.burst.busy = False  # the old watcher's last word; the new one reports afresh
         was_reading = self.reads_stdin
         self.warm.discard("config reloaded")
         self._apply(plan)
@@ -495,11 +496,9 @@ class Supervisor:
 
     def handle_changes(self) -> None:
         now = self.system.now()
-        busy = bool(self.watcher and self.watcher.busy)
         while self.incoming:
-            reported, settle = self.incoming.popleft()
-            self.burst.add(reported, now, busy, settle)
-        self.burst.busy = busy
+            report = self.incoming.popleft()
+            self.burst.add(set(report.paths), now, report.busy, report.settle)
         if self.state is State.RUNNING and self._may_stop_early(self.burst.paths):
             self.restart("files changed", sorted(self.burst.paths))
         if not self.burst.ready(now):

@@ -19,7 +19,7 @@ from .console import stdin_is_interactive
 from .matching import Rules
 from .tree import ChildTree, StopLadder
 from .warm import Warm
-from .watcher import Watcher
+from .watcher import Watcher, WatchReport
 
 
 class System:
@@ -71,7 +71,7 @@ class System:
         rules: Rules,
         legacy_watch: Optional[bool],
         poll_interval_ms: int,
-        report: Callable[[set[str]], None],
+        report: Callable[[WatchReport], None],
         extra_files: list[Path],
     ) -> Watcher:
         watcher = Watcher(rules, legacy_watch, poll_interval_ms, report, extra_files=extra_files)

@@ -93,10 +93,13 @@ def descendants(roots: set[int], table: dict[int, ProcInfo]) -> set[int]:
     return found
 
 
-def resolve_program(program: str, path_env: Optional[str]) -> str:
-    """Find ``program`` as execvp would, or raise with sh's and tini's exit statuses (127/126)."""
+def resolve_program(program: str, path_env: Optional[str], cwd: Optional[str] = None) -> str:
+    """Find ``program`` as execvp would, or raise with sh's and tini's exit statuses (127/126).
+
+    ``cwd``: where a relative ``./prog`` is looked up, if not the current directory (a plan is
+    checked before reloadd changes into its working directory)."""
     if "/" in program:
-        candidates = [program]
+        candidates = [os.path.join(cwd, program) if cwd else program]
     else:
         found = shutil.which(program, path=path_env)
         if found:

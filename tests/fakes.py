@@ -18,6 +18,7 @@ from reloadd.app import make_plan
 from reloadd.cli import parse_args
 from reloadd.plan import Plan
 from reloadd.supervisor import Supervisor
+from reloadd.watcher import WatchReport
 
 STEP = 0.001  # the smallest step the replay clock takes, so that "at once" still moves time
 
@@ -80,9 +81,6 @@ class FakeLadder:
 
 
 class FakeWatcher:
-    busy = False
-    settle = 0.0
-
     def stop(self) -> None:
         pass
 
@@ -270,7 +268,8 @@ class Replay:
             self.supervisor.step()
 
     def change(self, *names: str) -> None:
-        self.supervisor.incoming.append(({os.path.join(self.cwd, n) for n in names}, 0.0))
+        paths = frozenset(os.path.join(self.cwd, n) for n in names)
+        self.supervisor.incoming.append(WatchReport(paths, busy=False, settle=0.0))
         self.supervisor.step()
 
     def signal(self, sig: int) -> None:

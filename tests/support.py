@@ -103,7 +103,9 @@ class Reloadd:
         env: Optional[dict[str, str]] = None,
         prefix: Optional[list[str]] = None,
         stdin: int | None = subprocess.DEVNULL,
+        stderr: Optional[int] = None,
     ) -> None:
+        """``stderr``: a descriptor for reloadd's stderr instead of the log file (``log()`` is then empty)."""
         self.cwd = cwd
         self.stderr_path = cwd.parent / f"reloadd-{os.getpid()}-{time.monotonic_ns()}.err"
         self.stdout_path = self.stderr_path.with_suffix(".out")
@@ -119,7 +121,7 @@ class Reloadd:
             env=full_env,
             stdin=stdin,
             stdout=self._out,
-            stderr=self._err,
+            stderr=self._err if stderr is None else stderr,
             start_new_session=True,
         )
 

@@ -165,7 +165,7 @@ def test_no_stdin_gives_the_app_reloadds_stdin(app: Path, run_reloadd: RunReload
         handle.write("data\n")
     with open(app / "input.txt", "rb") as handle:
         runner = run_reloadd(["-I", "server.js"], app, stdin=handle.fileno())
-        wait_for(lambda: (app / "stdin.kind").exists(), what=runner.log())
+        wait_for(lambda: (app / "stdin.kind").exists() and (app / "stdin.kind").read_text(), what=runner.log())
     assert (app / "stdin.kind").read_text() == "other"  # the file itself, not a pipe from reloadd
     assert "enter `rs`" not in runner.log()
 

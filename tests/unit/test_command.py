@@ -19,7 +19,7 @@ from reloadd.sources import merge
 
 @pytest.fixture
 def cwd(tmp_path: Path) -> Path:
-    for name in ("server.js", "app.py", "app.ts", "tool.coffee", "my file.js", "hello.py"):
+    for name in ("server.js", "app.py", "app.ts", "tool.coffee", "my file.js", "hello.py", "a;touch x;.js"):
         (tmp_path / name).write_text("")
     return tmp_path
 
@@ -81,6 +81,11 @@ ARGVS = [
     (["hello", "--ext", "py", "a"], {}, ["python", "hello.py", "a"]),
     (["hello", "a"], {"ext": "py,json"}, ["python", "hello.py", "a"]),
     (["hello"], {"ext": "json,py", "script": "server.js"}, ["node", "server.js", "hello"]),
+    # a shell's command string gets the script name quoted; a name with `;` must not run anything
+    (["-x", 'sh -c "node {{filename}}"', "a;touch x;.js"], {}, ["sh", "-c", "node 'a;touch x;.js'"]),
+    (["a;touch x;.js"], {"exec": ["bash", "-lc", "node {{filename}} && echo ok"]},
+     ["bash", "-lc", "node 'a;touch x;.js' && echo ok"]),
+    (["my file.js"], {"exec": "node --title={{filename}}"}, ["node", "--title=my file.js"]),  # argv: as is
 ]  # fmt: skip
 
 

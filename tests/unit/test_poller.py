@@ -139,6 +139,22 @@ def test_a_stretched_sweep_is_logged_once_with_the_reason(
     poller.close()
 
 
+def test_a_tick_that_costs_more_than_the_budget_lengthens_the_period_and_says_so_once(
+    tmp_path: Path, log: io.StringIO
+) -> None:
+    """The plan prices stats only; a whole tick (wake-up, bookkeeping, the per-sweep listing) has a cost too."""
+    poller = Poller(make_tree(tmp_path), 1)  # -P 1 on a small tree: the plan ticks every millisecond
+    assert poller.plan.tick == pytest.approx(0.001)
+    poller.tick_cost = 0.0002  # measured: 0.2 ms of CPU a tick, 20 % of a core at that rate
+    periods = [poller._tick_period() for _ in range(poller_module.FLOOR_REPORT_AFTER_TICKS + 5)]
+    assert periods[-1] == pytest.approx(0.0002 / POLL_CPU_BUDGET)
+    lines = [line for line in log.getvalue().splitlines() if "rather than every 1ms" in line]
+    assert len(lines) == 1 and f"under {POLL_CPU_BUDGET:.1%} of a core" in lines[0], log.getvalue()
+    poller.tick_cost = 0.0
+    assert poller._tick_period() == pytest.approx(0.001)
+    poller.close()
+
+
 # ---------------------------------------------------------------- what a sweep sees
 
 
@@ -206,9 +222,9 @@ def test_watch_reports_on_the_burst_tick_not_the_slow_one(tmp_path: Path) -> Non
             return False
 
     edit_in_place(tmp_path / "d1" / "f1.js")
-    assert poller.watch(5000, Never())
+    assert poller.wait(5000, Never())
     edit_in_place(tmp_path / "d2" / "f2.js")
-    assert (CHANGE_MODIFIED, str(tmp_path / "d2" / "f2.js")) in poller.watch(500, Never())
+    assert (CHANGE_MODIFIED, str(tmp_path / "d2" / "f2.js")) in poller.wait(500, Never())
     poller.close()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytest
 
@@ -265,7 +265,7 @@ FILE_ERRORS = [
     ("nodemon.json", '{"delay": "soon"}', "nodemon.json: key 'delay': expected a number of milliseconds, got 'soon'"),
     ("nodemon.json", '{"signal": "SIGFOO"}', "nodemon.json: key 'signal': unknown signal name 'SIGFOO'"),
     ("nodemon.json", '{"logFormat": "xml"}', "nodemon.json: key 'logFormat': expected \"text\" or \"json\""),
-    ("nodemon.json", '{"pollingInterval": 0}', "nodemon.json: key 'pollingInterval': expected a positive number"),
+    ("nodemon.json", '{"pollingInterval": 0}', "nodemon.json: key 'pollingInterval': expected a whole number"),
     ("nodemon.json", '{"inspect": "nope"}', "nodemon.json: key 'inspect': expected [HOST:]PORT"),
     ("nodemon.json", b'{"a": "\xff"}', "nodemon.json: not UTF-8 text"),
     ("reloadd.toml", "delay = 1\next = \n", "reloadd.toml: invalid TOML at line 2 column 7: Invalid value"),
@@ -283,6 +283,107 @@ def test_bad_config_files_name_the_file_and_key(proj: Path, home: Path, name: st
     path = proj / name
     path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
     assert config_error(home=home).startswith(message)
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000  # Python's parser gives up (RecursionError) near 1,000 levels
+HOSTILE_VALUES = [
+    ("nodemon.json", '{"env": ' + DEEP_JSON + "}", "nodemon.json: objects or lists nested far more than 32 levels"),
+    ("package.json", '{"nodemonConfig": {}, "x": ' + DEEP_JSON + "}", "package.json: objects or lists nested far"),
+    ("reloadd.toml", "delay = " + DEEP_JSON, "reloadd.toml: objects or lists nested far more than 32 levels"),
+    ("nodemon.json", '{"watchOptions": ' + "[" * 40 + "]" * 40 + "}",
+     "nodemon.json: key 'watchOptions': nested more than 32 levels deep"),
+    ("nodemon.json", '{"env": {"A=B": "1"}}', "nodemon.json: key 'env.A=B': an environment variable name cannot"),
+    ("nodemon.json", '{"env": {"": "1"}}', "nodemon.json: key 'env': an environment variable name must not be empty"),
+    ("nodemon.json", '{"env": {"A\\u0000B": "1"}}', "nodemon.json: key 'env.A\\x00B': contains a NUL byte"),
+    ("nodemon.json", '{"env": {"A": "x\\u0000"}}', "nodemon.json: key 'env.A': contains a NUL byte"),
+    ("nodemon.json", '{"env": {"A\\ud800": "1"}}', "nodemon.json: key 'env.A\\ud800': is not valid text"),
+    ("nodemon.json", '{"env": {"A": "\\ud800"}}', "nodemon.json: key 'env.A': is not valid text"),
+    ("nodemon.json", '{"exec": "node\\u0000x"}', "nodemon.json: key 'exec': contains a NUL byte"),
+    ("nodemon.json", '{"watch": ["src", "a\\u0000"]}', "nodemon.json: key 'watch.1': contains a NUL byte"),
+    ("nodemon.json", '{"events": {"start": "\\udfff"}}', "nodemon.json: key 'events.start': is not valid text"),
+    ("nodemon.json", '{"ignore": ["logs/[z-a]*"]}',
+     "nodemon.json: key 'ignore.0': invalid glob 'logs/[z-a]*': bad character range z-a"),
+    ("nodemon.json", '{"watch": ["src", "src/[9-0].js"]}', "nodemon.json: key 'watch.1': invalid glob"),
+    ("nodemon.json", '{"ignoreRoot": ["[b-a]"]}', "nodemon.json: key 'ignoreRoot.0': invalid glob"),
+    ("nodemon.json", '{"hot": {"paths": ["routes/[z-a]"]}}', "nodemon.json: key 'hot.paths.0': invalid glob"),
+    ("nodemon.json", '{"ignore": "{1..5000}"}', "nodemon.json: key 'ignore.0': pattern range {1..5000} expands"),
+    ("nodemon.json", '{"delay": -5}', "nodemon.json: key 'delay': expected a number of milliseconds (0 or more)"),
+    ("nodemon.json", '{"delay": NaN}', "nodemon.json: key 'delay': expected a number of milliseconds (0 or more)"),
+    ("nodemon.json", '{"delay": Infinity}', "nodemon.json: key 'delay': expected a number of milliseconds (0 or more)"),
+    ("nodemon.json", '{"delay": true}', "nodemon.json: key 'delay': expected a number, not true/false"),
+    ("nodemon.json", '{"stopTimeout": Infinity}', "nodemon.json: key 'stopTimeout': expected a number of seconds"),
+    ("nodemon.json", '{"eventTimeout": Infinity}', "nodemon.json: key 'eventTimeout': expected a positive number"),
+    ("nodemon.json", '{"pollingInterval": 99999999999999999999}',
+     "nodemon.json: key 'pollingInterval': expected a whole number of milliseconds like 100 (1 to 3600000)"),
+    ("nodemon.json", '{"pollingInterval": true}', "nodemon.json: key 'pollingInterval': expected a whole number"),
+    ("reloadd.toml", "stopTimeout = inf\n", "reloadd.toml: key 'stopTimeout': expected a number of seconds"),
+    ("reloadd.toml", "delay = nan\n", "reloadd.toml: key 'delay': expected a number of milliseconds"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "text", "message"), HOSTILE_VALUES, ids=lambda v: repr(v)[:50])
+def test_hostile_values_are_config_errors_naming_file_and_key(
+    proj: Path, home: Path, name: str, text: str, message: str
+) -> None:
+    """Each of these got past validation and failed later: at spawn, while compiling a glob, or
+    as a RecursionError, i.e. an internal error (exit 70), or was taken silently."""
+    (proj / name).write_text(text)
+    error = config_error(home=home)
+    assert error.startswith(message) and "\n" not in error and len(error) < 300, error
+
+
+def test_a_bad_value_is_shown_shortened(proj: Path, home: Path) -> None:
+    write_json(proj / "nodemon.json", {"restartable": ["x" * 1000]})
+    error = config_error(home=home)
+    assert error.startswith("nodemon.json: key 'restartable'") and len(error) < 250, error
+
+
+# The same value, given as a flag and as a config key, is accepted by both or rejected by both.
+PARITY = [
+    (["-d", "1" + "0" * 400], "delay", float("inf"), False),  # the flag's digits overflow to infinity
+    (["-d", "0"], "delay", 0, True),
+    (["-P", "0"], "pollingInterval", 0, False),
+    (["-P", "3600000"], "pollingInterval", 3600000, True),
+    (["-P", "3600001"], "pollingInterval", 3600001, False),
+    (["-P", "99999999999999999999"], "pollingInterval", 99999999999999999999, False),
+    (["--stop-timeout", "0"], "stopTimeout", 0, True),
+    (["--stop-timeout", "1" + "0" * 400], "stopTimeout", float("inf"), False),
+    (["--event-timeout", "0"], "eventTimeout", 0, False),
+    (["--event-timeout", "0.5"], "eventTimeout", 0.5, True),
+]
+
+
+@pytest.mark.parametrize(("argv", "key", "value", "valid"), PARITY, ids=lambda v: repr(v)[:30])
+def test_flags_and_config_files_accept_the_same_values(
+    proj: Path, home: Path, argv: list[str], key: str, value: Any, valid: bool
+) -> None:
+    outcomes = []
+    attempts: tuple[Callable[[], object], ...] = (
+        lambda: load(argv, home=home),
+        lambda: write_json(proj / "nodemon.json", {key: value}) and load(home=home),
+    )
+    for attempt in attempts:
+        try:
+            attempt()
+            outcomes.append(True)
+        except ConfigError:
+            outcomes.append(False)
+    assert outcomes == [valid, valid]
+
+
+def test_an_overlong_watch_name_is_a_path_that_does_not_exist_yet(proj: Path, home: Path) -> None:
+    """ENAMETOOLONG from looking the path up is no reason to stop: the watcher waits for it like any missing root."""
+    from reloadd.matching import Rules
+
+    write_json(proj / "nodemon.json", {"watch": ["a" * 5000]})
+    loaded = load(home=home)
+    rules = Rules(loaded.settings, cwd=loaded.cwd, script=None, extensions=["js"])
+    assert rules.roots == [proj / ("a" * 5000)]
+
+
+def test_an_unsearchable_home_is_no_global_config(proj: Path, tmp_path: Path) -> None:
+    """Looking up $HOME/nodemon.json must not raise when $HOME cannot be searched (or the name is absurd)."""
+    assert load(env={"HOME": str(tmp_path / ("x" * 5000))}).files == []
 
 
 def test_a_bad_global_file_is_named_by_its_path(proj: Path, home: Path) -> None:
@@ -445,3 +546,13 @@ def test_old_regular_expression_rules_are_dropped_with_a_warning(proj: Path, hom
     assert loaded.settings.ignore == ["tmp/"] and loaded.settings.watch == ["*.*"]
     assert sorted(w.split(" is ")[0] for w in loaded.warnings) == ["ignore: ':(\\\\d)*\\\\.js'", "watch: ':src/.*'"]
     assert all("rule dropped" in warning for warning in loaded.warnings)
+
+
+def test_a_removed_current_directory_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(ConfigError) as caught:
+        load_settings(parse_args(["server.js"]), env={})
+    assert caught.value.message.startswith("the current directory cannot be used")

@@ -1,0 +1,135 @@
+"""The watcher thread on a real directory: what it reports, in which order, and how it recovers."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from support import wait_for
+
+from reloadd import watcher as watcher_module
+from reloadd.config import Settings
+from reloadd.matching import Rules
+from reloadd.output import out
+from reloadd.watcher import Watcher, WatchReport
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.items: list[WatchReport] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, report: WatchReport) -> None:
+        with self.lock:
+            self.items.append(report)
+
+    def all(self) -> list[WatchReport]:
+        with self.lock:
+            return list(self.items)
+
+    def paths(self) -> set[str]:
+        return set().union(*(r.paths for r in self.all()))
+
+
+@pytest.fixture
+def log(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    stream = io.StringIO()
+    monkeypatch.setattr(out, "stream", stream)
+    return stream
+
+
+@pytest.fixture
+def watch(tmp_path: Path) -> Iterator[Callable[[], tuple[Watcher, Reports]]]:
+    started: list[Watcher] = []
+
+    def start() -> tuple[Watcher, Reports]:
+        reports = Reports()
+        rules = Rules(Settings(), cwd=tmp_path, script=None, extensions=["js"])
+        watcher = Watcher(rules, legacy_watch=False, poll_interval_ms=100, report=reports)
+        watcher.start()
+        started.append(watcher)
+        return watcher, reports
+
+    yield start
+    for watcher in started:
+        watcher.stop()
+
+
+def test_start_reports_the_settle_time_with_nothing_busy(watch: Callable[[], tuple[Watcher, Reports]]) -> None:
+    _, reports = watch()
+    assert reports.all() == [WatchReport(frozenset(), False, 0.0)]
+
+
+def test_busy_is_reported_before_a_rebuild_and_the_paths_with_busy_cleared_after(
+    tmp_path: Path, watch: Callable[[], tuple[Watcher, Reports]]
+) -> None:
+    _, reports = watch()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a.js").write_text("x")
+    target = str(tmp_path / "new" / "a.js")
+    wait_for(lambda: target in reports.paths(), what=f"a.js reported: {reports.all()}")
+    history = reports.all()[1:]
+    first_with_path = next(index for index, r in enumerate(history) if target in r.paths)
+    assert any(r.busy and not r.paths for r in history[:first_with_path]), history
+    assert not history[first_with_path].busy and not history[-1].busy, history
+    assert all(not r.busy for r in history if r.paths), history
+
+
+def test_an_error_in_the_watcher_thread_is_logged_and_watching_recovers_with_the_lost_change(
+    tmp_path: Path, watch: Callable[[], tuple[Watcher, Reports]], log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher_module, "WATCHER_RETRY_PAUSE", 0.05)
+    original = Watcher._handle
+    failures: list[int] = []
+
+    def fail_once(self: Watcher, raw: set[tuple[int, str]]) -> None:
+        if not failures:
+            failures.append(1)
+            raise ValueError("boom")
+        original(self, raw)
+
+    monkeypatch.setattr(Watcher, "_handle", fail_once)
+    _, reports = watch()
+    (tmp_path / "lost.js").write_text("x")  # its batch is the one that fails
+    wait_for(lambda: str(tmp_path / "lost.js") in reports.paths(), what=f"the change caught up: {log.getvalue()}")
+    text = log.getvalue()
+    assert "watcher failed (ValueError: boom); watching again in 0.05s" in text and "watching again" in text, text
+    assert not reports.all()[-1].busy
+    (tmp_path / "later.js").write_text("y")
+    wait_for(lambda: str(tmp_path / "later.js") in reports.paths(), what="a later change")
+
+
+@pytest.fixture
+def proc_inside(tmp_path: Path) -> Iterator[Path]:
+    """A proc file system mounted inside the watched tree, as / holds /proc."""
+    target = tmp_path / "proc"
+    target.mkdir()
+    if subprocess.run(["mount", "-t", "proc", "proc", str(target)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount proc here (needs root)")
+    yield target
+    subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_a_walk_never_enters_a_kernel_view_below_a_root(
+    tmp_path: Path, proc_inside: Path, watch: Callable[[], tuple[Watcher, Reports]]
+) -> None:
+    """`--watch /` walked /proc (a directory per task and descriptor): minutes and hundreds of MB."""
+    (tmp_path / "src").mkdir()
+    watcher, _ = watch()
+    assert watcher.watch_count() == 2  # tmp_path and src: nothing under proc
+
+
+def test_a_big_walk_says_so_at_once(
+    tmp_path: Path, watch: Callable[[], tuple[Watcher, Reports]], log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher_module, "BIG_WALK_DIRS", 20)
+    for index in range(30):
+        (tmp_path / f"d{index}").mkdir()
+    watch()
+    (line,) = [line for line in log.getvalue().splitlines() if "walking" in line]
+    assert f"walking {tmp_path}: over 20 directories to watch so far" in line, log.getvalue()
