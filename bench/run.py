@@ -67,15 +67,17 @@ def tools(nodemon: str) -> dict[str, list[str]]:
     }
 
 
-def get() -> Optional[str]:
+def get(port: int = PORT) -> Optional[str]:
+    """What the app on ``port`` answers now, or None while nothing does."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=0.5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=0.5) as response:
             return str(response.read().decode())
     except OSError:
         return None
 
 
 def wait(condition: Callable[[], object], timeout: float = 15.0) -> None:
+    """Poll ``condition`` until it holds; a benchmark step that never gets there fails the run."""
     end = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > end:

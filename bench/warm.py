@@ -25,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
+
+import run as bench_run  # bench/run.py, beside this file: the shared client helpers
 
 HERE = Path(__file__).resolve().parent
 SECTION = HERE / "results" / "warm.md"  # bench/run.py puts it into BENCHMARKS.md too
@@ -114,19 +115,11 @@ module.exports = router;
 
 
 def get() -> Optional[str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=0.5) as response:
-            return str(response.read().decode())
-    except OSError:
-        return None
+    return bench_run.get(PORT)
 
 
-def wait(condition: Callable[[], object], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError("benchmark step timed out")
-        time.sleep(POLL)
+def wait(condition: Callable[[], object]) -> None:
+    bench_run.wait(condition, timeout=30.0)  # an Express app's cold start under load takes seconds
 
 
 def npm_install(root: Path, packages: list[str]) -> None:
