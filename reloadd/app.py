@@ -15,8 +15,15 @@ from .matching import Rules
 from .output import out, use_colour
 from .sources import load_settings
 from .supervisor import Plan, Supervisor
+from .sync.agent import agent_main
+from .sync.laptop import sync_main
+from .sync.options import SYNC_HELP, parse_sync_args
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in reloadd, not in the app or its config
+# Subcommands: only as the very first argument, and only these bare words. `reloadd sync.js`
+# and `reloadd server.js sync` still run a script, as nodemon would.
+SYNC_COMMAND = "sync"
+AGENT_COMMAND = "agent"
 
 
 def make_plan(cli: CliArgs) -> Plan:
@@ -40,6 +47,10 @@ def configure_output(plan: Plan) -> None:
 
 
 def run(argv: list[str]) -> int:
+    if argv[:1] == [SYNC_COMMAND]:
+        return run_sync(argv[1:])
+    if argv[:1] == [AGENT_COMMAND]:
+        return agent_main(argv[1:], os.environ)
     cli = parse_args(argv)
     if cli.help:
         print(HELP)
@@ -60,6 +71,14 @@ def run(argv: list[str]) -> int:
     for notice in plan.notices:
         out.info(notice)
     return Supervisor(plan, replan=lambda: make_plan(cli)).run()
+
+
+def run_sync(argv: list[str]) -> int:
+    options = parse_sync_args(argv)
+    if options is None:
+        print(SYNC_HELP)
+        return 0
+    return sync_main(options, os.environ)
 
 
 def main(argv: list[str]) -> int:

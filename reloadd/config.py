@@ -120,6 +120,17 @@ class HotConfig(BaseModel):
         return value
 
 
+class SyncConfig(BaseModel):
+    """``reloadd sync``: what it leaves out (besides ignoreRoot and .gitignore), whether it deletes pod-only files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude: list[str] = Field(default_factory=list)
+    delete: bool = False
+
+    _exclude = field_validator("exclude", mode="before")(_as_list)
+
+
 ScalarEnv = Union[str, int, float, bool]
 
 
@@ -161,6 +172,7 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = Field(default="text", alias="logFormat")
     event_timeout: float = Field(default=DEFAULT_EVENT_TIMEOUT, alias="eventTimeout", gt=0)
     hot: Optional[HotConfig] = None
+    sync: SyncConfig = Field(default_factory=SyncConfig)
 
     _lists = field_validator("ignore", "ignore_root", "args", "node_args", "exec_args", mode="before")(_as_list)
 
@@ -224,6 +236,7 @@ EXPECTED = {
     "logFormat": '"text" or "json"',
     "inspect": "HOST:PORT, PORT, or true",
     "hot": '{ "paths": ["routes/**"], "signal": "SIGHUP" }',
+    "sync": '{ "exclude": ["*.log"], "delete": false }',
 }
 
 
@@ -259,5 +272,6 @@ def validate(raw: dict[str, Any], source: str) -> Settings:
         first = exc.errors()[0]
         key, expected = _describe(dict(first))
         got = first.get("input")
-        shown = "" if isinstance(got, dict) and key.count(".") == 0 and key not in {"env", "hot"} else f", got {got!r}"
+        objects = {"env", "hot", "sync"}
+        shown = "" if isinstance(got, dict) and key.count(".") == 0 and key not in objects else f", got {got!r}"
         raise ConfigError(f"{source}: key '{key}': {expected}{shown}") from None
