@@ -35,7 +35,7 @@ ACK = b"ok\n"
 ACK_TIMEOUT = 1.0  # seconds the agent waits for a supervisor to confirm its hold before writing anyway
 HOLD_MAX = 10.0  # seconds a begun batch may hold the supervisor's bursts (an agent stuck mid-commit)
 MAX_MESSAGE = 16 * 1024 * 1024  # bytes one connection may send: a commit of ~100,000 paths
-ECHO_MEMORY = 5.0  # seconds a committed file's signature is kept to drop the watcher's echo (FUSE: ~1.1 s)
+ECHO_MEMORY = 100_000  # committed files whose signatures are kept to recognise the watcher's echo
 READ_CHUNK = 65536
 PRIVATE_MODE = 0o700
 
@@ -189,29 +189,31 @@ def signature(path: str) -> Optional[tuple[int, int, int]]:
 
 
 class Echoes:
-    """Files a committed batch wrote, so the watcher's later report of the same write is not a second restart."""
+    """Files a committed batch wrote, so the watcher's later report of the same write is not a second restart.
+
+    A file's signature (mtime, size, inode) is kept until the file changes again: a poller on a
+    slow interval may report it many seconds later, and an unchanged signature means no change.
+    """
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[Optional[tuple[int, int, int]], float]] = {}
+        self._seen: dict[str, Optional[tuple[int, int, int]]] = {}
 
-    def remember(self, paths: list[str], now: float) -> None:
-        self._forget_old(now)
+    def remember(self, paths: list[str]) -> None:
+        if len(self._seen) + len(paths) > ECHO_MEMORY:
+            self._seen.clear()  # forgetting costs at most one extra restart; memory stays bounded
         for path in paths:
-            self._seen[path] = (signature(path), now)
+            self._seen[path] = signature(path)
 
-    def new_changes(self, paths: set[str], now: float) -> set[str]:
-        """The paths that changed again since their batch (a deleted file stays deleted: an echo too)."""
-        self._forget_old(now)
+    def new_changes(self, paths: set[str]) -> set[str]:
+        """The paths that changed again since their batch (a deleted file still gone is an echo too)."""
         fresh = set()
         for path in paths:
-            seen = self._seen.get(path)
-            if seen is None or seen[0] != signature(path):
+            if path not in self._seen:
+                fresh.add(path)
+            elif self._seen[path] != signature(path):
+                del self._seen[path]
                 fresh.add(path)
         return fresh
-
-    def _forget_old(self, now: float) -> None:
-        if self._seen:
-            self._seen = {p: v for p, v in self._seen.items() if now - v[1] < ECHO_MEMORY}
 
 
 # -- the agent's end ----------------------------------------------------------------------------------

@@ -22,12 +22,14 @@ from typing import Callable, Optional
 
 from .command import Command
 from .config import Settings, signal_number
+from .control import ControlServer, Echoes, control_dir, private_dir
 from .errors import ReloaddError, exit_status
 from .hooks import Hooks
 from .matching import GlobSet, Rules
 from .output import out
 from .pid1 import FORWARDED_SIGNALS, RESTART_SIGNAL, STOP_SIGNALS, SignalInbox, Terminal, become_subreaper, reap
 from .ports import listening_ports, wait_until_free
+from .sync.guard import refusal
 from .tree import ChildTree, StopLadder, send, send_group, spawn
 from .watcher import ChangeGroup, Watcher
 
@@ -113,6 +115,8 @@ class Supervisor:
         self.stdin_pipe: Optional[int] = None  # write end of the app's stdin when reloadd forwards it
         self.stdin_open = True
         self.hot_file: Optional[Path] = None
+        self.control: Optional[ControlServer] = None  # `reloadd agent` says "batch committed" here
+        self.echoes = Echoes()
         self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout)
         self._apply(plan)
 
@@ -124,6 +128,7 @@ class Supervisor:
             self.handle_signals()
             self.handle_reaped()
             self.handle_stdin_events()
+            self.handle_control()
             self.handle_changes()
             self.handle_timers()
         self.shutdown()
@@ -139,6 +144,7 @@ class Supervisor:
             out.info(f"watching path(s): {' '.join(self.rules.describe_watch())}")
             out.info(f"watching extensions: {self.rules.describe_ext()}")
             self._start_watcher()
+            self._open_control()
         if command.inspect and command.inspect[0] in ("0.0.0.0", "::"):
             out.warn(
                 f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}: anyone who can reach it can "
@@ -152,6 +158,8 @@ class Supervisor:
     def shutdown(self) -> None:
         if self.watcher:
             self.watcher.stop()
+        if self.control:
+            self.control.close()
         self.hooks.fire("quit", exit_code=self.exit_code)
         deadline = time.monotonic() + min(QUIT_HOOK_WAIT, self.plan.settings.event_timeout)
         while self.hooks.running and time.monotonic() < deadline:
@@ -165,8 +173,8 @@ class Supervisor:
 
     def wait(self, timeout: float) -> None:
         for key, _ in self.selector.select(timeout):
-            if key.data == "signals":
-                continue  # drained in handle_signals
+            if key.data in ("signals", "control"):
+                continue  # drained in handle_signals / handle_control
             self._pending_stdin = True
 
     def timeout(self) -> float:
@@ -175,7 +183,7 @@ class Supervisor:
         if self.ladder:
             deadlines.append(now + self.ladder.next_check())
         wait = self.group.wait_time(time.time())
-        if wait is not None:
+        if wait is not None and not (self.control and self.control.holding):  # the commit wakes us instead
             deadlines.append(now + wait)
         return max(0.0, min(d for d in deadlines if d is not None) - now)
 
@@ -372,12 +380,48 @@ class Supervisor:
             self.old_ports.add(self.plan.command.inspect[1])
         self.begin_stop(self.plan.settings.restart_signal, reason, members)
 
+    def _open_control(self) -> None:
+        """The sync agent's channel: only while watching, and never where the agent would refuse to sync."""
+        reason = refusal(os.environ)
+        if reason is not None:
+            out.detail(f"no sync channel: {reason}")
+            return
+        directory = control_dir(os.environ)
+        problem = private_dir(directory, create=True)
+        try:
+            if problem is None:
+                self.control = ControlServer(directory)
+        except OSError as exc:
+            problem = f"{directory}: {exc.strerror}"
+        if problem is not None:
+            out.warn(f"no sync channel ({problem}): synced files are seen by the watcher only")
+            return
+        assert self.control is not None
+        self.selector.register(self.control, selectors.EVENT_READ, "control")
+
+    def handle_control(self) -> None:
+        """A synced batch is complete: restart once now, with what the watcher already held."""
+        if self.control is None:
+            return
+        now = time.time()
+        for batch in self.control.take_batches():
+            self.echoes.remember(batch)
+            paths = {p for p in batch if p in self.config_files or self.rules.matches(p)}
+            if paths:
+                while self.incoming:
+                    self.group.add(self.echoes.new_changes(self.incoming.popleft()), now)
+                held, first = self.group.take()
+                self.timing.first_change, self.timing.group_closed = min(first, now), now
+                self.on_changes(sorted(paths | held))
+
     def handle_changes(self) -> None:
         now = time.time()
         while self.incoming:
-            self.group.add(self.incoming.popleft(), now)
+            self.group.add(self.echoes.new_changes(self.incoming.popleft()), now)
         busy = bool(self.watcher and self.watcher.busy)
         self.group.quiet = max(GROUP_QUIET, self.watcher.settle if self.watcher else 0.0)
+        if self.control is not None and self.control.holding:
+            return  # a synced batch is being renamed into place: its commit restarts once for all of it
         if not self.group.ready(now, busy):
             return
         paths, first = self.group.take()

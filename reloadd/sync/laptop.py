@@ -362,7 +362,7 @@ class Syncer:
             children[parent].add(name)
         for relative in relatives:
             current[relative] = self._local_entry(relative)
-        for directory in {r.rpartition("/")[0] for r in relatives}:
+        for directory in self._touched_dirs(relatives):
             self._compare_dir(directory, children, current)
         sends: list[Entry] = []
         deletes = []
@@ -376,6 +376,18 @@ class Syncer:
                     deletes.append(path)
                 sends.append(entry)
         return sends, topmost(deletes)
+
+    def _touched_dirs(self, relatives: set[str]) -> set[str]:
+        """The parents of changed paths; a parent the pods do not have yet (a directory renamed or
+        created) makes its own parent touched too, so the old name is deleted and the new one made."""
+        touched = set()
+        for relative in relatives:
+            directory = relative.rpartition("/")[0]
+            touched.add(directory)
+            while directory and directory not in self.known:
+                directory = directory.rpartition("/")[0]
+                touched.add(directory)
+        return touched
 
     def _compare_dir(
         self, directory: str, children: Mapping[str, set[str]], current: dict[str, Optional[Entry]]
@@ -482,6 +494,8 @@ class Syncer:
         where = session.name if not session.root or self.options.where.transport is None else session.root
         if verb == "in sync with" and not deletes:
             message = f"in sync with {where} (nothing to send) in {elapsed} ms"
+        elif not entries:
+            message = f"deleted {len(deletes)} in {where} in {elapsed} ms"
         else:
             message = f"synced {files} ({human_size(size)}){gone} to {where} in {elapsed} ms"
         out.status(message, event="synced", target=where, files=count, bytes=size, deleted=len(deletes), ms=elapsed)
