@@ -15,7 +15,7 @@ from typing import Callable
 
 import pytest
 from support import DEADLINE, Reloadd, free_port, make_app, starts, wait_for
-from sync_support import SYNCED, agents_of, control_env, start_sync, tree
+from sync_support import agents_of, control_env, start_sync, tree
 
 QUIET = 1.5  # seconds without another restart that count as "exactly one restart for this batch"
 CHECKOUT_FILES = 1000
@@ -137,7 +137,8 @@ def test_each_save_restarts_the_app_once(run_reloadd, laptop: Path, pod: Path) -
     app, port = start_app(run_reloadd, pod)
     for number in range(2, 5):
         (laptop / "version.js").write_text(f"module.exports = 'v{number}';\n")
-        wait_for(lambda: served(port).startswith(f"v{number} "), what=f"v{number} served:\n{app.log()}")
+        expected = f"v{number} "
+        wait_for(lambda: served(port).startswith(expected), what=f"{expected}served:\n{app.log()}")  # noqa: B023
         time.sleep(QUIET)  # room for a second restart, if the watcher's echo caused one
         assert len(starts(pod)) == number, app.log()
 
@@ -204,7 +205,7 @@ def test_ctrl_c_ends_the_agent_and_leaves_the_app_running(run_reloadd, laptop: P
     sync.signal(signal.SIGINT)
     assert sync.wait_exit() == 0
     for agent in agents:  # type: ignore[attr-defined]
-        wait_for(lambda: not agent.is_running() or agent.status() == "zombie", what="the agent to exit")
+        wait_for(lambda: not agent.is_running() or agent.status() == "zombie", what="the agent to exit")  # noqa: B023
     assert served(port).startswith("v1 ") and app.proc.poll() is None
 
 
