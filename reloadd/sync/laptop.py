@@ -169,7 +169,7 @@ class Syncer:
             self.next_listing = time.monotonic()
             self._list_pods_due()
             return None
-        name = where.target or "agent"
+        name = where.target or where.remote_dir or str(where.transport)
         link = Link(Session(name, exec_argv(where, where.target)))
         self.links[name] = link
         try:
