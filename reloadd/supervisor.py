@@ -407,6 +407,7 @@ class Supervisor:
         for batch in self.control.take_batches():
             self.echoes.remember(batch)
             paths = {p for p in batch if p in self.config_files or self.rules.matches(p)}
+            out.detail(f"sync batch committed: {len(batch)} path(s), {len(paths)} watched")
             if paths:
                 while self.incoming:
                     self.group.add(self.echoes.new_changes(self.incoming.popleft()), now)

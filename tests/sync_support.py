@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -12,6 +13,20 @@ from support import Reloadd, wait_for
 SYNCED = "] synced "  # the laptop's line after each batch
 IN_SYNC = "] in sync with "  # ...or after a resync that had nothing to send
 SYNCED_JSON = '"event": "synced"'  # either, with --log-format json
+
+# The example app, recording at each start how many files of the checkout it found in place.
+COUNTING_SERVER_JS = """\
+const http = require('http');
+const fs = require('fs');
+const path = require('path');
+const version = require('./version.js');
+const many = path.join(__dirname, 'many');
+const count = fs.existsSync(many) ? fs.readdirSync(many).length : 0;
+fs.appendFileSync(path.join(__dirname, 'starts.log'), process.pid + '\\n');
+fs.appendFileSync(path.join(__dirname, 'counts.log'), count + '\\n');
+const server = http.createServer((req, res) => res.end(version + ' ' + process.pid));
+server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening ' + process.pid));
+"""
 
 
 def control_env(base: Path) -> dict[str, str]:
@@ -69,3 +84,11 @@ def tree(root: Path) -> dict[str, str]:
             else:
                 found[relative] = path.read_text(errors="replace")
     return found
+
+
+def served(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""

@@ -9,30 +9,20 @@ import re
 import shutil
 import signal
 import stat
+import struct
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
-from support import DEADLINE, Reloadd, free_port, make_app, starts, wait_for
-from sync_support import agents_of, control_env, start_sync, tree
+from support import DEADLINE, Reloadd, free_port, make_app, reloadd_argv, starts, wait_for
+from sync_support import COUNTING_SERVER_JS, agents_of, control_env, served, start_sync, tree
+
+from reloadd.sync.protocol import EXIT_PROTOCOL, MAX_FRAME, FrameReader, encode_data, encode_message
 
 QUIET = 1.5  # seconds without another restart that count as "exactly one restart for this batch"
 CHECKOUT_FILES = 1000
-
-# The example app, recording at each start how many files of the checkout it found in place.
-COUNTING_SERVER_JS = """\
-const http = require('http');
-const fs = require('fs');
-const path = require('path');
-const version = require('./version.js');
-const many = path.join(__dirname, 'many');
-const count = fs.existsSync(many) ? fs.readdirSync(many).length : 0;
-fs.appendFileSync(path.join(__dirname, 'starts.log'), process.pid + '\\n');
-fs.appendFileSync(path.join(__dirname, 'counts.log'), count + '\\n');
-const server = http.createServer((req, res) => res.end(version + ' ' + process.pid));
-server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening ' + process.pid));
-"""
 
 
 @pytest.fixture
@@ -45,16 +35,6 @@ def pod(tmp_path: Path) -> Path:
     directory = tmp_path / "pod"
     directory.mkdir()
     return directory
-
-
-def served(port: int) -> str:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-            return str(response.read().decode())
-    except OSError:
-        return ""
 
 
 def start_app(run_reloadd: Callable[..., Reloadd], pod: Path) -> tuple[Reloadd, int]:
@@ -241,3 +221,47 @@ def test_without_a_supervisor_listening_the_agent_just_writes(run_reloadd, lapto
     (control / "supervisor-999999999.sock").write_text("")  # a dead supervisor's leftover, not a socket
     start_sync(run_reloadd, laptop, pod)
     assert tree(pod)["version.js"] == "module.exports = 'v1';\n"
+
+
+def agent_process(pod: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "NODE_ENV"}
+    env.update(control_env(pod.parent))
+    proc = subprocess.Popen(
+        reloadd_argv() + ["agent", str(pod)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None
+    header = proc.stdout.read(5)
+    (hello,) = FrameReader().feed(header + proc.stdout.read(struct.unpack(">cI", header)[1]))
+    assert hello["t"] == "hello"  # type: ignore[index]
+    return proc
+
+
+def test_a_laptop_gone_mid_batch_leaves_nothing_in_the_pod(pod: Path) -> None:
+    (pod / "app.js").write_text("old")
+    proc = agent_process(pod)
+    assert proc.stdin is not None
+    proc.stdin.write(encode_message({"t": "batch", "id": 1, "delete": ["app.js"]}))
+    for path, size in (("new/b.js", 0), ("app.js", 100)):
+        op = {"t": "op", "op": "file", "path": path, "size": size, "exec": False, "mtime": 1}
+        proc.stdin.write(encode_message(op))
+    proc.stdin.write(encode_data(b"half"))
+    proc.stdin.close()  # the laptop died (or lost the network) before the commit
+    assert proc.wait(DEADLINE) == 0
+    proc.stdout.close()  # type: ignore[union-attr]
+    assert tree(pod) == {"app.js": "old", "new": "/"}  # no temporary file left, nothing applied
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (struct.pack(">cI", b"D", MAX_FRAME + 1), "over the"),
+        (encode_message({"t": "start", "exclude": "*"}), "exclude must be a list"),
+        (encode_message({"t": "batch", "id": 1, "delete": ["../../etc"]}), "not normalised"),
+    ],
+)
+def test_a_malformed_frame_ends_the_session_with_one_error_line(pod: Path, frame: bytes, message: str) -> None:
+    proc = agent_process(pod)
+    output, _ = proc.communicate(frame, timeout=DEADLINE)
+    assert proc.returncode == EXIT_PROTOCOL
+    (reply,) = FrameReader().feed(output)
+    assert reply["t"] == "error" and message in reply["message"]
