@@ -52,6 +52,7 @@ from .protocol import (
 )
 
 READ_CHUNK = 1024 * 1024
+EXIT_WRITE_FAILED = 73  # EX_CANTCREAT: the pod's file system refused a write; the laptop reconnects and retries
 FD_CACHE_MAX = 256  # directory descriptors a batch keeps open before it closes them all and starts over
 MAX_HASH_PATHS = 100_000
 AGENT_HELP = """\
@@ -408,6 +409,10 @@ def agent_main(argv: list[str], env: Mapping[str, str]) -> int:
     except ReloaddError as exc:
         _report(stdio, exc.message)
         return exc.exit_code
+    except OSError as exc:  # the pod's file system said no (EACCES, ENOSPC, EROFS): one line, and stop
+        where = f" {exc.filename}" if exc.filename else ""
+        _report(stdio, f"agent: cannot write in {os.getcwd() if not argv else argv[0]}:{where} {exc.strerror}")
+        return EXIT_WRITE_FAILED
 
 
 def _serve(agent: Agent, stdio: Stdio) -> int:

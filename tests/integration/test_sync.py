@@ -19,6 +19,7 @@ import pytest
 from support import DEADLINE, Reloadd, free_port, make_app, reloadd_argv, starts, wait_for
 from sync_support import COUNTING_SERVER_JS, agents_of, control_env, served, start_sync, tree
 
+from reloadd.sync.agent import EXIT_WRITE_FAILED
 from reloadd.sync.protocol import EXIT_PROTOCOL, MAX_FRAME, FrameReader, encode_data, encode_message
 
 QUIET = 1.5  # seconds without another restart that count as "exactly one restart for this batch"
@@ -265,3 +266,16 @@ def test_a_malformed_frame_ends_the_session_with_one_error_line(pod: Path, frame
     assert proc.returncode == EXIT_PROTOCOL
     (reply,) = FrameReader().feed(output)
     assert reply["t"] == "error" and message in reply["message"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="a read-only bind mount needs root")
+def test_a_pod_directory_the_agent_cannot_write_is_one_error_line(pod: Path) -> None:
+    readonly = f'mount --bind {pod} {pod} && mount -o remount,ro,bind {pod} && exec "$@"'
+    frames = encode_message({"t": "batch", "id": 1, "delete": []})
+    frames += encode_message({"t": "op", "op": "file", "path": "a.js", "size": 1, "exec": False, "mtime": 1})
+    frames += encode_data(b"x")
+    argv = ["unshare", "--mount", "sh", "-c", readonly, "sh", *reloadd_argv(), "agent", str(pod)]
+    done = subprocess.run(argv, input=frames, capture_output=True, timeout=DEADLINE)
+    replies = FrameReader().feed(done.stdout)
+    assert done.returncode == EXIT_WRITE_FAILED, done.stderr
+    assert replies[-1]["t"] == "error" and "Read-only file system" in replies[-1]["message"]  # type: ignore[index]

@@ -260,3 +260,4 @@ def test_stale_temporary_files_of_a_dead_agent_are_removed_at_start(world: tuple
     pod.agent.handle({"t": "start", "exclude": []})
     assert sorted(os.listdir(pod.root)) == [f".reloadd-sync.{os.getpid()}.1.tmp"]
     assert pod.sent[-1] == {"t": "manifest-end", "count": 0}
+
