@@ -445,6 +445,8 @@ def _help_text() -> str:
     parts += [
         "",
         "Environment: RELOADD_WATCH=1 watches even with NODE_ENV=production; NO_COLOR, FORCE_COLOR.",
+        "While watching, reloadd listens for `reloadd sync` batches on a Unix socket in /tmp/reloadd-UID",
+        "(RELOADD_CONTROL_DIR); RELOADD_SYNC=0 turns that off and makes `reloadd agent` refuse.",
         "Type rs and Enter to restart (SIGHUP restarts too); SIGTERM/SIGINT stop the app and exit with its status.",
         "Examples:",
         "  reloadd server.js 8080",
