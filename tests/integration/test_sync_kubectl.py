@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from support import make_app, wait_for
-from sync_support import control_env, first_sync_done, tree
+from sync_support import agents_of, control_env, first_sync_done, tree
 
 STAND_IN = """\
 #!{python}
@@ -127,3 +127,6 @@ def test_a_selector_syncs_every_running_pod_skips_a_refusing_one_and_picks_up_ne
     wait_for(lambda: tree(web1) == tree(laptop) and tree(web3) == tree(laptop), what=sync.log())
     assert sync.proc.poll() is None and os.listdir(cluster / "web-2") == []
     assert sync.log().count("refusing to sync") == 1  # not retried
+    (cluster / "running").write_text("pod/web-3\n")  # web-1 deleted, web-2 rolled away
+    sync.wait_log("pod/web-1 is gone: no longer syncing to it")
+    wait_for(lambda: len(agents_of(sync)) == 1, what="web-1's agent to end")
