@@ -12,6 +12,8 @@ from ..errors import EXIT_NOT_FOUND, ReloaddError
 from .protocol import Data, Frame, FrameReader, ProtocolError, encode_data, encode_message
 
 READ_CHUNK = 1024 * 1024
+FLUSH_AT = 256 * 1024  # frames are gathered up to this many bytes per write: a checkout of small files
+# is thousands of tiny frames, and one write each would cost a context switch each
 CLOSE_WAIT = 2.0  # seconds the agent gets to exit after its stdin closes, before SIGTERM
 TERM_WAIT = 2.0  # ...and after SIGTERM, before SIGKILL
 
@@ -35,10 +37,12 @@ class Session:
         self.reader = FrameReader()
         self.queued: list[Frame] = []
         self.root = ""
+        self.outgoing = bytearray()
 
     def start(self) -> None:
         self.reader = FrameReader()
         self.queued = []
+        self.outgoing = bytearray()
         try:
             # Its own session: Ctrl-C reaches reloadd, which then ends the agent by closing its stdin.
             self.proc = subprocess.Popen(
@@ -62,8 +66,14 @@ class Session:
         self._write(encode_data(chunk))
 
     def _write(self, data: bytes) -> None:
+        self.outgoing += data
+        if len(self.outgoing) >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is gathered; every wait for an answer flushes first."""
         assert self.proc is not None and self.proc.stdin is not None
-        view = memoryview(data)
+        view, self.outgoing = memoryview(bytes(self.outgoing)), bytearray()
         try:
             while view:
                 view = view[os.write(self.proc.stdin.fileno(), view) :]
@@ -73,6 +83,7 @@ class Session:
     # -- receiving -----------------------------------------------------------------------------
     def receive(self, timeout: float) -> dict[str, Any]:
         """The next message; raises Disconnected when the stream ends, breaks or stays silent."""
+        self.flush()
         deadline = time.monotonic() + timeout
         while not self.queued:
             if not self.read_ready(deadline - time.monotonic()):
