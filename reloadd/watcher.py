@@ -169,8 +169,10 @@ class Watcher:
         poll_interval_ms: int,
         report: Callable[[set[str]], None],
         extra_files: Optional[list[Path]] = None,
+        report_dirs: bool = False,
     ) -> None:
         self.rules = rules
+        self.report_dirs = report_dirs  # also report directories created or removed (`reloadd sync` mirrors them)
         self.legacy_watch = legacy_watch
         self.poll_interval_ms = poll_interval_ms
         self.report = report
@@ -242,6 +244,8 @@ class Watcher:
         for change, path in raw:
             if path in known:
                 lost_dir = lost_dir or change == CHANGE_DELETED  # directory events are never changes themselves
+                if self.report_dirs and change == CHANGE_DELETED:
+                    matched.add(path)
             elif change != CHANGE_DELETED and path not in known and os.path.isdir(path):
                 if not os.path.islink(path) and not self.rules.prune(path):
                     new_dirs.append(path)
@@ -253,6 +257,8 @@ class Watcher:
                 self._rebuild()
                 for directory in new_dirs:
                     matched |= self._matching_files(directory)
+                    if self.report_dirs:
+                        matched.add(directory)
             finally:
                 self.busy = False
         if matched:

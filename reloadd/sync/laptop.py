@@ -144,7 +144,9 @@ class Syncer:
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
         rules = SyncRules(self.root, self.exclude)
-        self.watcher = Watcher(rules, self.settings.legacy_watch, self.settings.polling_interval, self._report)
+        self.watcher = Watcher(
+            rules, self.settings.legacy_watch, self.settings.polling_interval, self._report, report_dirs=True
+        )
         self.watcher.start()
         try:
             status = self._first_connections()
@@ -361,7 +363,9 @@ class Syncer:
             parent, _, name = path.rpartition("/")
             children[parent].add(name)
         for relative in relatives:
-            current[relative] = self._local_entry(relative)
+            entry = current[relative] = self._local_entry(relative)
+            if entry is not None and entry.kind == DIR and relative not in self.known:
+                current.update(self._subtree(relative))  # a new directory: what it already holds
         for directory in self._touched_dirs(relatives):
             self._compare_dir(directory, children, current)
         sends: list[Entry] = []
@@ -488,8 +492,11 @@ class Syncer:
         self, session: Session, entries: list[Entry], deletes: list[str], size: int, started: float, verb: str
     ) -> None:
         elapsed = round((time.monotonic() - started) * MS)
-        count = sum(1 for entry in entries if entry.kind != DIR) or len(entries)
+        count = sum(1 for entry in entries if entry.kind != DIR)
         files = f"{count} file" + ("" if count == 1 else "s")
+        if not count:  # only directories made
+            count = len(entries)
+            files = f"{count} director" + ("y" if count == 1 else "ies")
         gone = f" and deleted {len(deletes)}" if deletes else ""
         where = session.name if not session.root or self.options.where.transport is None else session.root
         if verb == "in sync with" and not deletes:

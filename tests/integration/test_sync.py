@@ -87,6 +87,8 @@ def test_live_edits_deletes_renames_and_directories_arrive(run_reloadd, laptop: 
         lambda: shutil.rmtree(laptop / "old"),
         lambda: (laptop / "lib").rename(laptop / "src"),
         lambda: os.makedirs(laptop / "new" / "deep") or (laptop / "new" / "deep" / "c.js").write_text("c"),
+        lambda: os.makedirs(laptop / "empty" / "nested"),  # directories alone arrive too
+        lambda: os.rmdir(laptop / "empty" / "nested"),
         lambda: (laptop / "tool.sh").write_text("#!/bin/sh\n"),
         lambda: os.chmod(laptop / "tool.sh", 0o755),
     ]
