@@ -6,7 +6,8 @@ both sides leave out exactly the same paths: an excluded path is never sent and 
 
 ``.gitignore`` lines are translated: a pattern without an inner ``/`` matches at any depth
 below its file's directory, one with a ``/`` is anchored there, a trailing ``/`` means
-directories only. Negations (``!keep.me``) are not supported and are skipped.
+directories only. Negations (``!keep.me``) are not supported and are skipped. When a
+``.gitignore`` changes, the laptop side collects them again and resyncs (laptop.py).
 """
 
 from __future__ import annotations

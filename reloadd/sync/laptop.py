@@ -31,7 +31,7 @@ from ..matching import Rules, is_temp_file
 from ..output import out, use_colour
 from ..sources import load_settings
 from ..watcher import ChangeGroup, Watcher
-from .excludes import collect, excluder
+from .excludes import GITIGNORE, collect, excluder
 from .guard import EXIT_REFUSED
 from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, entry_for, file_hash, scan, topmost
 from .options import SyncOptions
@@ -123,12 +123,13 @@ class Progress:
 
 
 class Syncer:
-    def __init__(self, options: SyncOptions, settings: Settings, root: Path, globs: list[str]) -> None:
+    def __init__(self, options: SyncOptions, settings: Settings, root: Path, base_globs: list[str]) -> None:
         self.options = options
         self.settings = settings
         self.root = root
-        self.globs = globs
-        self.exclude = excluder(str(root), globs)
+        self.base_globs = base_globs  # ignoreRoot, sync.exclude, --exclude: .gitignore files add to these
+        self.globs = collect(root, base_globs)
+        self.exclude = excluder(str(root), self.globs)
         self.delete = options.delete if options.delete is not None else settings.sync.delete
         self.links: dict[str, Link] = {}
         self.known: Manifest = {}  # the tree as last sent: what the pods hold
@@ -143,11 +144,7 @@ class Syncer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
-        rules = SyncRules(self.root, self.exclude)
-        self.watcher = Watcher(
-            rules, self.settings.legacy_watch, self.settings.polling_interval, self._report, report_dirs=True
-        )
-        self.watcher.start()
+        self._start_watcher()
         try:
             status = self._first_connections()
             if status is not None:
@@ -161,9 +158,31 @@ class Syncer:
             out.info("stopped")
             return 0
         finally:
-            self.watcher.stop()
+            if self.watcher is not None:
+                self.watcher.stop()
             for link in self.links.values():
                 link.session.close()
+
+    def _start_watcher(self) -> None:
+        rules = SyncRules(self.root, self.exclude)
+        self.watcher = Watcher(
+            rules, self.settings.legacy_watch, self.settings.polling_interval, self._report, report_dirs=True
+        )
+        self.watcher.start()
+
+    def _gitignore_changed(self) -> None:
+        """A .gitignore changed: new excludes for the watcher and both sides, then a resync by manifest."""
+        self.globs = collect(self.root, self.base_globs)
+        self.exclude = excluder(str(self.root), self.globs)
+        if self.watcher is not None:
+            self.watcher.stop()
+        self._start_watcher()
+        for link in list(self.links.values()):
+            if link.ready:
+                try:
+                    self._resync(link)
+                except Disconnected as exc:
+                    self._lost(link, str(exc))
 
     def _first_connections(self) -> Optional[int]:
         where = self.options.where
@@ -338,6 +357,9 @@ class Syncer:
         if not self.group.ready(now, busy):
             return
         paths, _ = self.group.take()
+        if any(os.path.basename(path) == GITIGNORE for path in paths):
+            self._gitignore_changed()
+            return
         sends, deletes = self._changes(paths)
         if not sends and not deletes:
             return
@@ -538,6 +560,6 @@ def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
         quiet=options.quiet,
         json_lines=log_format == "json",
     )
-    globs = collect(root, list(settings.ignore_root) + list(settings.sync.exclude) + list(options.excludes))
+    base_globs = list(settings.ignore_root) + list(settings.sync.exclude) + list(options.excludes)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` ends the sync as Ctrl-C does
-    return Syncer(options, settings, root, globs).run()
+    return Syncer(options, settings, root, base_globs).run()

@@ -281,3 +281,16 @@ def test_a_pod_directory_the_agent_cannot_write_is_one_error_line(pod: Path) -> 
     replies = FrameReader().feed(done.stdout)
     assert done.returncode == EXIT_WRITE_FAILED, done.stderr
     assert replies[-1]["t"] == "error" and "Read-only file system" in replies[-1]["message"]  # type: ignore[index]
+
+
+def test_editing_a_gitignore_changes_what_is_synced_from_then_on(run_reloadd, laptop: Path, pod: Path) -> None:
+    (laptop / "secret.env").write_text("A=1")
+    sync = start_sync(run_reloadd, laptop, pod)
+    assert (pod / "secret.env").exists()
+    (laptop / ".gitignore").write_text("*.env\n")
+    wait_for(lambda: (pod / ".gitignore").exists(), what=sync.log())
+    (laptop / "other.env").write_text("B=2")
+    (laptop / "version.js").write_text("module.exports = 'v2';\n")
+    wait_for(lambda: "v2" in (pod / "version.js").read_text(), what=sync.log())
+    assert not (pod / "other.env").exists()
+    assert (pod / "secret.env").read_text() == "A=1"  # excluded now: never deleted either
