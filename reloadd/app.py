@@ -15,10 +15,17 @@ from .output import out, use_colour
 from .plan import Plan
 from .sources import load_settings
 from .supervisor import Supervisor
+from .sync.agent import agent_main
+from .sync.laptop import sync_main
+from .sync.options import SYNC_HELP, parse_sync_args
 from .tree import resolve_program
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in reloadd, not in the app or its config
 EXIT_OUTPUT = 74  # EX_IOERR: --help, --version or --dump could not be written to stdout (a full disk)
+# Subcommands: only as the very first argument, and only these bare words. `reloadd sync.js`
+# and `reloadd server.js sync` still run a script, as nodemon would.
+SYNC_COMMAND = "sync"
+AGENT_COMMAND = "agent"
 
 
 def make_plan(cli: CliArgs) -> Plan:
@@ -59,6 +66,10 @@ def _print(text: str) -> None:
 
 
 def run(argv: list[str]) -> int:
+    if argv[:1] == [SYNC_COMMAND]:
+        return run_sync(argv[1:])
+    if argv[:1] == [AGENT_COMMAND]:
+        return agent_main(argv[1:], os.environ)
     cli = parse_args(argv)
     if cli.help:
         _print(HELP)
@@ -83,6 +94,14 @@ def run(argv: list[str]) -> int:
     for notice in plan.notices:
         out.info(notice)
     return Supervisor(plan, replan=lambda: make_plan(cli)).run()
+
+
+def run_sync(argv: list[str]) -> int:
+    options = parse_sync_args(argv)
+    if options is None:
+        _print(SYNC_HELP)
+        return 0
+    return sync_main(options, os.environ)
 
 
 def main(argv: list[str]) -> int:

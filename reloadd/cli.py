@@ -467,6 +467,9 @@ def _help_text() -> str:
         "Usage:",
         "  reloadd [options] [node flags] [script] [script args...]   nodemon style",
         "  reloadd [options] -- COMMAND [ARGS...]                       run exactly this command",
+        "  reloadd sync [LOCAL_DIR] --to TARGET[:DIR]                   send code into a dev pod (sync --help)",
+        "  reloadd agent [DIR]                                          the pod side of sync (started by it)",
+        "`sync` and `agent` are subcommands only as the bare first argument (`reloadd sync.js` runs a script).",
         "",
         "Without a script: package.json main, then index.js, then scripts.start. Unknown flags before the",
         "script go to node (reloadd --trace-warnings server.js). `hello -e py` runs hello.py (the first ext);",
@@ -481,6 +484,8 @@ def _help_text() -> str:
     parts += [
         "",
         "Environment: RELOADD_WATCH=1 watches even with NODE_ENV=production; NO_COLOR, FORCE_COLOR.",
+        "While watching, reloadd listens for `reloadd sync` batches on a Unix socket in /tmp/reloadd-UID",
+        "(RELOADD_CONTROL_DIR); RELOADD_SYNC=0 turns that off and makes `reloadd agent` refuse.",
         "Type rs and Enter to restart (SIGHUP restarts too); SIGTERM/SIGINT stop the app and exit with its status.",
         "On a terminal: Ctrl-Z suspends the app and reloadd (fg resumes both); `reloadd ... &` leaves the",
         "terminal to the shell; closing the terminal stops the app and reloadd, as Ctrl-C does (not with nohup).",

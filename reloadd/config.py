@@ -161,6 +161,17 @@ class HotConfig(BaseModel):
         return value
 
 
+class SyncConfig(BaseModel):
+    """``reloadd sync``: what it leaves out (besides ignoreRoot and .gitignore), whether it deletes pod-only files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude: list[str] = Field(default_factory=list)
+    delete: bool = False
+
+    _exclude = field_validator("exclude", mode="before")(_as_list)
+
+
 ScalarEnv = Union[str, int, float, bool]
 
 
@@ -203,6 +214,7 @@ class Settings(BaseModel):
     event_timeout: float = Field(default=DEFAULT_EVENT_TIMEOUT, alias="eventTimeout")
     hot: Optional[HotConfig] = None
     warm: bool = True  # keep the next node started and its dependencies loaded (reloadd/warm.py)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
 
     _lists = field_validator("ignore", "ignore_root", "args", "node_args", "exec_args", mode="before")(_as_list)
 
@@ -296,6 +308,7 @@ EXPECTED = {
     "inspect": "HOST:PORT, PORT, or true",
     "hot": '{ "paths": ["routes/**"], "signal": "SIGHUP" }',
     "warm": "true or false",
+    "sync": '{ "exclude": ["*.log"], "delete": false }',
 }
 
 
@@ -336,7 +349,7 @@ def validate(raw: dict[str, Any], source: str) -> Settings:
         first = exc.errors()[0]
         key, expected = _describe(dict(first))
         got = first.get("input")
-        whole_object = isinstance(got, dict) and key.count(".") == 0 and key not in {"env", "hot"}
+        whole_object = isinstance(got, dict) and key.count(".") == 0 and key not in {"env", "hot", "sync"}
         shown = "" if whole_object else f", got {_shown(got)}"
         raise ConfigError(f"{source}: key '{key}': {expected}{shown}") from None
     problem = _env_problem(settings.env) or _glob_problem(settings)

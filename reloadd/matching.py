@@ -37,6 +37,7 @@ MAX_BRACE_EXPANSION = 1024  # `{1..100000}` in a watch list is a typo, not a req
 TEMP_FILE_PATTERNS = (
     r"\.syncthing\..*\.tmp",  # Syncthing's download in progress (renamed over the target when done)
     r"~syncthing~.*\.tmp",  # the same on file systems where dotfiles are awkward
+    r"\.reloadd-sync\..*\.tmp",  # `reloadd agent`'s staged file, renamed into place when its batch commits
     r".*\.sw[px]",  # vim's swap file and the .swx it creates to probe the directory
     r"\..*\.sw.",  # vim's further swap files (.swo, .swn, ...) when .swp is taken: always hidden
     r".*~",  # backup copies: vim's backupext, emacs, gedit

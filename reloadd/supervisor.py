@@ -23,6 +23,7 @@ from typing import Callable, Optional
 
 from . import console, policy
 from .changes import Burst, Delay
+from .control import ControlServer, Echoes
 from .errors import ReloaddError, exit_status
 from .hooks import Hooks
 from .hot import HOT_FILE_ENV, SoftReload
@@ -116,6 +117,8 @@ class Supervisor:
         self.stdin_paused = False  # in the background: reading the terminal waits until we are in front
         self.soft = SoftReload()
         self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout)
+        self.control: Optional[ControlServer] = None  # `reloadd agent` says "batch committed" here
+        self.echoes = Echoes()  # what a committed batch wrote: the watcher's later report of it is no change
         self.warm = self.system.warm(self.selector)
         self.warm_ready = False
         self.start_changes: set[str] = set()  # what the next start follows from: decides what the warm process may keep
@@ -143,6 +146,7 @@ class Supervisor:
         self.handle_reaped()
         self.handle_stdin()
         self.handle_warm()
+        self.handle_control()
         self.handle_changes()
         self.handle_timers()
 
@@ -154,6 +158,9 @@ class Supervisor:
             out.info(f"watching path(s): {' '.join(self.rules.describe_watch())}")
             out.info(f"watching extensions: {self.rules.describe_ext()}")
             self._start_watcher()
+            self.control = self.system.open_control()
+            if self.control is not None:
+                self.selector.register(self.control, selectors.EVENT_READ, "control")
         if command.inspect and listens_on_all_interfaces(command.inspect[0]):
             out.warn(
                 f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}, every interface: anyone who "
@@ -168,6 +175,8 @@ class Supervisor:
         if self.watcher:
             self.watcher.stop()
         self.warm.close()
+        if self.control is not None:
+            self.control.close()
         self.hooks.fire("quit", exit_code=self.exit_code)
         deadline = self.system.now() + min(QUIT_HOOK_WAIT, self.plan.settings.event_timeout)
         while self.hooks.running and self.system.now() < deadline:
@@ -200,7 +209,8 @@ class Supervisor:
 
     def timeout(self) -> float:
         now = self.system.now()
-        waits = [REAP_INTERVAL, self.burst.wait_time(now)]
+        holding = self.control is not None and self.control.holding  # the batch's commit wakes us instead
+        waits = [REAP_INTERVAL, None if holding else self.burst.wait_time(now)]
         deadlines = [self.delay.until, self.backoff_until, self.hooks.next_deadline(), self.warm.deadline()]
         waits += [d - now for d in deadlines if d is not None]
         if self.ladder:
@@ -496,9 +506,9 @@ class Supervisor:
 
     def handle_changes(self) -> None:
         now = self.system.now()
-        while self.incoming:
-            report = self.incoming.popleft()
-            self.burst.add(set(report.paths), now, report.busy, report.settle)
+        self._take_reports(now)
+        if self.control is not None and self.control.holding:
+            return  # a synced batch is being renamed into place: its commit restarts once for all of it
         if self.state is State.RUNNING and self._may_stop_early(self.burst.paths):
             self.restart("files changed", sorted(self.burst.paths))
         if not self.burst.ready(now):
@@ -506,6 +516,27 @@ class Supervisor:
         paths, first = self.burst.take()
         self.timing.first_change, self.timing.group_closed = time.time() - (now - first), time.time()
         self.on_burst(paths)
+
+    def _take_reports(self, now: float) -> None:
+        while self.incoming:
+            report = self.incoming.popleft()
+            self.burst.add(self.echoes.new_changes(set(report.paths)), now, report.busy, report.settle)
+
+    def handle_control(self) -> None:
+        """A synced batch is complete: restart once now, for it and whatever the watcher already held."""
+        if self.control is None:
+            return
+        for batch in self.control.take_batches():
+            self.echoes.remember(batch)
+            paths = {p for p in batch if p in self.config_files or self.rules.matches(p)}
+            out.detail(f"sync batch committed: {len(batch)} path(s), {len(paths)} watched")
+            if paths:
+                now = self.system.now()
+                self._take_reports(now)
+                held, first = self.burst.take()
+                self.timing.first_change = time.time() - (now - first) if held else time.time()
+                self.timing.group_closed = time.time()
+                self.on_burst(sorted(paths.union(held)))
 
     def _may_stop_early(self, paths: set[str]) -> bool:
         """Stopping the old tree may begin with a burst's first change, overlapping the quiet

@@ -9,6 +9,7 @@ integration and PID-1 tests prove this real implementation.
 
 from __future__ import annotations
 
+import os
 import selectors
 import time
 from pathlib import Path
@@ -16,7 +17,10 @@ from typing import Callable, Optional
 
 from . import pid1, ports, tree
 from .console import stdin_is_interactive
+from .control import ControlServer, control_dir, private_dir
 from .matching import Rules
+from .output import out
+from .sync.guard import refusal
 from .tree import ChildTree, StopLadder
 from .warm import Warm
 from .watcher import Watcher, WatchReport
@@ -81,3 +85,20 @@ class System:
     def warm(self, selector: selectors.BaseSelector) -> Warm:
         """The pre-started node for the next generation; it registers its report pipes on ``selector``."""
         return Warm(selector)
+
+    def open_control(self) -> Optional[ControlServer]:
+        """The local channel on which `reloadd agent` says a synced batch is in, or None: never
+        where the agent would refuse to sync (production), and not if it cannot be made private."""
+        reason = refusal(os.environ)
+        if reason is not None:
+            out.detail(f"no sync channel: {reason}")
+            return None
+        directory = control_dir(os.environ)
+        problem = private_dir(directory, create=True)
+        try:
+            if problem is None:
+                return ControlServer(directory)
+        except OSError as exc:
+            problem = f"{directory}: {exc.strerror}"
+        out.warn(f"no sync channel ({problem}): synced files are seen by the watcher only")
+        return None

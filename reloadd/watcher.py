@@ -232,8 +232,10 @@ class Watcher:
         poll_interval_ms: int,
         report: Callable[[WatchReport], None],
         extra_files: Optional[list[Path]] = None,
+        report_dirs: bool = False,
     ) -> None:
         self.rules = rules
+        self.report_dirs = report_dirs  # also report directories created or removed (`reloadd sync` mirrors them)
         self.legacy_watch = legacy_watch
         self.poll_interval_ms = poll_interval_ms
         self.report = report
@@ -359,18 +361,23 @@ class Watcher:
         new_dirs: list[str] = []
         lost_dir = False
         known = self._known_dirs()
+        removed_dirs: set[str] = set()
         for change, path in raw:
             if path in known:
                 lost_dir = lost_dir or change == CHANGE_DELETED  # directory events are never changes themselves
+                if self.report_dirs and change == CHANGE_DELETED:
+                    removed_dirs.add(path)
             elif change != CHANGE_DELETED and os.path.isdir(path):
                 if not os.path.islink(path) and not self.rules.prune(path):
                     new_dirs.append(path)
-        matched = self._matched(raw, known)
+        matched = self._matched(raw, known) | removed_dirs
         if new_dirs or lost_dir:
             self._send(set(), busy=True)  # before the rebuild: the burst stays open while it runs
             self._rebuild()
             for directory in new_dirs:
                 matched |= self._matching_files(directory)
+                if self.report_dirs:
+                    matched.add(directory)
             self._send(matched, busy=False)
         elif matched:
             self._send(matched, busy=False)

@@ -215,6 +215,9 @@ class FakeSystem:
     def warm(self, selector: object) -> FakeWarm:
         return FakeWarm()
 
+    def open_control(self) -> None:
+        return None
+
     def watch(self, *args: object) -> FakeWatcher:
         return FakeWatcher()
 

@@ -285,12 +285,26 @@ def test_dev_pod_runs_from_an_emptydir_filled_by_a_syncthing_sidecar() -> None:
     assert "--inspect" in app["command"][: app["command"].index("--")]
 
 
+def test_reloadd_sync_pod_has_no_sidecar_and_its_role_grants_only_exec() -> None:
+    path = KUBERNETES / "deployment-reloadd-sync.yaml"
+    spec = pod_spec(path)
+    (app,) = spec["containers"]  # the pod side of the sync is `reloadd agent`, started by kubectl exec
+    assert app["workingDir"] == "/app" and "initContainers" not in spec and "volumes" not in spec
+    assert "RELOADD_SYNC" not in env_of(app) and "NODE_ENV" not in env_of(app)
+    (role,) = by_kind(path, "Role")
+    granted = {resource: set(rule["verbs"]) for rule in role["rules"] for resource in rule["resources"]}
+    assert granted == {"pods": {"get", "list"}, "pods/exec": {"create", "get"}, "deployments": {"get"}}
+    (binding,) = by_kind(path, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
 def test_prod_is_the_same_image_with_node_env_production() -> None:
     prod = app_container(KUBERNETES / "deployment-prod.yaml")
     dev = app_container(KUBERNETES / "deployment-dev.yaml")
     assert image_repository(prod["image"]) == image_repository(dev["image"])
     assert env_of(prod)["NODE_ENV"] == "production"
     assert "RELOADD_WATCH" not in env_of(prod)  # would switch watching back on
+    assert "RELOADD_SYNC" not in env_of(prod)  # would let `reloadd sync` replace production code
     assert "command" not in prod  # the image's own entrypoint: reloadd as a plain init
     volumes = pod_spec(KUBERNETES / "deployment-prod.yaml").get("volumes", [])
     assert not any("hostPath" in volume for volume in volumes)  # the code comes from the image, not a mount
@@ -413,5 +427,6 @@ def test_kubernetes_doc_covers_every_sync_option_and_the_debug_loop() -> None:
     assert "kubectl port-forward pod/" in text and "9229:9229" in text
     assert "terminationGracePeriodSeconds" in text and "stop-timeout" in text
     assert "NODE_ENV=production" in text
+    assert "reloadd sync" in text and "pods/exec" in text and "RELOADD_SYNC=1" in text
     for link in re.findall(r"\]\((\.\./[^)#]+)\)", text):
         assert (ROOT / "docs" / link).resolve().exists(), f"broken link {link}"

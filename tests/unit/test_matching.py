@@ -435,6 +435,7 @@ def test_describe(project: Path, config: dict[str, Any], extensions: list[str], 
 TEMP_NAMES = [
     (".syncthing.app.js.tmp", True),
     ("~syncthing~app.js.tmp", True),
+    (".reloadd-sync.1234.7.tmp", True),
     (".app.js.swp", True),
     (".app.js.swx", True),
     (".app.js.swo", True),

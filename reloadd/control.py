@@ -1,0 +1,289 @@
+"""The local channel from ``reloadd agent`` to the supervisor in the same container: "this batch is in".
+
+The agent knows exactly when a synced batch is complete, so the supervisor need not guess it
+from a quiet window or wait for a poller on a FUSE or network volume. The channel is a Unix
+socket in a directory only this user can open (``/tmp/reloadd-UID``, or ``RELOADD_CONTROL_DIR``):
+no network port, and no other user can connect. Each supervisor listens on its own socket
+there; the agent tells every one of them, and each keeps only the paths it watches.
+
+One connection per batch, newline-separated JSON:
+  agent -> supervisor  ``{"begin": ROOT}``     before the first rename; the supervisor holds its
+  supervisor -> agent  ``ok``                  own change bursts until the batch is committed
+  agent -> supervisor  ``{"commit": [PATH...]}`` after the last rename, then the agent closes
+A connection that closes (or stays silent for ``HOLD_MAX``) without a commit releases the hold.
+With no supervisor listening the agent just writes, and the watcher does its usual job.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import selectors
+import socket
+import stat
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+CONTROL_DIR_ENV = "RELOADD_CONTROL_DIR"
+SOCKET_PREFIX = "supervisor-"
+SOCKET_SUFFIX = ".sock"
+ACK = b"ok\n"
+ACK_TIMEOUT = 1.0  # seconds the agent waits for a supervisor to confirm its hold before writing anyway
+HOLD_MAX = 10.0  # seconds a begun batch may hold the supervisor's bursts (an agent stuck mid-commit)
+MAX_MESSAGE = 16 * 1024 * 1024  # bytes one connection may send: a commit of ~100,000 paths
+ECHO_MEMORY = 100_000  # committed files whose signatures are kept to recognise the watcher's echo
+READ_CHUNK = 65536
+PRIVATE_MODE = 0o700
+
+
+def control_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get(CONTROL_DIR_ENV) or f"/tmp/reloadd-{os.geteuid()}")
+
+
+def private_dir(path: Path, create: bool) -> Optional[str]:
+    """None if ``path`` is a directory only this user can open (made so if ``create``); else why not."""
+    if create:
+        try:
+            os.mkdir(path, PRIVATE_MODE)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            return f"cannot create {path}: {exc.strerror}"
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a directory"
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        return f"{path} is not private to this user (owner {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+@dataclass
+class _Connection:
+    sock: socket.socket
+    opened: float
+    buffer: bytearray = field(default_factory=bytearray)
+    begun: bool = False
+
+
+class ControlServer:
+    """The supervisor's end. ``fileno()`` is an epoll descriptor over the listening socket and every
+    open connection, so the supervisor's selector registers one descriptor and wakes for all of them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / f"{SOCKET_PREFIX}{os.getpid()}{SOCKET_SUFFIX}"
+        if self.path.exists():
+            self.path.unlink()  # ours from an earlier run with the same pid (a container restarted)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        self.connections: dict[int, _Connection] = {}
+        self._poll = selectors.DefaultSelector()
+        self._poll.register(self.sock, selectors.EVENT_READ)
+
+    def fileno(self) -> int:
+        return self._poll.fileno()
+
+    @property
+    def holding(self) -> bool:
+        """A batch has begun and is not committed yet: the supervisor's own bursts wait for it."""
+        now = time.monotonic()
+        return any(c.begun and now - c.opened < HOLD_MAX for c in self.connections.values())
+
+    def take_batches(self) -> list[list[str]]:
+        """Accept and read whatever is waiting; return the path batches committed since the last call."""
+        self._poll.select(0)  # consume readiness so the supervisor's selector does not spin
+        self._accept()
+        batches: list[list[str]] = []
+        for conn in list(self.connections.values()):
+            batch, done = self._read(conn)
+            if batch is not None:
+                batches.append(batch)
+            if done:
+                self._drop(conn)
+        return batches
+
+    def close(self) -> None:
+        for conn in list(self.connections.values()):
+            self._drop(conn)
+        self._poll.close()
+        self.sock.close()
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.sock.accept()
+            except OSError:  # BlockingIOError: nobody waiting
+                return
+            sock.setblocking(False)
+            self.connections[sock.fileno()] = _Connection(sock, time.monotonic())
+            self._poll.register(sock, selectors.EVENT_READ)
+
+    def _read(self, conn: _Connection) -> tuple[Optional[list[str]], bool]:
+        """(committed paths or None, connection finished)."""
+        try:
+            data = conn.sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return None, time.monotonic() - conn.opened > HOLD_MAX
+        except OSError:
+            return None, True
+        if not data:
+            return None, True
+        conn.buffer += data
+        if len(conn.buffer) > MAX_MESSAGE:
+            return None, True
+        return self._messages(conn)
+
+    def _messages(self, conn: _Connection) -> tuple[Optional[list[str]], bool]:
+        while b"\n" in conn.buffer:
+            line, _, rest = bytes(conn.buffer).partition(b"\n")
+            conn.buffer = bytearray(rest)
+            message = _json(line)
+            if "begin" in message and not conn.begun:
+                conn.begun = True
+                _send(conn.sock, ACK)
+            elif "commit" in message:
+                paths = message["commit"] if isinstance(message["commit"], list) else []
+                return [p for p in paths if isinstance(p, str) and p.startswith("/")], True
+        return None, False
+
+    def _drop(self, conn: _Connection) -> None:
+        self.connections.pop(conn.sock.fileno(), None)
+        self._poll.unregister(conn.sock)
+        conn.sock.close()
+
+
+def _json(line: bytes) -> dict[str, object]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.send(data)
+    except OSError:
+        pass  # the agent went away; its close is seen on the next read
+
+
+def signature(path: str) -> Optional[tuple[int, int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class Echoes:
+    """Files a committed batch wrote, so the watcher's later report of the same write is not a second restart.
+
+    A file's signature (mtime, size, inode) is kept until the file changes again: a poller on a
+    slow interval may report it many seconds later, and an unchanged signature means no change.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, Optional[tuple[int, int, int]]] = {}
+
+    def remember(self, paths: list[str]) -> None:
+        if len(self._seen) + len(paths) > ECHO_MEMORY:
+            self._seen.clear()  # forgetting costs at most one extra restart; memory stays bounded
+        for path in paths:
+            self._seen[path] = signature(path)
+
+    def new_changes(self, paths: set[str]) -> set[str]:
+        """The paths that changed again since their batch (a deleted file still gone is an echo too)."""
+        fresh = set()
+        for path in paths:
+            if path not in self._seen:
+                fresh.add(path)
+            elif self._seen[path] != signature(path):
+                del self._seen[path]
+                fresh.add(path)
+        return fresh
+
+
+# -- the agent's end ----------------------------------------------------------------------------------
+class Announcement:
+    """One batch announced to every listening supervisor: ``begin`` now, ``commit(paths)`` when done."""
+
+    def __init__(self, root: str, env: Mapping[str, str]) -> None:
+        self.socks: list[socket.socket] = []
+        directory = control_dir(env)
+        if private_dir(directory, create=False) is not None:
+            return  # no (safe) channel: the supervisor's watcher sees the files as usual
+        for path in sorted(directory.glob(f"{SOCKET_PREFIX}*{SOCKET_SUFFIX}")):
+            sock = _connect(path)
+            if sock is not None:
+                self.socks.append(sock)
+        begin = (json.dumps({"begin": root}) + "\n").encode()
+        for sock in self.socks:
+            _send(sock, begin)
+        deadline = time.monotonic() + ACK_TIMEOUT
+        for sock in self.socks:
+            _wait_ack(sock, deadline)
+
+    def commit(self, paths: list[str]) -> None:
+        message = (json.dumps({"commit": paths}) + "\n").encode()
+        for sock in self.socks:
+            try:
+                sock.sendall(message)
+            except OSError:
+                pass
+        self.close()
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+        self.socks = []
+
+
+def _connect(path: Path) -> Optional[socket.socket]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.ECONNREFUSED and not _alive(path):
+            try:
+                path.unlink()  # a supervisor that was killed left its socket: nobody listens there
+            except OSError:
+                pass
+        return None
+    return sock
+
+
+def _alive(path: Path) -> bool:
+    """Is the supervisor whose pid names this socket still running? (Unknown counts as alive.)"""
+    pid = path.name[len(SOCKET_PREFIX) : -len(SOCKET_SUFFIX)]
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _wait_ack(sock: socket.socket, deadline: float) -> None:
+    sock.settimeout(max(0.0, deadline - time.monotonic()))
+    try:
+        sock.recv(len(ACK))
+    except OSError:
+        pass
+    sock.settimeout(None)

@@ -1,0 +1,564 @@
+"""The laptop side of ``reloadd sync``: watch LOCAL_DIR, send each burst as one batch to every agent.
+
+At (re)connection the two sides exchange manifests and only the difference moves (files of the
+same size with another mtime are compared by hash first). After that, reloadd's own watcher
+reports changed files and its burst rule (a save, a checkout, a build is one burst) decides
+what makes one batch. For each burst the directories it touched are compared with what was
+last sent, which also finds deleted and renamed directories and new directories' contents.
+
+A stream that drops (pod restarted, laptop asleep) is reported in one line and reconnected
+with a growing pause; the resync by manifest sends whatever changed meanwhile. A pod that
+refuses (production, see guard.py) is not retried.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+from ..changes import Burst
+from ..cli import CliArgs
+from ..config import Settings
+from ..errors import ReloaddError
+from ..matching import Rules, is_temp_file
+from ..output import out, use_colour
+from ..sources import load_settings
+from ..watcher import Watcher, WatchReport
+from .excludes import GITIGNORE, collect, excluder
+from .guard import EXIT_REFUSED
+from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, entry_for, file_hash, scan, topmost
+from .options import SyncOptions
+from .paths import PathRefused, check_link_target
+from .protocol import DATA_CHUNK, PROTOCOL_VERSION
+from .session import Disconnected, Session
+from .transport import exec_argv, list_pods
+
+HELLO_TIMEOUT = 60.0  # seconds for the transport to start the agent (kubectl may pull credentials first)
+REPLY_TIMEOUT = 120.0  # seconds for an answer to a manifest, hash or commit request
+RECONNECT_FIRST = 0.5  # seconds before the first reconnection attempt, doubled after each failure...
+RECONNECT_MAX = 10.0  # ...up to this
+POD_LIST_INTERVAL = 5.0  # seconds between `kubectl get pods -l` looks for new pods
+PROGRESS_INTERVAL = 0.2  # seconds between progress-line updates on a terminal
+EXIT_AGENT_FAILED = 1  # the agent could not be started (wrong pod, no reloadd in the image...)
+MS = 1000.0
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+@dataclass
+class Link:
+    """A pod the laptop syncs to and its connection state."""
+
+    session: Session
+    ready: bool = False
+    refused: bool = False
+    retry_at: Optional[float] = None
+    backoff: float = RECONNECT_FIRST
+
+
+class SyncRules(Rules):
+    """What the watcher reports: every file under the root that the sync does not exclude (dotfiles too)."""
+
+    def __init__(self, root: Path, exclude: Exclude) -> None:
+        super().__init__(Settings.model_validate({"watch": [str(root)], "ignoreRoot": []}), root, None, ["*"])
+        self._root = str(root)
+        self._exclude_rule = exclude
+
+    def _relative(self, path: str) -> Optional[str]:
+        relative = os.path.relpath(path, self._root)
+        return None if relative == "." or relative.startswith("../") else relative
+
+    def matches(self, path: str) -> bool:
+        relative = self._relative(path)
+        if relative is None or is_temp_file(os.path.basename(path)):
+            return False
+        return not self._exclude_rule(relative, os.path.isdir(path) and not os.path.islink(path))
+
+    def prune(self, dir_path: str) -> bool:
+        relative = self._relative(dir_path)
+        return relative is not None and self._exclude_rule(relative, True)
+
+
+class Progress:
+    """The initial sync's progress line, redrawn in place on a terminal (nothing elsewhere)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.files = 0
+        self.bytes = 0
+        self.started = time.monotonic()
+        self.shown = 0.0
+
+    def add(self, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        now = time.monotonic()
+        if self.enabled and now - self.shown >= PROGRESS_INTERVAL:
+            self.shown = now
+            rate = self.bytes / max(now - self.started, 1e-3)
+            line = f"syncing {self.files}/{self.total} files, {human_size(self.bytes)} ({human_size(int(rate))}/s)"
+            sys.stderr.write(f"\r[reloadd] {line}\033[K")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+class Syncer:
+    def __init__(self, options: SyncOptions, settings: Settings, root: Path, base_globs: list[str]) -> None:
+        self.options = options
+        self.settings = settings
+        self.root = root
+        self.base_globs = base_globs  # ignoreRoot, sync.exclude, --exclude: .gitignore files add to these
+        self.globs = collect(root, base_globs)
+        self.exclude = excluder(str(root), self.globs)
+        self.delete = options.delete if options.delete is not None else settings.sync.delete
+        self.links: dict[str, Link] = {}
+        self.known: Manifest = {}  # the tree as last sent: what the pods hold
+        self.batch_id = 0
+        self.group = Burst()  # the supervisor's own burst rules: a save or a checkout is one batch
+        self.incoming: list[WatchReport] = []
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        self.watcher: Optional[Watcher] = None
+        self.next_listing: Optional[float] = None
+        self.warned_links: set[str] = set()
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self) -> int:
+        self._start_watcher()
+        try:
+            status = self._first_connections()
+            if status is not None:
+                return status
+            while True:
+                self._wait()
+                self._handle_changes()
+                self._reconnect_due()
+                self._list_pods_due()
+        except KeyboardInterrupt:
+            out.info("stopped")
+            return 0
+        finally:
+            if self.watcher is not None:
+                self.watcher.stop()
+            for link in self.links.values():
+                link.session.close()
+
+    def _start_watcher(self) -> None:
+        rules = SyncRules(self.root, self.exclude)
+        self.watcher = Watcher(
+            rules, self.settings.legacy_watch, self.settings.polling_interval, self._report, report_dirs=True
+        )
+        self.watcher.start()
+
+    def _gitignore_changed(self) -> None:
+        """A .gitignore changed: new excludes for the watcher and both sides, then a resync by manifest."""
+        self.globs = collect(self.root, self.base_globs)
+        self.exclude = excluder(str(self.root), self.globs)
+        if self.watcher is not None:
+            self.watcher.stop()
+        self._start_watcher()
+        for link in list(self.links.values()):
+            if link.ready:
+                try:
+                    self._resync(link)
+                except Disconnected as exc:
+                    self._lost(link, str(exc))
+
+    def _first_connections(self) -> Optional[int]:
+        where = self.options.where
+        if where.selector is not None:
+            self.next_listing = time.monotonic()
+            self._list_pods_due()
+            return None
+        name = where.target or where.remote_dir or str(where.transport)
+        link = Link(Session(name, exec_argv(where, where.target)))
+        self.links[name] = link
+        try:
+            self._connect(link)
+        except Disconnected as exc:
+            raise ReloaddError(f"{name}: could not start the sync: {exc}", EXIT_AGENT_FAILED) from None
+        return EXIT_REFUSED if link.refused else None
+
+    def _wait(self) -> None:
+        now = time.monotonic()
+        deadlines = [now + 1.0, self.next_listing]
+        deadlines += [link.retry_at for link in self.links.values()]
+        wait = self.group.wait_time(now)
+        if wait is not None:
+            deadlines.append(now + wait)
+        timeout = max(0.0, min(d for d in deadlines if d is not None) - now)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.wake_r, selectors.EVENT_READ, None)
+            for link in self.links.values():
+                if link.ready:
+                    selector.register(link.session.fd, selectors.EVENT_READ, link)
+            for key, _ in selector.select(timeout):
+                if key.data is None:
+                    os.read(self.wake_r, 4096)
+                else:
+                    self._unasked(key.data)
+
+    def _unasked(self, link: Link) -> None:
+        """The agent spoke while idle: it only does that when it stops (or its stream ends)."""
+        try:
+            link.session.read_ready(0)
+            while link.session.queued:
+                link.session.receive(0)
+        except Disconnected as exc:
+            self._lost(link, str(exc))
+
+    def _report(self, report: WatchReport) -> None:
+        """Called in the watcher thread: record and wake the loop."""
+        self.incoming.append(report)
+        try:
+            os.write(self.wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    # -- connecting ----------------------------------------------------------------------------------
+    def _connect(self, link: Link) -> None:
+        session = link.session
+        session.start()
+        hello = session.receive(HELLO_TIMEOUT)
+        if hello["t"] == "refused":
+            out.error(f"{session.name}: {hello.get('message')}")
+            link.refused = True
+            session.close()
+            return
+        if hello["t"] != "hello" or hello.get("version") != PROTOCOL_VERSION:
+            raise Disconnected(f"the agent speaks another protocol version ({hello.get('version')})")
+        session.root = str(hello.get("root", ""))
+        self._resync(link)
+        link.ready, link.retry_at, link.backoff = True, None, RECONNECT_FIRST
+
+    def _resync(self, link: Link) -> None:
+        session = link.session
+        local = self._local_manifest()
+        session.send({"t": "start", "exclude": self.globs})
+        remote: Manifest = {}
+        while True:
+            message = session.receive(REPLY_TIMEOUT)
+            if message["t"] == "manifest-end":
+                break
+            for item in message.get("entries", []):
+                entry = Entry.from_wire(item)
+                if entry is not None and not self.exclude(entry.path, entry.kind == DIR):
+                    remote[entry.path] = entry
+        result = diff(local, remote, self.delete)
+        sends = result.send + self._differing(session, result.compare)
+        entries = [local[path] for path in sorted(sends)]
+        started = time.monotonic()
+        progress = Progress(sys.stderr.isatty() and not out.json_lines, len(entries))
+        sent = self._send_batch(session, entries, result.delete, progress)
+        progress.done()
+        self.known = local
+        self._say(session, entries, result.delete, sent, started, "in sync with" if not entries else "synced")
+
+    def _differing(self, session: Session, paths: list[str]) -> list[str]:
+        """Of the files whose size agrees but mtime does not, those whose content differs."""
+        if not paths:
+            return []
+        session.send({"t": "hash", "paths": paths})
+        theirs = session.receive(REPLY_TIMEOUT).get("hashes", {})
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return [path for path in paths if _local_hash(fd, path) != theirs.get(path)]
+        finally:
+            os.close(fd)
+
+    def _local_manifest(self) -> Manifest:
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            found = scan(fd, self.exclude)
+        finally:
+            os.close(fd)
+        return {path: entry for path, entry in found.items() if self._portable(entry)}
+
+    def _portable(self, entry: Entry) -> bool:
+        """Symlinks go across only if relative and inside the tree; others are skipped with a warning once."""
+        if entry.kind != LINK:
+            return True
+        try:
+            check_link_target(entry.path, entry.target)
+            return True
+        except PathRefused as exc:
+            if entry.path not in self.warned_links:
+                self.warned_links.add(entry.path)
+                out.warn(f"skipping {exc.message}")
+            return False
+
+    def _lost(self, link: Link, why: str) -> None:
+        link.ready = False
+        link.session.close()
+        link.retry_at = time.monotonic() + link.backoff
+        out.warn(f"lost the connection to {link.session.name}: {why}; reconnecting in {link.backoff:g}s")
+        link.backoff = min(RECONNECT_MAX, link.backoff * 2)
+
+    def _reconnect_due(self) -> None:
+        now = time.monotonic()
+        for link in list(self.links.values()):
+            if link.retry_at is not None and now >= link.retry_at and not link.refused:
+                link.retry_at = None
+                try:
+                    self._connect(link)
+                    out.info(f"reconnected to {link.session.name}")
+                except Disconnected as exc:
+                    self._lost(link, str(exc))
+
+    def _list_pods_due(self) -> None:
+        if self.next_listing is None or time.monotonic() < self.next_listing:
+            return
+        where = self.options.where
+        try:
+            pods = list_pods(where)
+        except ReloaddError as exc:
+            out.warn(f"cannot list pods: {exc.message}")
+            pods = list(self.links)
+        self.next_listing = time.monotonic() + POD_LIST_INTERVAL
+        for name in pods:
+            if name not in self.links:
+                link = Link(Session(name, exec_argv(where, name)))
+                self.links[name] = link
+                try:
+                    self._connect(link)
+                except Disconnected as exc:
+                    self._lost(link, str(exc))
+        for name in [name for name in self.links if name not in pods]:
+            out.info(f"{name} is gone: no longer syncing to it")
+            self.links.pop(name).session.close()
+
+    # -- live changes --------------------------------------------------------------------------------
+    def _handle_changes(self) -> None:
+        now = time.monotonic()
+        while self.incoming:
+            report = self.incoming.pop(0)
+            self.group.add(set(report.paths), now, report.busy, report.settle)
+        if not self.group.ready(now):
+            return
+        changed, _ = self.group.take()
+        paths = set(changed)
+        if any(os.path.basename(path) == GITIGNORE for path in paths):
+            self._gitignore_changed()
+            return
+        sends, deletes = self._changes(paths)
+        if not sends and not deletes:
+            return
+        for link in list(self.links.values()):
+            if not link.ready:
+                continue  # it resyncs by manifest when it is back
+            started = time.monotonic()
+            try:
+                size = self._send_batch(link.session, sends, deletes, None)
+            except Disconnected as exc:
+                self._lost(link, str(exc))
+                continue
+            self._say(link.session, sends, deletes, size, started, "synced")
+        self._remember(sends, deletes)
+
+    def _changes(self, paths: set[str]) -> tuple[list[Entry], list[str]]:
+        """What to send and delete for one burst, against what was last sent."""
+        current: dict[str, Optional[Entry]] = {}
+        relatives = {os.path.relpath(path, self.root) for path in paths}
+        relatives = {r for r in relatives if r != "." and not r.startswith("../")}
+        children = defaultdict(set)
+        for path in self.known:
+            parent, _, name = path.rpartition("/")
+            children[parent].add(name)
+        for relative in relatives:
+            entry = current[relative] = self._local_entry(relative)
+            if entry is not None and entry.kind == DIR and relative not in self.known:
+                current.update(self._subtree(relative))  # a new directory: what it already holds
+        for directory in self._touched_dirs(relatives):
+            self._compare_dir(directory, children, current)
+        sends: list[Entry] = []
+        deletes = []
+        for path, entry in sorted(current.items()):
+            old = self.known.get(path)
+            if entry is None:
+                if old is not None:
+                    deletes.append(path)
+            elif old is None or old != entry:
+                if old is not None and old.kind != entry.kind:
+                    deletes.append(path)
+                sends.append(entry)
+        return sends, topmost(deletes)
+
+    def _touched_dirs(self, relatives: set[str]) -> set[str]:
+        """The parents of changed paths; a parent the pods do not have yet (a directory renamed or
+        created) makes its own parent touched too, so the old name is deleted and the new one made."""
+        touched = set()
+        for relative in relatives:
+            directory = relative.rpartition("/")[0]
+            touched.add(directory)
+            while directory and directory not in self.known:
+                directory = directory.rpartition("/")[0]
+                touched.add(directory)
+        return touched
+
+    def _compare_dir(
+        self, directory: str, children: Mapping[str, set[str]], current: dict[str, Optional[Entry]]
+    ) -> None:
+        """List one touched directory: new entries (new directories with their contents), gone entries."""
+        while directory and not (self.root / directory).is_dir():
+            current[directory] = None  # removed (or replaced): the highest missing directory goes
+            directory = directory.rpartition("/")[0]
+        prefix = f"{directory}/" if directory else ""
+        try:
+            names = set(os.listdir(self.root / directory))
+        except OSError:
+            return
+        for name in names - children.get(directory, set()):
+            entry = self._local_entry(prefix + name)
+            if entry is not None and prefix + name not in current:
+                current[prefix + name] = entry
+                if entry.kind == DIR:
+                    current.update(self._subtree(prefix + name))
+        for name in children.get(directory, set()) - names:
+            current[prefix + name] = None
+
+    def _subtree(self, directory: str) -> dict[str, Optional[Entry]]:
+        fd = os.open(self.root / directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            found = scan(fd, lambda path, is_dir: self.exclude(f"{directory}/{path}", is_dir))
+        finally:
+            os.close(fd)
+        moved = (replace(entry, path=f"{directory}/{path}") for path, entry in found.items())
+        return {entry.path: entry for entry in moved if self._portable(entry)}
+
+    def _local_entry(self, relative: str) -> Optional[Entry]:
+        path = self.root / relative
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
+        target = os.readlink(path) if os.path.islink(path) else ""
+        entry = entry_for(relative, st, target)
+        if entry is None or self.exclude(relative, entry.kind == DIR) or not self._portable(entry):
+            return None
+        return entry
+
+    def _remember(self, sends: list[Entry], deletes: list[str]) -> None:
+        for gone in deletes:
+            self.known = {p: e for p, e in self.known.items() if p != gone and not p.startswith(f"{gone}/")}
+        for entry in sends:
+            self.known[entry.path] = entry
+
+    # -- sending -------------------------------------------------------------------------------------
+    def _send_batch(
+        self, session: Session, entries: list[Entry], deletes: list[str], progress: Optional[Progress]
+    ) -> int:
+        """Send one batch and wait until the agent committed it; returns the bytes sent."""
+        if not entries and not deletes:
+            return 0
+        self.batch_id += 1
+        session.send({"t": "batch", "id": self.batch_id, "delete": deletes})
+        total = 0
+        for entry in entries:
+            size = self._send_entry(session, entry)
+            total += size
+            if progress is not None:
+                progress.add(size)
+        session.send({"t": "commit", "id": self.batch_id})
+        reply = session.receive(REPLY_TIMEOUT)
+        if reply.get("t") != "done" or reply.get("id") != self.batch_id:
+            raise Disconnected(f"unexpected answer to a batch: {reply.get('t')}")
+        for refused in reply.get("refused", []):
+            out.warn(f"{session.name}: not written: {refused}")
+        return total
+
+    def _send_entry(self, session: Session, entry: Entry) -> int:
+        if entry.kind == DIR:
+            session.send({"t": "op", "op": "dir", "path": entry.path})
+            return 0
+        if entry.kind == LINK:
+            session.send({"t": "op", "op": "link", "path": entry.path, "target": entry.target})
+            return 0
+        try:
+            fd = os.open(self.root / entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return 0  # gone since the burst: the next burst (its delete event) removes it in the pod
+        try:
+            st = os.fstat(fd)
+            op = {"op": "file", "path": entry.path, "size": st.st_size, "exec": bool(st.st_mode & 0o100)}
+            session.send({"t": "op", **op, "mtime": st.st_mtime_ns})
+            remaining = st.st_size
+            while remaining:
+                chunk = os.read(fd, min(DATA_CHUNK, remaining)) or b"\0" * min(DATA_CHUNK, remaining)
+                session.send_data(chunk)  # a file cut short while read is padded; its change event resends it
+                remaining -= len(chunk)
+            return st.st_size
+        finally:
+            os.close(fd)
+
+    def _say(
+        self, session: Session, entries: list[Entry], deletes: list[str], size: int, started: float, verb: str
+    ) -> None:
+        elapsed = round((time.monotonic() - started) * MS)
+        count = sum(1 for entry in entries if entry.kind != DIR)
+        files = f"{count} file" + ("" if count == 1 else "s")
+        if not count:  # only directories made
+            count = len(entries)
+            files = f"{count} director" + ("y" if count == 1 else "ies")
+        gone = f" and deleted {len(deletes)}" if deletes else ""
+        where = session.name if not session.root or self.options.where.transport is None else session.root
+        if verb == "in sync with" and not deletes:
+            message = f"in sync with {where} (nothing to send) in {elapsed} ms"
+        elif not entries:
+            message = f"deleted {len(deletes)} in {where} in {elapsed} ms"
+        else:
+            message = f"synced {files} ({human_size(size)}){gone} to {where} in {elapsed} ms"
+        out.status(message, event="synced", target=where, files=count, bytes=size, deleted=len(deletes), ms=elapsed)
+        for entry in entries:
+            out.detail(f"  {entry.path}{'/' if entry.kind == DIR else ''}")
+        for path in deletes:
+            out.detail(f"  deleted {path}")
+
+
+def _local_hash(root_fd: int, path: str) -> str:
+    directory, _, name = path.rpartition("/")
+    if not directory:
+        return file_hash(root_fd, name)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY, dir_fd=root_fd)
+    except OSError:
+        return ""
+    try:
+        return file_hash(fd, name)
+    finally:
+        os.close(fd)
+
+
+def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
+    """``reloadd sync``: load LOCAL_DIR's config, then sync until Ctrl-C."""
+    root = Path(options.local_dir).resolve()
+    loaded = load_settings(CliArgs(cwd=str(root), config_file=options.config_file), env)
+    settings = loaded.settings
+    log_format = options.log_format or settings.log_format
+    out.configure(
+        colour=use_colour(sys.stderr, env, options.colours and settings.colours),
+        verbose=options.verbose,
+        quiet=options.quiet,
+        json_lines=log_format == "json",
+    )
+    base_globs = list(settings.ignore_root) + list(settings.sync.exclude) + list(options.excludes)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` ends the sync as Ctrl-C does
+    return Syncer(options, settings, root, base_globs).run()

@@ -1,0 +1,116 @@
+"""``reloadd sync``'s command line (argparse: it has none of nodemon's script-finding rules)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from typing import NoReturn, Optional
+
+from ..cli import parse_log_format
+from ..errors import ConfigError
+from .transport import Where, split_to
+
+SYNC_HELP = """\
+Usage:
+  reloadd sync [LOCAL_DIR] --to TARGET[:REMOTE_DIR] [-n NAMESPACE] [-c CONTAINER] [--context CTX]
+  reloadd sync [LOCAL_DIR] -l SELECTOR [--to :REMOTE_DIR] [-n NAMESPACE] [-c CONTAINER] [--context CTX]
+  reloadd sync [LOCAL_DIR] --transport 'COMMAND ...' [--to REMOTE_DIR]
+
+Sends LOCAL_DIR (default .) into a dev pod and keeps it there: first only the differences,
+then every burst of changes as one batch, which the pod side applies all at once. With reloadd
+running the app in the pod, each batch restarts it once. The pod side is `reloadd agent`,
+started through `kubectl exec -i ... -- reloadd agent [REMOTE_DIR]`: no port, no sidecar;
+Kubernetes' pods/exec permission is the authentication.
+
+Where to:
+  --to TARGET[:REMOTE_DIR]  pod/NAME, deploy/NAME or NAME; REMOTE_DIR defaults to the container's
+                            working directory
+  -l, --selector SELECTOR   every running pod with these labels (app=api), one stream each;
+                            pods that appear later are picked up
+  -n, --namespace NS        -c, --container NAME        --context CTX      (passed to kubectl)
+  --transport 'CMD ...'     run CMD + `reloadd agent [REMOTE_DIR]` instead of kubectl exec:
+                            'env' (this machine), 'docker exec -i box', 'ssh host'
+
+What:
+  --exclude GLOB            leave this out (repeatable); ignoreRoot (node_modules, .git, ...) and
+                            .gitignore files are left out too [config: sync.exclude]
+  --delete                  delete files in the pod that LOCAL_DIR does not have (never excluded
+                            ones) [config: sync.delete]
+  --config FILE             read this .json or .toml file instead of LOCAL_DIR's reloadd.toml / nodemon.json
+
+Output:
+  -V, --verbose             list every file sent or deleted
+  -q, --quiet               only errors and warnings
+  --log-format FORMAT       text, or json for one JSON object per line [env: RELOADD_LOG_FORMAT]
+  --no-colours              no colour (also NO_COLOR=1)
+
+Exit status: 0 after Ctrl-C; 3 when the pod refuses (NODE_ENV=production: set RELOADD_SYNC=1 in
+the container to allow); 2 for a usage error; 1 when the agent cannot be started."""
+
+
+@dataclass
+class SyncOptions:
+    local_dir: str
+    where: Where
+    excludes: list[str] = field(default_factory=list)
+    delete: Optional[bool] = None  # None: the config file's sync.delete
+    verbose: bool = False
+    quiet: bool = False
+    log_format: Optional[str] = None
+    colours: bool = True
+    config_file: Optional[str] = None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"sync: {message} (reloadd sync --help)")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="reloadd sync", add_help=False)
+    parser.add_argument("local_dir", nargs="?", default=".")
+    parser.add_argument("--to")
+    parser.add_argument("-n", "--namespace")
+    parser.add_argument("-c", "--container")
+    parser.add_argument("--context")
+    parser.add_argument("-l", "--selector")
+    parser.add_argument("--transport")
+    parser.add_argument("--exclude", action="append", default=[])
+    parser.add_argument("--delete", action="store_true", default=None)
+    parser.add_argument("-V", "--verbose", action="store_true")
+    parser.add_argument("-q", "--quiet", action="store_true")
+    parser.add_argument("--log-format")
+    parser.add_argument("--no-colours", "--no-colors", dest="colours", action="store_false")
+    parser.add_argument("--config")
+    parser.add_argument("-h", "--help", action="store_true")
+    return parser
+
+
+def parse_sync_args(argv: list[str]) -> Optional[SyncOptions]:
+    """The options, or None when --help was asked for (the caller prints SYNC_HELP)."""
+    args = _parser().parse_args(argv)
+    if args.help:
+        return None
+    if args.transport is not None and args.selector is not None:
+        raise ConfigError("sync: --transport and --selector cannot be used together")
+    if args.to is None and args.selector is None and args.transport is None:
+        raise ConfigError("sync: say where to: --to TARGET[:REMOTE_DIR], -l SELECTOR or --transport CMD")
+    target, remote = split_to(args.to or "", transport=args.transport is not None or args.selector is not None)
+    if args.to is not None and args.transport is None and args.selector is None and not target:
+        raise ConfigError(f"sync: --to {args.to!r}: expected TARGET[:REMOTE_DIR], e.g. deploy/api:/app")
+    if not os.path.isdir(args.local_dir):
+        raise ConfigError(f"sync: {args.local_dir!r} is not a directory")
+    where = Where(target, remote, args.namespace, args.container, args.context, args.selector, args.transport)
+    log_format = parse_log_format("--log-format", args.log_format) if args.log_format is not None else None
+    return SyncOptions(
+        args.local_dir,
+        where,
+        args.exclude,
+        args.delete,
+        args.verbose,
+        args.quiet,
+        log_format,
+        args.colours,
+        args.config,
+    )

@@ -1,0 +1,220 @@
+"""The hostile-path gate: every path the pod side is sent is checked here, then resolved safely.
+
+The agent trusts nothing it is sent. A path must be relative and already normal (no ``..``,
+no ``.``, no empty part, no NUL), and it is then resolved one component at a time from a
+descriptor of the sync root, opening each directory with ``O_NOFOLLOW``: a symlink that exists
+in the pod (``lib -> /etc``) is never followed, so a write cannot land outside the root. This
+is how ``kubectl cp``'s four path-traversal CVEs of 2019 were finally closed (by refusing
+symlinks); ``openat`` one component at a time does the same without a window between a check
+and the use.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Iterator
+from typing import Optional
+
+from ..errors import ReloaddError
+from .protocol import ProtocolError
+
+NAME_MAX = 255  # bytes in one path component (Linux)
+PATH_MAX = 4096  # bytes in a whole path (Linux)
+LINK_TARGET_MAX = 1024  # a relative symlink target longer than this is not a project's symlink
+FILE_MODE = 0o644  # what a synced file gets; the executable bit alone is carried over
+EXEC_MODE = 0o755
+DIR_MODE = 0o755
+# Temporary names the agent writes before a batch is complete. reloadd's watcher treats
+# this pattern as a temporary file (matching.TEMP_FILE_PATTERNS), so they never restart the app.
+TEMP_PREFIX = ".reloadd-sync."
+TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"\.reloadd-sync\.(\d+)\.\d+\.tmp")
+# Directories no sync may write into: the container's system, not an app.
+SYSTEM_DIRS = frozenset(
+    {"/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/run",
+     "/sbin", "/sys", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/local/bin", "/usr/sbin", "/var"}
+)  # fmt: skip
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class PathRefused(ProtocolError):
+    """A path the pod side will not touch: the session ends with a message naming it and saying why."""
+
+
+def check_path(path: object) -> tuple[str, ...]:
+    """Check one path sent by the laptop side and split it into components.
+
+    Args:
+        path: what the message carried (anything: it is untrusted).
+
+    Returns:
+        The components. Raises PathRefused for anything but a plain relative path inside the root.
+    """
+    if not isinstance(path, str) or not path:
+        raise PathRefused(f"path {path!r}: not a non-empty string")
+    if "\0" in path:
+        raise PathRefused(f"path {path!r}: contains a NUL byte")
+    if path.startswith("/"):
+        raise PathRefused(f"path {path!r}: absolute")
+    if len(path.encode(errors="surrogateescape")) > PATH_MAX:
+        raise PathRefused(f"path {path[:40]!r}...: longer than {PATH_MAX} bytes")
+    parts = tuple(path.split("/"))
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise PathRefused(f"path {path!r}: not normalised ({part or 'empty'!r} component)")
+        if len(part.encode(errors="surrogateescape")) > NAME_MAX:
+            raise PathRefused(f"path {path!r}: a component is longer than {NAME_MAX} bytes")
+        if part.startswith(TEMP_PREFIX):
+            raise PathRefused(f"path {path!r}: uses the agent's temporary-file prefix")
+    return parts
+
+
+def check_link_target(path: str, target: object) -> str:
+    """A symlink is kept only if relative and resolving inside the root (checked as text, never followed)."""
+    if not isinstance(target, str) or not target or "\0" in target:
+        raise PathRefused(f"symlink {path!r}: bad target {target!r}")
+    if target.startswith("/"):
+        raise PathRefused(f"symlink {path!r} -> {target!r}: absolute target")
+    if len(target) > LINK_TARGET_MAX:
+        raise PathRefused(f"symlink {path!r}: target longer than {LINK_TARGET_MAX} characters")
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise PathRefused(f"symlink {path!r} -> {target!r}: points outside the synced directory")
+    return target
+
+
+def check_root(directory: str) -> str:
+    """The agent's directory: absolute, existing, and not the system's. Returns its real path."""
+    real = os.path.realpath(directory)
+    if real in SYSTEM_DIRS:
+        raise ReloaddError(f"agent: refusing to sync into {real}: a system directory, not an app's")
+    if not os.path.isdir(real):
+        raise ReloaddError(f"agent: {directory} is not a directory")
+    return real
+
+
+def file_mode(executable: bool) -> int:
+    """Never setuid, setgid or sticky: the executable bit is the only one carried over."""
+    return EXEC_MODE if executable else FILE_MODE
+
+
+def temp_name(batch: int, index: int) -> str:
+    return f"{TEMP_PREFIX}{batch}.{index}{TEMP_SUFFIX}"
+
+
+def temp_owner(name: str) -> Optional[int]:
+    """The agent pid written into a temporary name, or None when ``name`` is not one of ours."""
+    match = _TEMP_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+class Blocked(Exception):
+    """A component of the parent chain is not a directory: (index of the component, why)."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
+
+
+class Root:
+    """The sync root held open as a descriptor; every operation goes through it with ``dir_fd``."""
+
+    def __init__(self, directory: str) -> None:
+        self.path = directory
+        self.fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def open_dir(self, parts: tuple[str, ...], create: bool) -> int:
+        """Open the directory ``parts`` under the root, never following a symlink; a new fd.
+
+        Raises Blocked when a component is a symlink or not a directory, FileNotFoundError when
+        one is missing and ``create`` is false.
+        """
+        fd = os.dup(self.fd)
+        try:
+            for index, part in enumerate(parts):
+                fd = _step(fd, part, index, create)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def lstat(self, parts: tuple[str, ...]) -> Optional[os.stat_result]:
+        """The entry at ``parts`` without following it, or None if it (or its parent) is missing."""
+        try:
+            parent = self.open_dir(parts[:-1], create=False)
+        except (FileNotFoundError, Blocked):
+            return None
+        try:
+            return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(parent)
+
+
+def _step(fd: int, part: str, index: int, create: bool) -> int:
+    """From the open directory ``fd`` to its child ``part`` (closing ``fd``)."""
+    try:
+        child = os.open(part, _OPEN_DIR, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+        os.mkdir(part, DIR_MODE, dir_fd=fd)
+        child = os.open(part, _OPEN_DIR, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            kind = _kind(fd, part)
+            raise Blocked(index, f"{kind} is in the way") from None
+        raise
+    os.close(fd)
+    return child
+
+
+def _kind(fd: int, name: str) -> str:
+    try:
+        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+    except OSError:
+        return "something"
+    return "a symlink" if stat.S_ISLNK(mode) else "a file"
+
+
+def remove_tree(parent: int, name: str, removed: Optional[list[str]] = None, prefix: str = "") -> None:
+    """Remove ``name`` in the open directory ``parent``: a file or symlink is unlinked, a directory
+    emptied through descriptors first (never following a symlink inside it).
+
+    Args:
+        parent: the open directory holding ``name``.
+        name: one component.
+        removed: if given, receives ``prefix + path`` of every file and symlink removed.
+        prefix: what ``removed`` entries start with (the relative path of ``parent`` and a slash).
+    """
+    try:
+        mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        os.unlink(name, dir_fd=parent)
+        if removed is not None:
+            removed.append(prefix + name)
+        return
+    fd = os.open(name, _OPEN_DIR, dir_fd=parent)
+    try:
+        for child in list(_names(fd)):
+            remove_tree(fd, child, removed, f"{prefix}{name}/")
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def _names(fd: int) -> Iterator[str]:
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            yield entry.name

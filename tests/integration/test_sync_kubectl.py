@@ -1,0 +1,133 @@
+# mypy: disallow-untyped-defs=False, disallow-incomplete-defs=False, disallow-untyped-calls=False
+"""The default transport's kubectl command lines, proved without a cluster: a stand-in ``kubectl`` on
+PATH records its argv, answers ``get pods`` from a file, and for ``exec`` starts the real agent in the
+"pod's" directory (its working directory, as kubectl exec would) with the pod's environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from support import make_app, wait_for
+from sync_support import agents_of, control_env, first_sync_done, tree
+
+STAND_IN = """\
+#!{python}
+import json, os, sys
+args = sys.argv[1:]
+pods = os.environ["FAKE_KUBECTL_PODS"]
+with open(os.path.join(pods, "calls.jsonl"), "a") as record:
+    record.write(json.dumps(args) + "\\n")
+if args[0] == "get":
+    with open(os.path.join(pods, "running")) as running:
+        sys.stdout.write(running.read())
+    sys.exit(0)
+cut = args.index("--")
+name = args[cut - 1].split("/")[-1]
+os.chdir(os.path.join(pods, name))
+env = dict(os.environ)
+extra = os.path.join(pods, name + ".env.json")
+if os.path.exists(extra):
+    with open(extra) as values:
+        env.update(json.load(values))
+os.execvpe(args[cut + 1], args[cut + 1 :], env)
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Path:
+    """The stand-in's state: a directory per pod, ``running`` (what `get pods` lists), ``calls.jsonl``."""
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    (pods / "running").write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(STAND_IN.format(python=sys.executable))
+    kubectl.chmod(0o755)
+    return pods
+
+
+def add_pod(cluster: Path, name: str, env: dict[str, str] | None = None) -> Path:
+    directory = cluster / name
+    directory.mkdir()
+    if env:
+        (cluster / f"{name}.env.json").write_text(json.dumps(env))
+    return directory
+
+
+def calls(cluster: Path) -> list[list[str]]:
+    path = cluster / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def sync_env(cluster: Path) -> dict[str, str]:
+    bin_dir = cluster.parent / "bin"
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_KUBECTL_PODS": str(cluster), **control_env(cluster.parent)}
+
+
+def test_namespace_container_and_context_reach_kubectl_exec(run_reloadd, tmp_path: Path, cluster: Path) -> None:
+    laptop = make_app(tmp_path / "laptop")
+    pod = add_pod(cluster, "api-7d9f")
+    sync = run_reloadd(["sync", str(laptop), "--to", "pod/api-7d9f", "-n", "dev", "-c", "app", "--context", "kind-dev"],
+                       laptop, env=sync_env(cluster))  # fmt: skip
+    wait_for(lambda: first_sync_done(sync), what=sync.log())
+    assert calls(cluster)[0] == [
+        "exec", "-i", "-n", "dev", "--context", "kind-dev", "-c", "app", "pod/api-7d9f", "--", "reloadd", "agent"
+    ]  # fmt: skip
+    assert tree(pod) == tree(laptop)  # no REMOTE_DIR: the container's working directory
+    assert "synced 2 files (524 B) to pod/api-7d9f in " in sync.log()
+
+
+@pytest.mark.parametrize(
+    ("to", "tail"),
+    [
+        ("deploy/api:{dir}", ["deploy/api", "--", "reloadd", "agent", "{dir}"]),
+        ("api", ["api", "--", "reloadd", "agent"]),
+    ],
+)
+def test_target_forms(run_reloadd, tmp_path: Path, cluster: Path, to: str, tail: list[str]) -> None:
+    laptop = make_app(tmp_path / "laptop")
+    pod = add_pod(cluster, "api")
+    remote = tmp_path / "elsewhere"
+    remote.mkdir()
+    sync = run_reloadd(["sync", str(laptop), "--to", to.format(dir=remote)], laptop, env=sync_env(cluster))
+    wait_for(lambda: first_sync_done(sync), what=sync.log())
+    assert calls(cluster)[0] == ["exec", "-i"] + [part.format(dir=remote) for part in tail]
+    assert tree(remote if "{dir}" in to else pod) == tree(laptop)
+
+
+def test_a_selector_syncs_every_running_pod_skips_a_refusing_one_and_picks_up_new_ones(
+    run_reloadd, tmp_path: Path, cluster: Path
+) -> None:
+    laptop = make_app(tmp_path / "laptop")
+    web1 = add_pod(cluster, "web-1")
+    add_pod(cluster, "web-2", {"NODE_ENV": "production"})
+    web3 = add_pod(cluster, "web-3")
+    (cluster / "running").write_text("pod/web-1\npod/web-2\n")
+    sync = run_reloadd(["sync", str(laptop), "-l", "app=web", "-n", "dev"], laptop, env=sync_env(cluster))
+    sync.wait_log("pod/web-2: refusing to sync: NODE_ENV=production (set RELOADD_SYNC=1 in the container to allow)")
+    wait_for(lambda: tree(web1) == tree(laptop), what=sync.log())
+    assert [
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "name",
+        "--field-selector=status.phase=Running",
+        "-n",
+        "dev",
+    ] in calls(cluster)
+    (cluster / "running").write_text("pod/web-1\npod/web-2\npod/web-3\n")  # a replica appears
+    wait_for(lambda: tree(web3) == tree(laptop), what=f"the new pod synced:\n{sync.log()}")
+    (laptop / "version.js").write_text("module.exports = 'v2';\n")
+    wait_for(lambda: tree(web1) == tree(laptop) and tree(web3) == tree(laptop), what=sync.log())
+    assert sync.proc.poll() is None and os.listdir(cluster / "web-2") == []
+    assert sync.log().count("refusing to sync") == 1  # not retried
+    (cluster / "running").write_text("pod/web-3\n")  # web-1 deleted, web-2 rolled away
+    sync.wait_log("pod/web-1 is gone: no longer syncing to it")
+    wait_for(lambda: len(agents_of(sync)) == 1, what="web-1's agent to end")

@@ -1,0 +1,116 @@
+"""The local "batch committed" channel: its private directory, the begin/commit exchange, and the
+echo filter. Real Unix sockets in tmp_path; no reloadd process."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import threading
+from pathlib import Path
+
+import pytest
+
+from reloadd.control import Announcement, ControlServer, Echoes, private_dir
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    path = tmp_path / "control"
+    assert private_dir(path, create=True) is None
+    return path
+
+
+def test_the_directory_is_made_private(directory: Path) -> None:
+    assert oct(directory.stat().st_mode & 0o777) == oct(0o700)
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o755, 0o707])
+def test_a_directory_others_can_open_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "shared"
+    path.mkdir()
+    path.chmod(mode)
+    assert "not private" in str(private_dir(path, create=True))
+
+
+def test_a_symlink_or_another_users_directory_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "real"
+    target.mkdir(mode=0o700)
+    os.symlink(target, tmp_path / "link")
+    assert "not a directory" in str(private_dir(tmp_path / "link", create=True))
+    if os.geteuid() == 0:
+        os.chown(target, 65534, 65534)
+        assert "not private" in str(private_dir(target, create=True))
+
+
+def serve_until(server: ControlServer, stop: threading.Event, batches: list[list[str]], holds: list[bool]) -> None:
+    with selectors.DefaultSelector() as selector:
+        selector.register(server, selectors.EVENT_READ)  # what the supervisor's selector does
+        while not stop.is_set():
+            selector.select(0.05)
+            batches += server.take_batches()
+            holds.append(server.holding)
+
+
+def test_begin_holds_the_supervisor_and_commit_hands_over_the_paths(directory: Path) -> None:
+    server = ControlServer(directory)
+    stop = threading.Event()
+    batches: list[list[str]] = []
+    holds: list[bool] = []
+    thread = threading.Thread(target=serve_until, args=(server, stop, batches, holds))
+    thread.start()
+    try:
+        announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
+        assert len(announcement.socks) == 1
+        assert server.holding  # acknowledged before the agent renames anything
+        announcement.commit(["/app/a.js", "/app/b.js", "relative/ignored"])
+        for _ in range(100):
+            if batches:
+                break
+            threading.Event().wait(0.02)
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert batches == [["/app/a.js", "/app/b.js"]]
+    assert not server.holding and not (directory / server.path.name).exists()
+
+
+def test_a_connection_closed_without_commit_releases_the_hold(directory: Path) -> None:
+    server = ControlServer(directory)
+    stop = threading.Event()
+    holds: list[bool] = []
+    thread = threading.Thread(target=serve_until, args=(server, stop, [], holds))
+    thread.start()
+    try:
+        announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
+        assert server.holding
+        announcement.close()  # the agent died mid-commit
+        for _ in range(100):
+            if not server.holding:
+                break
+            threading.Event().wait(0.02)
+        assert not server.holding
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def test_with_no_supervisor_the_announcement_is_empty(tmp_path: Path) -> None:
+    assert Announcement("/app", {"RELOADD_CONTROL_DIR": str(tmp_path / "none")}).socks == []
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    assert Announcement("/app", {"RELOADD_CONTROL_DIR": str(shared)}).socks == []  # not private: not used
+
+
+def test_echoes_are_dropped_until_the_file_changes_again(tmp_path: Path) -> None:
+    written, deleted, other = tmp_path / "a.js", tmp_path / "gone.js", tmp_path / "b.js"
+    written.write_text("batch")
+    echoes = Echoes()
+    echoes.remember([str(written), str(deleted)])
+    paths = {str(written), str(deleted), str(other)}
+    assert echoes.new_changes(paths) == {str(other)}
+    assert echoes.new_changes(paths) == {str(other)}  # a second report of the same write: still an echo
+    written.write_text("edited again, longer")
+    assert echoes.new_changes(paths) == {str(written), str(other)}

@@ -1,0 +1,74 @@
+"""``reloadd sync``'s command line and the transport command it builds: pure logic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reloadd.cli import parse_args
+from reloadd.errors import ConfigError
+from reloadd.sync.guard import refusal
+from reloadd.sync.options import parse_sync_args
+from reloadd.sync.transport import exec_argv
+
+
+def argv_for(*args: str) -> list[str]:
+    options = parse_sync_args(list(args))
+    assert options is not None
+    where = options.where
+    return exec_argv(where, where.target)
+
+
+def test_the_default_transport_is_kubectl_exec_with_the_agent_appended(tmp_path: Path) -> None:
+    assert argv_for(str(tmp_path), "--to", "deploy/api:/app", "-n", "dev", "-c", "app", "--context", "kind") == [
+        "kubectl", "exec", "-i", "-n", "dev", "--context", "kind", "-c", "app", "deploy/api", "--",
+        "reloadd", "agent", "/app",
+    ]  # fmt: skip
+
+
+def test_a_custom_transport_is_shell_split_and_replaces_everything_before_the_agent(tmp_path: Path) -> None:
+    argv = argv_for(str(tmp_path), "--transport", "ssh -p 2222 'dev box'", "--to", "/srv/app")
+    assert argv == ["ssh", "-p", "2222", "dev box", "reloadd", "agent", "/srv/app"]
+    assert argv_for(str(tmp_path), "--transport", "env") == ["env", "reloadd", "agent"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "say where to"),
+        (["--to", ":/app"], "expected TARGET"),
+        (["--transport", "env", "-l", "app=x"], "cannot be used together"),
+        (["--to", "pod/x", "--bogus"], "unrecognized arguments"),
+        (["--to", "pod/x", "--log-format", "xml"], "expected text or json"),
+        (["/no/such/dir", "--to", "pod/x"], "is not a directory"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_sync_args(args)
+
+
+def test_help_is_not_an_error() -> None:
+    assert parse_sync_args(["--help"]) is None
+
+
+def test_a_script_named_like_the_subcommand_is_still_a_script(tmp_path: Path) -> None:
+    (tmp_path / "sync.js").write_text("")
+    assert parse_args(["sync.js"], base=tmp_path).positional == ["sync.js"]
+    assert parse_args(["server.js", "sync"], base=tmp_path).positional == ["server.js", "sync"]
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        ({}, False),
+        ({"NODE_ENV": "production"}, True),
+        ({"NODE_ENV": "production", "RELOADD_WATCH": "1"}, False),
+        ({"NODE_ENV": "production", "RELOADD_SYNC": "true"}, False),
+        ({"RELOADD_SYNC": "0"}, True),
+        ({"NODE_ENV": " production "}, True),
+    ],
+)
+def test_the_production_rule(env: dict[str, str], refused: bool) -> None:
+    assert (refusal(env) is not None) is refused

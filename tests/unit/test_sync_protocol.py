@@ -1,0 +1,172 @@
+"""Sync frames, manifests and their difference, and the exclude rules: pure logic, no processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from reloadd.sync.excludes import collect, excluder, gitignore_globs
+from reloadd.sync.manifest import DIR, FILE, LINK, Entry, diff, scan, topmost
+from reloadd.sync.protocol import (
+    MAX_FRAME,
+    Data,
+    FrameReader,
+    ProtocolError,
+    encode_data,
+    encode_message,
+)
+
+
+# -- frames -----------------------------------------------------------------------------------------
+def test_frames_round_trip_in_any_pieces() -> None:
+    stream = encode_message({"t": "hello", "root": "/app"}) + encode_data(b"\x00abc") + encode_message({"t": "x"})
+    reader = FrameReader()
+    frames = []
+    for index in range(len(stream)):  # one byte at a time: the worst a pipe can do
+        frames += reader.feed(stream[index : index + 1])
+    reader.finish()
+    assert frames == [{"t": "hello", "root": "/app"}, Data(b"\x00abc"), {"t": "x"}]
+
+
+def test_an_oversized_frame_is_refused_from_its_header_alone() -> None:
+    header = struct.pack(">cI", b"D", MAX_FRAME + 1)
+    with pytest.raises(ProtocolError, match="over the"):
+        FrameReader().feed(header)  # no body sent: the reader must not wait for (or allocate) it
+
+
+def test_the_sender_refuses_to_build_an_oversized_frame() -> None:
+    with pytest.raises(ProtocolError):
+        encode_data(b"x" * (MAX_FRAME + 1))
+
+
+@pytest.mark.parametrize("cut", [1, 4, 5, 9])
+def test_a_stream_ending_inside_a_frame_is_an_error(cut: int) -> None:
+    reader = FrameReader()
+    assert reader.feed(encode_message({"t": "commit", "id": 1})[:cut]) == []
+    with pytest.raises(ProtocolError, match="ended inside a frame"):
+        reader.finish()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", b'{"no": "type"}', b'{"t": 5}', b"\xff\xfe"],
+    ids=["not-json", "array", "no-type", "type-not-string", "not-utf8"],
+)
+def test_malformed_message_frames_are_errors(body: bytes) -> None:
+    with pytest.raises(ProtocolError, match="malformed"):
+        FrameReader().feed(struct.pack(">cI", b"J", len(body)) + body)
+
+
+def test_an_unknown_frame_type_is_an_error() -> None:
+    with pytest.raises(ProtocolError, match="unknown frame type"):
+        FrameReader().feed(b"HTTP/1.1 200 OK\r\n")
+
+
+# -- manifests ----------------------------------------------------------------------------------------
+def f(path: str, size: int = 1, mtime: int = 1, executable: bool = False) -> Entry:
+    return Entry(path, FILE, size, mtime, executable)
+
+
+def manifest(*entries: Entry) -> dict[str, Entry]:
+    return {entry.path: entry for entry in entries}
+
+
+def test_diff_sends_what_is_new_or_different_and_keeps_pod_only_paths() -> None:
+    local = manifest(f("same"), f("new"), f("bigger", size=2), f("exec", executable=True), f("touched", mtime=2))
+    remote = manifest(f("same"), f("bigger"), f("exec"), f("touched"), f("pod-only"))
+    result = diff(local, remote, delete_extra=False)
+    assert result.send == ["bigger", "exec", "new"]
+    assert result.compare == ["touched"]  # same size, other mtime: compared by hash, not sent blindly
+    assert result.delete == []
+
+
+def test_diff_with_delete_removes_pod_only_trees_by_their_top() -> None:
+    local = manifest(f("keep"))
+    remote = manifest(f("keep"), Entry("old", DIR), f("old/a"), Entry("old/sub", DIR), f("old/sub/b"), f("stray"))
+    assert diff(local, remote, delete_extra=True).delete == ["old", "stray"]
+
+
+def test_diff_replaces_a_path_that_changed_kind() -> None:
+    local = manifest(f("lib"), Entry("conf", DIR), Entry("link", LINK, target="a"))
+    remote = manifest(
+        Entry("lib", DIR), f("lib/x"), Entry("conf", LINK, target="/etc"), Entry("link", LINK, target="b")
+    )
+    result = diff(local, remote, delete_extra=False)
+    assert result.delete == ["conf", "lib"]  # the pod's symlink `conf -> /etc` is removed, never written through
+    assert result.send == ["conf", "lib", "link"]
+
+
+def test_topmost_keeps_only_the_roots_of_removed_trees() -> None:
+    assert topmost(["a/b/c", "a", "ab", "a/b", "c/d"]) == ["a", "ab", "c/d"]
+
+
+def test_entries_from_the_wire_are_checked() -> None:
+    assert Entry.from_wire(["a", "f", 1, 2, True, ""]) == Entry("a", FILE, 1, 2, True)
+    for bad in (["a", "x", 1, 2, True, ""], ["a", "f", "1", 2, True, ""], "a", ["a"], [1, "f", 1, 2, True, ""]):
+        assert Entry.from_wire(bad) is None
+
+
+def test_scan_never_follows_symlinks_and_prunes_excluded_directories(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    root = tmp_path / "root"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(root / "src" / "run.sh", 0o755)
+    (root / "node_modules" / "dep").mkdir(parents=True)
+    (root / "node_modules" / "dep" / "index.js").write_text("")
+    os.symlink(str(outside), root / "escape")
+    os.symlink("src/run.sh", root / "run")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found = scan(fd, excluder(str(root), ["node_modules/"]))
+    finally:
+        os.close(fd)
+    assert sorted(found) == ["escape", "run", "src", "src/run.sh"]
+    assert found["escape"] == Entry("escape", LINK, target=str(outside))
+    assert found["src/run.sh"].executable and found["src/run.sh"].size == 10
+
+
+# -- excludes ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "is_dir", "excluded"),
+    [
+        ("dist", True, True),
+        ("a/dist", True, True),  # no slash inside the pattern: any depth
+        ("build", True, True),
+        ("a/build", True, False),  # `/build` is anchored to the .gitignore's directory
+        ("logs", True, True),
+        ("logs", False, False),  # `logs/`: directories only
+        ("a/b.log", False, True),
+        ("sub/tmp", False, True),
+        ("sub/deep/tmp", False, True),
+        ("tmp", False, False),  # sub/.gitignore says nothing about the root
+        ("sub/x/y", False, True),
+        ("x/y", False, False),
+        ("keep.log.txt", False, False),
+        (".git", True, True),
+        (".env", False, False),
+    ],
+)
+def test_gitignore_files_become_globs_anchored_where_they_live(
+    tmp_path: Path, path: str, is_dir: bool, excluded: bool
+) -> None:
+    (tmp_path / ".gitignore").write_text("# build output\ndist\n/build\nlogs/\n*.log\n!important.log\n\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".gitignore").write_text("tmp\nx/y\n")
+    exclude = excluder(str(tmp_path), collect(tmp_path, []))
+    assert exclude(path, is_dir) is excluded
+
+
+def test_negated_gitignore_lines_are_skipped() -> None:
+    assert gitignore_globs("!keep\n\\#hash\n", "") == ["#hash"]
+
+
+def test_wire_format_is_json() -> None:
+    frame = encode_message({"t": "x", "path": "é"})
+    assert json.loads(frame[5:]) == {"t": "x", "path": "é"}
