@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import psutil
+import pytest
 
 FUSE_DEVICE = Path("/dev/fuse")
 MOUNT_TIMEOUT = 10.0  # seconds bindfs gets to show up in mountinfo
@@ -247,3 +248,13 @@ def hold(condition: Callable[[], object], seconds: float, what: str, interval: f
         time.sleep(interval)
     if not condition():
         raise AssertionError(f"{what} stopped holding")
+
+
+# A simulated dev pod (reloadd as PID 1 in a PID namespace, the app on a FUSE mount) needs all of these.
+DEVPOD_MARKS = [
+    pytest.mark.fuse,
+    pytest.mark.pid1,
+    pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces and FUSE mounts need root"),
+    pytest.mark.skipif(fuse_missing_reason() is not None, reason=fuse_missing_reason() or ""),
+    pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) is not installed"),
+]

@@ -67,6 +67,17 @@ def served_version(app: Path) -> Optional[str]:
         return None
 
 
+def greeting(port: int) -> Optional[str]:
+    """The whole answer of the app on ``port`` to GET /, or None while nothing answers."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
+            return str(response.read().decode())
+    except OSError:
+        return None
+
+
 def free_port() -> int:
     import socket
 

@@ -8,12 +8,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-import urllib.request
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import pytest
-from support import Reloadd, free_port, reloadd_argv, starts, wait_for
+from support import Reloadd, free_port, greeting, reloadd_argv, starts, wait_for
 
 RunReloadd = Callable[..., Reloadd]
 
@@ -34,12 +33,6 @@ BAD_EDITS = [
 ]
 
 
-def greeting(port: int) -> Optional[str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
-            return str(response.read().decode())
-    except OSError:
-        return None
 
 
 def greeting_app(root: Path, port: int) -> Callable[[str], None]:

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import psutil
 import pytest
-from support import Reloadd, free_port, reloadd_argv, starts, starts_reach, touch, wait_for
+from support import Reloadd, free_port, greeting, reloadd_argv, starts, starts_reach, touch, wait_for
 
 RunReloadd = Callable[..., Reloadd]
 
@@ -146,12 +146,6 @@ http.createServer((q, s) => s.end(String(process.env.GREETING))).listen(Number(p
 """
 
 
-def greeting(port: int) -> Optional[str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
-            return str(response.read().decode())
-    except OSError:
-        return None
 
 
 def check_reload(app: Path, runner: Reloadd, port: int, write: Callable[[str], None], broken: str) -> None:

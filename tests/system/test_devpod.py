@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Optional
 import psutil
 import pytest
 from example_support import body, copy_example, express_node_modules, install_cache, served
-from fs_support import bindfs_mount, fuse_missing_reason, hold
+from fs_support import DEVPOD_MARKS, bindfs_mount, hold
 from support import Reloadd, free_port, wait_for
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--kill-child"]
@@ -40,13 +39,7 @@ PEER_CLOCK_LAG = 1.0  # seconds: Syncthing stamps the file with the mtime it had
 STOP_TIMEOUT = 1  # seconds reloadd gives the stubborn app before SIGKILL
 SIGKILL_STATUS = 128 + signal.SIGKILL
 
-pytestmark = [
-    pytest.mark.fuse,
-    pytest.mark.pid1,
-    pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces and FUSE mounts need root"),
-    pytest.mark.skipif(fuse_missing_reason() is not None, reason=fuse_missing_reason() or ""),
-    pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) is not installed"),
-]
+pytestmark = DEVPOD_MARKS
 
 # An app that does not stop on SIGTERM: only reloadd's SIGKILL after the stop-timeout ends it.
 STUBBORN_JS = """\

@@ -5,26 +5,17 @@ the mount, as it would inside the container, and tells PID 1 when each batch is 
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
-import pytest
-from fs_support import bindfs_mount, fuse_missing_reason
+from fs_support import DEVPOD_MARKS, bindfs_mount
 from support import Reloadd, free_port, make_app, starts, wait_for
 from sync_support import COUNTING_SERVER_JS, control_env, served, start_sync
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--kill-child"]
 SETTLE = 1.0 + 1.5  # the FUSE attribute cache (watcher.REMOTE_SETTLE) plus room for a second restart
 
-pytestmark = [
-    pytest.mark.fuse,
-    pytest.mark.pid1,
-    pytest.mark.skipif(os.geteuid() != 0, reason="PID namespaces and FUSE mounts need root"),
-    pytest.mark.skipif(fuse_missing_reason() is not None, reason=fuse_missing_reason() or ""),
-    pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) is not installed"),
-]
+pytestmark = DEVPOD_MARKS
 
 
 def test_each_synced_batch_restarts_pid_1_once_through_the_channel(run_reloadd, tmp_path: Path) -> None:
