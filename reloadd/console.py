@@ -72,17 +72,12 @@ class AppStdin:
 
     def open_for_child(self) -> int:
         """A new pipe for the next generation; returns the end that becomes its stdin."""
-        self.close()
         read_end, write_end = os.pipe()
-        if self.source_open:
-            os.set_blocking(write_end, False)
-            self.write_end = write_end
-        else:
-            os.close(write_end)  # our stdin already ended: so does the app's
+        self.adopt(write_end)
         return read_end
 
     def adopt(self, write_end: Optional[int]) -> None:
-        """A pipe made elsewhere (the warm process's stdin) becomes the one reloadd feeds."""
+        """A pipe's write end (a new one, or the warm process's stdin) becomes the one reloadd feeds."""
         if write_end is None:
             return
         self.close()
