@@ -223,16 +223,19 @@ def idle_cpu(pid: int, seconds: float) -> float:
 
 def floor_ms(app: Path, rounds: int) -> list[float]:
     make_app(app)
-    values = []
-    for _ in range(rounds):
-        began = time.time()
-        proc = subprocess.Popen(["node", "server.js"], cwd=app, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait(lambda: get() == "0")
-        values.append((time.time() - began) * 1000)
-        proc.kill()
-        proc.wait()
-        wait(lambda: get() is None)
-    return values
+    return [cold_start_ms(app, PORT) for _ in range(rounds)]
+
+
+def cold_start_ms(app: Path, port: int, timeout: float = 15.0) -> float:
+    """One cold `node server.js` in ``app``: start -> it answers "0" on ``port``, then it is ended."""
+    began = time.monotonic()
+    proc = subprocess.Popen(["node", "server.js"], cwd=app, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait(lambda: get(port) == "0", timeout)
+    elapsed = (time.monotonic() - began) * 1000
+    proc.kill()
+    proc.wait()
+    wait(lambda: get(port) is None, timeout)
+    return elapsed
 
 
 def reloadd_phases(stderr: str) -> dict[str, float]:

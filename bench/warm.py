@@ -203,16 +203,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def floor(app: Path, rounds: int) -> list[float]:
     set_version(app, 0)
-    values = []
-    for _ in range(rounds):
-        began = time.monotonic()
-        proc = subprocess.Popen(["node", "server.js"], cwd=app, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait(lambda: get() == "0")
-        values.append((time.monotonic() - began) * 1000)
-        proc.kill()
-        proc.wait()
-        wait(lambda: get() is None)
-    return values
+    return [bench_run.cold_start_ms(app, PORT, timeout=30.0) for _ in range(rounds)]
 
 
 def pct(values: list[float], q: float) -> float:

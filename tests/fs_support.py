@@ -250,6 +250,12 @@ def hold(condition: Callable[[], object], seconds: float, what: str, interval: f
         raise AssertionError(f"{what} stopped holding")
 
 
+# Runs a command as nobody: as root every directory is readable, so "unreadable" needs another user.
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+needs_setpriv = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+
 # A simulated dev pod (reloadd as PID 1 in a PID namespace, the app on a FUSE mount) needs all of these.
 DEVPOD_MARKS = [
     pytest.mark.fuse,

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 import pytest
+from fs_support import NOBODY, needs_setpriv
 from support import Reloadd, free_port, greeting, reloadd_argv, starts, wait_for
 
 RunReloadd = Callable[..., Reloadd]
@@ -83,10 +83,7 @@ def test_the_same_bad_config_at_startup_is_exit_2_or_127_in_one_line(tmp_path: P
     assert done.stderr.count("\n") == 1 and named in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@needs_setpriv
 def test_an_unreadable_cwd_is_a_usage_error() -> None:
     with tempfile.TemporaryDirectory() as name:  # pytest's tmp_path sits in a directory only root may search
         base = Path(name)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import pytest
+from fs_support import NOBODY, needs_setpriv
 from support import Reloadd, make_app, starts, touch, wait_for
 
 RunReloadd = Callable[..., Reloadd]
@@ -39,10 +39,7 @@ def test_directories_vanishing_between_walk_and_watch_are_not_the_inotify_limit(
     assert runner.proc.poll() is None
 
 
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@needs_setpriv
 def test_an_unreadable_directory_is_named_not_taken_for_the_inotify_limit() -> None:
     """As root every directory can be watched: reloadd runs as an unprivileged user here."""
     with tempfile.TemporaryDirectory() as name:  # pytest's tmp_path sits in a directory only root may search
