@@ -167,9 +167,10 @@ class SyncConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     exclude: list[str] = Field(default_factory=list)
+    include: list[str] = Field(default_factory=list)  # protected names to sync anyway (sync/excludes.py)
     delete: bool = False
 
-    _exclude = field_validator("exclude", mode="before")(_as_list)
+    _exclude = field_validator("exclude", "include", mode="before")(_as_list)
 
 
 ScalarEnv = Union[str, int, float, bool]

@@ -1,71 +1,51 @@
-"""What a sync leaves out: ``ignoreRoot``, ``sync.exclude`` / ``--exclude`` globs, and ``.gitignore`` files.
+"""What a sync leaves out: protected names, ``ignoreRoot``, ``sync.exclude`` / ``--exclude`` globs, git's rules.
 
-Everything becomes one list of globs in the project's own matching rules (matching.GlobSet,
-paths relative to the synced directory), so that the list can be sent to the agent as text and
-both sides leave out exactly the same paths: an excluded path is never sent and never deleted.
+Protected names (``node_modules``, ``.git``) are left out at every depth whatever ``ignoreRoot``
+says: the pod's ``node_modules`` was built for the pod's platform, and a repository's own
+database is never project content. ``sync.include`` / ``--include NAME`` lifts the protection
+(and drops ``ignoreRoot`` entries naming it). The protected names and the globs become one
+list in the project's own matching rules (matching.GlobSet), sent to the agent as text, so
+both sides leave out the same paths and the agent can refuse to delete inside them.
 
-``.gitignore`` lines are translated: a pattern without an inner ``/`` matches at any depth
-below its file's directory, one with a ``/`` is anchored there, a trailing ``/`` means
-directories only. Negations (``!keep.me``) are not supported and are skipped. When a
-``.gitignore`` changes, the laptop side collects them again and resyncs (laptop.py).
+git's ignore rules (gitignore.py) are applied on the laptop only, on top of the globs: the
+laptop drops every ignored path from the pod's manifest too, so an ignored path is never
+sent, never replaced and never deleted.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Collection
 from pathlib import Path
 
-from ..matching import GlobSet, escape_glob
+from ..errors import ConfigError
+from ..matching import GlobSet
 from .manifest import Exclude
 
-GITIGNORE = ".gitignore"
-ALWAYS_EXCLUDED = [".git/"]  # a repository's own database is never synced, whatever ignoreRoot says
+PROTECTED = (".git", "node_modules")  # never read, written or deleted by a sync unless included by name
 
 
-def gitignore_globs(text: str, directory: str) -> list[str]:
-    """The globs for one ``.gitignore`` file in ``directory`` (relative to the synced root, "" for it)."""
-    globs = []
-    prefix = escape_glob(directory) + "/" if directory else ""
-    for raw in text.splitlines():
-        line = raw.rstrip()
-        if not line or line.startswith("#") or line.startswith("!"):
-            continue
-        line = line.removeprefix("\\")  # `\#name`: a name that starts with # or !
-        anchored = line.startswith("/") or "/" in line.rstrip("/")
-        line = line.lstrip("/")
-        if anchored:
-            globs.append(f"./{prefix}{line}")
-        elif prefix:
-            globs.append(f"./{prefix}**/{line}")
-        else:
-            globs.append(line)
-    return globs
+def check_include(names: list[str], where: str) -> list[str]:
+    """The names ``sync.include`` / ``--include`` may lift the protection of."""
+    for name in names:
+        if name not in PROTECTED:
+            raise ConfigError(
+                f"{where}: {name!r} is not a protected name (only {', '.join(PROTECTED)}); "
+                "other paths are synced unless ignoreRoot, sync.exclude or .gitignore leave them out"
+            )
+    return list(dict.fromkeys(names))
 
 
-def collect(root: Path, base_globs: list[str]) -> list[str]:
-    """``base_globs`` plus the globs of every ``.gitignore`` in the tree not itself excluded."""
-    globs = ALWAYS_EXCLUDED + list(base_globs)
-    excluded = GlobSet(globs, root)
-    stack = [""]
-    while stack:
-        relative = stack.pop()
-        directory = root / relative if relative else root
-        gitignore = directory / GITIGNORE
-        if gitignore.is_file() and not gitignore.is_symlink():
-            try:
-                globs += gitignore_globs(gitignore.read_text(errors="replace"), relative)
-            except OSError:
-                pass
-            excluded = GlobSet(globs, root)
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    child = f"{relative}/{entry.name}" if relative else entry.name
-                    if entry.is_dir(follow_symlinks=False) and not excluded.matches_dir(str(root / child)):
-                        stack.append(child)
-        except OSError:
-            continue
-    return list(dict.fromkeys(globs))
+def is_protected(path: str, include: Collection[str] = ()) -> bool:
+    """Whether ``path`` (relative, "/"-separated) is or lies inside a protected name not included."""
+    return any(part in PROTECTED and part not in include for part in path.split("/"))
+
+
+def sync_globs(ignore_root: list[str], excludes: list[str], include: Collection[str]) -> list[str]:
+    """The globs both sides leave out: the protected names not included, ignoreRoot (without the
+    entries naming an included name), ``sync.exclude`` and ``--exclude``."""
+    protected = [f"{name}/" for name in PROTECTED if name not in include]
+    kept = [glob for glob in ignore_root if not set(glob.split("/")) & set(include)]
+    return list(dict.fromkeys(protected + kept + excludes))
 
 
 def excluder(root: str, globs: list[str]) -> Exclude:

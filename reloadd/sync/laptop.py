@@ -9,6 +9,13 @@ last sent, which also finds deleted and renamed directories and new directories'
 A stream that drops (pod restarted, laptop asleep) is reported in one line and reconnected
 with a growing pause; the resync by manifest sends whatever changed meanwhile. A pod that
 refuses (production, see guard.py) is not retried.
+
+Every read of LOCAL_DIR goes through local.LocalTree (descriptors, never a path the kernel
+resolves again), so nothing outside it is read. Two things halt the sync instead of being
+mirrored (mutagen's safety halt): LOCAL_DIR itself going away (deleted, moved, unmounted:
+nothing is deleted, and the sync resumes with a resync when a directory is back at its path),
+and one change that would delete every file of the tree, or more than half of a tree of
+MASS_DELETE_MIN_FILES or more (nothing is sent until the files are back or the user confirms).
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import stat
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -32,11 +40,13 @@ from ..matching import Rules, is_temp_file
 from ..output import out, use_colour
 from ..sources import load_settings
 from ..watcher import Watcher, WatchReport
-from .excludes import GITIGNORE, collect, excluder
+from .excludes import check_include, excluder, sync_globs
+from .gitignore import GITIGNORE, IGNORE_FILE_MAX, GitIgnore
+from .gitignore import load as load_gitignore
 from .guard import EXIT_REFUSED
-from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, entry_for, file_hash, scan, topmost
+from .local import LocalTree, NotSynced, not_utf8, shown
+from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, topmost
 from .options import SyncOptions
-from .paths import PathRefused, check_link_target
 from .protocol import DATA_CHUNK, PROTOCOL_VERSION
 from .session import Disconnected, Session
 from .transport import exec_argv, list_pods
@@ -49,6 +59,11 @@ POD_LIST_INTERVAL = 5.0  # seconds between `kubectl get pods -l` looks for new p
 PROGRESS_INTERVAL = 0.2  # seconds between progress-line updates on a terminal
 EXIT_AGENT_FAILED = 1  # the agent could not be started (wrong pod, no reloadd in the image...)
 MS = 1000.0
+# A change halts when it would leave the tree without files, or with less than half of them
+# when it had at least this many (a small project losing half its files is a normal edit).
+MASS_DELETE_MIN_FILES = 50
+CONFIRM = {b"y", b"yes"}  # typed (then Enter) on the terminal: go ahead with a halted mass delete
+ROOT_OK, ROOT_GONE, ROOT_REPLACED = "ok", "gone", "replaced"
 
 
 def human_size(size: int) -> str:
@@ -122,14 +137,23 @@ class Progress:
 
 
 class Syncer:
-    def __init__(self, options: SyncOptions, settings: Settings, root: Path, base_globs: list[str]) -> None:
+    def __init__(
+        self, options: SyncOptions, settings: Settings, root: Path, base_globs: list[str], env: Mapping[str, str]
+    ) -> None:
         self.options = options
         self.settings = settings
         self.root = root
-        self.base_globs = base_globs  # ignoreRoot, sync.exclude, --exclude: .gitignore files add to these
-        self.globs = collect(root, base_globs)
-        self.exclude = excluder(str(root), self.globs)
+        self.env = dict(env)
+        self.tree = LocalTree(str(root))
+        self.globs = base_globs  # protected names, ignoreRoot, sync.exclude, --exclude: what the agent leaves out
+        self.unknown: set[str] = set()  # paths skipped (unreadable, odd...): neither sent nor deleted
+        self.rules_exclude: Exclude = excluder(str(root), self.globs)
+        self.gitignore: Optional[GitIgnore] = None
+        self._load_rules()
         self.delete = options.delete if options.delete is not None else settings.sync.delete
+        self.root_halted: Optional[str] = None  # why LOCAL_DIR is gone, while the sync waits for it
+        self.held: Optional[set[str]] = None  # the changed paths of a halted mass delete
+        self.confirmed = False  # the user typed y: send the held mass delete
         self.links: dict[str, Link] = {}
         self.known: Manifest = {}  # the tree as last sent: what the pods hold
         self.batch_id = 0
@@ -150,6 +174,7 @@ class Syncer:
                 return status
             while True:
                 self._wait()
+                self._check_root()
                 self._handle_changes()
                 self._reconnect_due()
                 self._list_pods_due()
@@ -161,6 +186,7 @@ class Syncer:
                 self.watcher.stop()
             for link in self.links.values():
                 link.session.close()
+            self.tree.close()
 
     def _start_watcher(self) -> None:
         rules = SyncRules(self.root, self.exclude)
@@ -169,12 +195,50 @@ class Syncer:
         )
         self.watcher.start()
 
+    def _load_rules(self) -> None:
+        """git's rules read afresh (the .gitignore files are read through the tree's descriptors)."""
+        self.gitignore = load_gitignore(self.root, self._read_gitignore, self.env)
+
+    def _read_gitignore(self, directory: str) -> Optional[bytes]:
+        return self.tree.read_small(f"{directory}/{GITIGNORE}" if directory else GITIGNORE, IGNORE_FILE_MAX)
+
+    def exclude(self, path: str, is_dir: bool) -> bool:
+        """Left out of the sync (never sent, never deleted): the globs, git's rules, or skipped as unreadable."""
+        return self._excluded(path, is_dir) or self._unknown(path)
+
+    def _excluded(self, path: str, is_dir: bool) -> bool:
+        if self.rules_exclude(path, is_dir):
+            return True
+        return self.gitignore is not None and self.gitignore.ignored(path, is_dir)
+
+    def _unknown(self, path: str) -> bool:
+        if not self.unknown:
+            return False
+        parts = path.split("/")
+        return any("/".join(parts[:count]) in self.unknown for count in range(1, len(parts) + 1))
+
+    def _skipped(self, problem: NotSynced) -> None:
+        """A path the walk cannot sync: said once, then left as it is in the pod."""
+        self.unknown.add(problem.path)
+        if problem.message not in self.warned_links:
+            self.warned_links.add(problem.message)
+            out.warn(problem.message)
+
     def _gitignore_changed(self) -> None:
         """A .gitignore changed: new excludes for the watcher and both sides, then a resync by manifest."""
-        self.globs = collect(self.root, self.base_globs)
-        self.exclude = excluder(str(self.root), self.globs)
+        self._restart(reopen=False)
+
+    def _restart(self, reopen: bool) -> None:
+        """Rules read again (and LOCAL_DIR opened again when it was replaced), watched again, resynced."""
         if self.watcher is not None:
             self.watcher.stop()
+        if reopen:
+            self.tree.close()
+            self.tree = LocalTree(str(self.root))
+        self._load_rules()
+        self.group = Burst()
+        self.incoming.clear()
+        self.held, self.confirmed = None, False
         self._start_watcher()
         for link in list(self.links.values()):
             if link.ready:
@@ -208,12 +272,16 @@ class Syncer:
         timeout = max(0.0, min(d for d in deadlines if d is not None) - now)
         with selectors.DefaultSelector() as selector:
             selector.register(self.wake_r, selectors.EVENT_READ, None)
+            if self.held is not None and sys.stdin.isatty():
+                selector.register(sys.stdin.fileno(), selectors.EVENT_READ, self._typed)
             for link in self.links.values():
                 if link.ready:
                     selector.register(link.session.fd, selectors.EVENT_READ, link)
             for key, _ in selector.select(timeout):
                 if key.data is None:
                     os.read(self.wake_r, 4096)
+                elif key.data == self._typed:
+                    self._typed()
                 else:
                     self._unasked(key.data)
 
@@ -286,24 +354,20 @@ class Syncer:
             os.close(fd)
 
     def _local_manifest(self) -> Manifest:
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            found = scan(fd, self.exclude)
-        finally:
-            os.close(fd)
+        """The whole tree, walked through descriptors; what cannot be synced is named and left unknown."""
+        self.unknown = set()
+        found = self.tree.scan("", self._excluded, self._skipped)
         return {path: entry for path, entry in found.items() if self._portable(entry)}
 
     def _portable(self, entry: Entry) -> bool:
-        """Symlinks go across only if relative and inside the tree; others are skipped with a warning once."""
+        """Symlinks go across only when they resolve inside the tree (by the real tree); others are skipped."""
         if entry.kind != LINK:
             return True
         try:
-            check_link_target(entry.path, entry.target)
+            self.tree.check_link(entry.path, entry.target)
             return True
-        except PathRefused as exc:
-            if entry.path not in self.warned_links:
-                self.warned_links.add(entry.path)
-                out.warn(f"skipping {exc.message}")
+        except NotSynced as exc:
+            self._skipped(exc)
             return False
 
     def _lost(self, link: Link, why: str) -> None:
@@ -346,21 +410,118 @@ class Syncer:
             out.info(f"{name} is gone: no longer syncing to it")
             self.links.pop(name).session.close()
 
+    # -- halts -----------------------------------------------------------------------------------------
+    def _root_state(self) -> tuple[str, str]:
+        """Is LOCAL_DIR still the directory the sync opened? (state, what happened, in words)"""
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            return ROOT_GONE, "is gone (deleted or moved away)"
+        except OSError as exc:
+            return ROOT_GONE, f"cannot be read ({exc.strerror})"
+        if not stat.S_ISDIR(st.st_mode):
+            return ROOT_GONE, "is no longer a directory"
+        if (st.st_dev, st.st_ino) != self.tree.identity:
+            return ROOT_REPLACED, "was replaced by another directory (moved away and made again, or a mount changed)"
+        return ROOT_OK, ""
+
+    def _check_root(self) -> None:
+        """Halt while LOCAL_DIR is gone; when a directory is back at its path, open it and resync."""
+        state, words = self._root_state()
+        if state == ROOT_GONE:
+            if self.root_halted is None:
+                self.root_halted = words
+                out.error(
+                    f"halted: {self.root} {words}; nothing is deleted in the pod. "
+                    "Waiting for the directory to come back (or stop with Ctrl-C)"
+                )
+                if self.watcher is not None:
+                    self.watcher.stop()
+                    self.watcher = None
+            return
+        if state == ROOT_OK and self.root_halted is None:
+            return
+        if self.root_halted is not None:
+            out.info(f"{self.root} is back: resyncing")
+        else:
+            out.warn(f"{self.root} {words}: watching the new one and resyncing")
+        self.root_halted = None
+        self._restart(reopen=state == ROOT_REPLACED)
+
+    def _mass_delete(self, before: Manifest, sends: list[Entry], deletes: list[str]) -> Optional[tuple[int, int]]:
+        """(files removed, files held before) when a change deletes too much (see MASS_DELETE_MIN_FILES)."""
+        if not deletes or self.options.allow_mass_delete:
+            return None
+        files = {path for path, entry in before.items() if entry.kind != DIR}
+        gone = set(deletes)
+        removed = {path for path in files if path in gone or any(parent in gone for parent in _parents(path))}
+        after = (files - removed) | {entry.path for entry in sends if entry.kind != DIR}
+        if not removed or not files:
+            return None
+        if not after or (len(files) >= MASS_DELETE_MIN_FILES and 2 * len(after) < len(files)):
+            return len(removed - after), len(files)
+        return None
+
+    def _halts(self, paths: set[str], sends: list[Entry], deletes: list[str]) -> bool:
+        """Hold a change that deletes too much until the files are back or the user confirms."""
+        mass = None if self.confirmed else self._mass_delete(self.known, sends, deletes)
+        if mass is None:
+            if self.held is not None:
+                out.info("resuming: " + ("going ahead as confirmed" if self.confirmed else "the files are back"))
+            self.held, self.confirmed = None, False
+            return False
+        if self.held is None:
+            removed, total = mass
+            key = "type y and Enter to delete them in the pod, or " if sys.stdin.isatty() else ""
+            out.error(
+                f"halted: this change would delete {removed} of the {total} files the pod has from {self.root} "
+                f"(all of them, or more than half of {MASS_DELETE_MIN_FILES} or more); nothing was sent. "
+                f"Put the files back to resume; {key}start the sync with --allow-mass-delete"
+            )
+        self.held = paths
+        return True
+
+    def _resync_deletes(self, local: Manifest, remote: Manifest, deletes: list[str]) -> list[str]:
+        """A resync's deletes of pod-only files (--delete), unless they remove too much of the pod's tree."""
+        mass = self._mass_delete(remote, [entry for entry in local.values() if entry.path in remote], deletes)
+        if mass is None:
+            return deletes
+        out.error(
+            f"not deleting {mass[0]} of the pod's {mass[1]} files that {self.root} does not have: all of them, "
+            f"or more than half of {MASS_DELETE_MIN_FILES} or more (start the sync with --allow-mass-delete to)"
+        )
+        return [path for path in deletes if path in local]
+
+    def _typed(self) -> None:
+        """A line from the terminal while a mass delete is held: y (or yes) sends it."""
+        try:
+            line = os.read(sys.stdin.fileno(), 4096)
+        except OSError:
+            return
+        if line.strip().lower() in CONFIRM:
+            self.confirmed = True
+
     # -- live changes --------------------------------------------------------------------------------
     def _handle_changes(self) -> None:
         now = time.monotonic()
         while self.incoming:
             report = self.incoming.pop(0)
             self.group.add(set(report.paths), now, report.busy, report.settle)
-        if not self.group.ready(now):
+        if self.group.ready(now):
+            changed, _ = self.group.take()
+            paths = set(changed)
+        elif self.held is not None and self.confirmed:
+            paths = set()
+        else:
             return
-        changed, _ = self.group.take()
-        paths = set(changed)
+        if self.root_halted is not None or self._root_state()[0] != ROOT_OK:
+            return  # LOCAL_DIR went away: _check_root halts (or reopens) and resyncs, nothing is mirrored
+        paths |= self.held or set()
         if any(os.path.basename(path) == GITIGNORE for path in paths):
             self._gitignore_changed()
             return
         sends, deletes = self._changes(paths)
-        if not sends and not deletes:
+        if self._halts(paths, sends, deletes) or (not sends and not deletes):
             return
         for link in list(self.links.values()):
             if not link.ready:
@@ -378,7 +539,7 @@ class Syncer:
         """What to send and delete for one burst, against what was last sent."""
         current: dict[str, Optional[Entry]] = {}
         relatives = {os.path.relpath(path, self.root) for path in paths}
-        relatives = {r for r in relatives if r != "." and not r.startswith("../")}
+        relatives = {r for r in relatives if r != "." and not r.startswith("../") and self._utf8(r)}
         children = defaultdict(set)
         for path in self.known:
             parent, _, name = path.rpartition("/")
@@ -393,6 +554,8 @@ class Syncer:
         deletes = []
         for path, entry in sorted(current.items()):
             old = self.known.get(path)
+            if entry is None and self._unknown(path):
+                continue  # skipped (unreadable, a link now...): left as it is in the pod
             if entry is None:
                 if old is not None:
                     deletes.append(path)
@@ -418,14 +581,20 @@ class Syncer:
         self, directory: str, children: Mapping[str, set[str]], current: dict[str, Optional[Entry]]
     ) -> None:
         """List one touched directory: new entries (new directories with their contents), gone entries."""
-        while directory and not (self.root / directory).is_dir():
-            current[directory] = None  # removed (or replaced): the highest missing directory goes
-            directory = directory.rpartition("/")[0]
+        while True:
+            try:
+                names = self.tree.names(directory)
+                break
+            except NotSynced as exc:  # a component is a symlink now, or cannot be read: nothing below is touched
+                self._skipped(exc)
+                return
+            except OSError:
+                if not directory:
+                    return  # LOCAL_DIR itself: _check_root halts
+                current[directory] = None  # removed (or replaced): the highest missing directory goes
+                directory = directory.rpartition("/")[0]
         prefix = f"{directory}/" if directory else ""
-        try:
-            names = set(os.listdir(self.root / directory))
-        except OSError:
-            return
+        names = {name for name in names if self._utf8(prefix + name)}
         for name in names - children.get(directory, set()):
             entry = self._local_entry(prefix + name)
             if entry is not None and prefix + name not in current:
@@ -436,25 +605,29 @@ class Syncer:
             current[prefix + name] = None
 
     def _subtree(self, directory: str) -> dict[str, Optional[Entry]]:
-        fd = os.open(self.root / directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
-            found = scan(fd, lambda path, is_dir: self.exclude(f"{directory}/{path}", is_dir))
-        finally:
-            os.close(fd)
-        moved = (replace(entry, path=f"{directory}/{path}") for path, entry in found.items())
-        return {entry.path: entry for entry in moved if self._portable(entry)}
+        found = self.tree.scan(directory, self._excluded, self._skipped)
+        return {path: entry for path, entry in found.items() if self._portable(entry)}
 
     def _local_entry(self, relative: str) -> Optional[Entry]:
-        path = self.root / relative
+        """The entry at ``relative`` now; None when it is gone, excluded, or skipped (then recorded as unknown)."""
         try:
-            st = os.lstat(path)
+            entry = self.tree.entry(relative)
+        except NotSynced as exc:
+            self._skipped(exc)
+            return None
         except OSError:
             return None
-        target = os.readlink(path) if os.path.islink(path) else ""
-        entry = entry_for(relative, st, target)
-        if entry is None or self.exclude(relative, entry.kind == DIR) or not self._portable(entry):
+        if entry is None or self._excluded(relative, entry.kind == DIR) or not self._portable(entry):
             return None
+        self.unknown.discard(relative)
         return entry
+
+    def _utf8(self, relative: str) -> bool:
+        """Names that are not UTF-8 cannot travel in the protocol: skipped, named once with escapes."""
+        if not_utf8(relative):
+            self._skipped(NotSynced(relative, f"skipping {shown(relative)}: its name is not UTF-8"))
+            return False
+        return True
 
     def _remember(self, sends: list[Entry], deletes: list[str]) -> None:
         for gone in deletes:
@@ -493,11 +666,13 @@ class Syncer:
             session.send({"t": "op", "op": "link", "path": entry.path, "target": entry.target})
             return 0
         try:
-            fd = os.open(self.root / entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd, st = self.tree.open_file(entry.path)
+        except NotSynced as exc:
+            self._skipped(exc)  # a link or a FIFO now, or unreadable: not sent, never opened
+            return 0
         except OSError:
             return 0  # gone since the burst: the next burst (its delete event) removes it in the pod
         try:
-            st = os.fstat(fd)
             op = {"op": "file", "path": entry.path, "size": st.st_size, "exec": bool(st.st_mode & 0o100)}
             session.send({"t": "op", **op, "mtime": st.st_mtime_ns})
             remaining = st.st_size
@@ -534,17 +709,13 @@ class Syncer:
 
 
 def _local_hash(root_fd: int, path: str) -> str:
-    directory, _, name = path.rpartition("/")
-    if not directory:
-        return file_hash(root_fd, name)
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY, dir_fd=root_fd)
-    except OSError:
-        return ""
-    try:
-        return file_hash(fd, name)
-    finally:
-        os.close(fd)
+    """sha256 of a regular file under ``root_fd``, reached without following a symlink ("" when it cannot be)."""
+    return LocalTree.over(root_fd).hash(path)
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:count]) for count in range(1, len(parts))]
 
 
 def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
@@ -559,6 +730,7 @@ def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
         quiet=options.quiet,
         json_lines=log_format == "json",
     )
-    base_globs = list(settings.ignore_root) + list(settings.sync.exclude) + list(options.excludes)
+    include = check_include(list(settings.sync.include) + options.includes, "sync.include")
+    globs = sync_globs(list(settings.ignore_root), list(settings.sync.exclude) + list(options.excludes), include)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` ends the sync as Ctrl-C does
-    return Syncer(options, settings, root, base_globs).run()
+    return Syncer(options, settings, root, globs, env).run()

@@ -9,6 +9,7 @@ from typing import NoReturn, Optional
 
 from ..cli import parse_log_format
 from ..errors import ConfigError
+from .excludes import check_include
 from .transport import Where, split_to
 
 SYNC_HELP = """\
@@ -35,8 +36,12 @@ Where to:
 What:
   --exclude GLOB            leave this out (repeatable); ignoreRoot (node_modules, .git, ...) and
                             .gitignore files are left out too [config: sync.exclude]
+  --include NAME            sync node_modules or .git too (repeatable): both are otherwise never
+                            read, written or deleted, whatever ignoreRoot says [config: sync.include]
   --delete                  delete files in the pod that LOCAL_DIR does not have (never excluded
                             ones) [config: sync.delete]
+  --allow-mass-delete       do not halt when one change would delete every file, or more than half
+                            of a tree of 50 or more (see "Halts" below)
   --config FILE             read this .json or .toml file instead of LOCAL_DIR's reloadd.toml / nodemon.json
 
 Output:
@@ -44,6 +49,11 @@ Output:
   -q, --quiet               only errors and warnings
   --log-format FORMAT       text, or json for one JSON object per line [env: RELOADD_LOG_FORMAT]
   --no-colours              no colour (also NO_COLOR=1)
+
+Halts: when LOCAL_DIR is deleted or moved away, the sync halts and deletes nothing; it resumes
+(resyncing) when the directory is back. When one change would delete every file, or more than
+half of 50 or more, nothing is sent until the files are back or you type y and Enter (on a
+terminal); with --delete, such a share of pod-only files is not deleted at (re)connection.
 
 Exit status: 0 after Ctrl-C; 3 when the pod refuses (NODE_ENV=production: set RELOADD_SYNC=1 in
 the container to allow); 2 for a usage error; 1 when the agent cannot be started."""
@@ -60,6 +70,8 @@ class SyncOptions:
     log_format: Optional[str] = None
     colours: bool = True
     config_file: Optional[str] = None
+    includes: list[str] = field(default_factory=list)  # protected names to sync anyway (excludes.py)
+    allow_mass_delete: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,6 +90,8 @@ def _parser() -> _Parser:
     parser.add_argument("--transport")
     parser.add_argument("--exclude", action="append", default=[])
     parser.add_argument("--delete", action="store_true", default=None)
+    parser.add_argument("--include", action="append", default=[])
+    parser.add_argument("--allow-mass-delete", action="store_true")
     parser.add_argument("-V", "--verbose", action="store_true")
     parser.add_argument("-q", "--quiet", action="store_true")
     parser.add_argument("--log-format")
@@ -113,4 +127,6 @@ def parse_sync_args(argv: list[str]) -> Optional[SyncOptions]:
         log_format,
         args.colours,
         args.config,
+        check_include(args.include, "sync: --include"),
+        args.allow_mass_delete,
     )

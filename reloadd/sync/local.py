@@ -1,0 +1,338 @@
+"""The laptop's tree, read only through descriptors: nothing outside LOCAL_DIR is opened, listed or sent.
+
+LOCAL_DIR is opened once. Every later listing, stat and open starts from that descriptor and
+walks one component at a time with ``O_NOFOLLOW | O_DIRECTORY``: a directory swapped for a
+symlink (to ``~/.ssh``, say) between a change and its upload makes the walk fail with ELOOP or
+ENOTDIR instead of following it. A symlink goes across only when its target, resolved through
+the real tree (in-tree links followed one component at a time, ``..`` taken physically), stays
+inside LOCAL_DIR. Files are opened non-blocking and must be regular files before a byte is
+read, so a FIFO swapped in never blocks the sync.
+
+What cannot be synced -- a name that is not UTF-8, an unreadable file or directory, a FIFO,
+socket or device, a link leaving the tree, a component swapped for a link -- raises NotSynced
+(or, during a walk, is handed to ``skip``) and is left as it is in the pod: neither sent nor
+deleted (laptop.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from typing import Callable, Optional
+
+from .manifest import DIR, FILE, LINK, Entry, Exclude, Manifest, entry_for
+from .paths import TEMP_PREFIX, PathRefused, check_link_target
+
+OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO opened this way never blocks
+LINK_DEPTH_MAX = 40  # symlinks followed while resolving one target (Linux's own limit)
+HASH_CHUNK = 1024 * 1024
+SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+
+
+class NotSynced(Exception):
+    """A path the laptop will not send: ``message`` is the whole warning line."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+Skip = Callable[[NotSynced], None]
+
+
+def shown(path: str) -> str:
+    """A path for a message: bytes that are not UTF-8 as \\xNN escapes."""
+    return path.encode(errors="surrogateescape").decode(errors="backslashreplace")
+
+
+def not_utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def reason(path: str, what: str) -> NotSynced:
+    return NotSynced(path, f"not synced: {shown(path)}: {what}")
+
+
+class LocalTree:
+    """LOCAL_DIR held open; paths are relative to it ("" is the root itself)."""
+
+    def __init__(self, root: str) -> None:
+        self.path = root
+        self.fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        st = os.fstat(self.fd)
+        self.identity = (st.st_dev, st.st_ino)
+
+    @classmethod
+    def over(cls, fd: int) -> LocalTree:
+        """A view of a directory already open as ``fd`` (the caller keeps and closes it)."""
+        tree = cls.__new__(cls)
+        tree.path, tree.fd, tree.identity = "", fd, (0, 0)
+        return tree
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    # -- walking -------------------------------------------------------------------------------------
+    def open_dir(self, relative: str) -> int:
+        """A new descriptor of the directory ``relative``.
+
+        Raises FileNotFoundError or NotADirectoryError when it is gone (or is a file now),
+        NotSynced when a component is a symlink or cannot be read.
+        """
+        fd = os.dup(self.fd)
+        done = ""
+        for part in relative.split("/") if relative else []:
+            done = f"{done}/{part}" if done else part
+            try:
+                child = os.open(part, OPEN_DIR, dir_fd=fd)
+            except OSError as exc:
+                problem = _blocked(fd, part, done, relative, exc)
+                os.close(fd)
+                raise problem from None
+            os.close(fd)
+            fd = child
+        return fd
+
+    def entry(self, relative: str) -> Optional[Entry]:
+        """The entry at ``relative`` (None when it is gone); NotSynced when it cannot be sent."""
+        directory, _, name = relative.rpartition("/")
+        if not_utf8(relative):
+            raise NotSynced(relative, f"skipping {shown(relative)}: its name is not UTF-8")
+        try:
+            parent = self.open_dir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return _entry(parent, name, relative)
+        finally:
+            os.close(parent)
+
+    def names(self, relative: str) -> set[str]:
+        """The names in the directory ``relative``; raises as open_dir does."""
+        fd = self.open_dir(relative)
+        try:
+            with os.scandir(fd) as entries:
+                return {entry.name for entry in entries}
+        except PermissionError as exc:
+            raise reason(relative, f"cannot be read ({exc.strerror}); nothing below it is synced") from None
+        finally:
+            os.close(fd)
+
+    def scan(self, relative: str, exclude: Exclude, skip: Skip) -> Manifest:
+        """Every entry below the directory ``relative`` (paths relative to the root), never following a link."""
+        found: Manifest = {}
+        try:
+            stack = [(self.open_dir(relative), f"{relative}/" if relative else "")]
+        except NotSynced as exc:
+            skip(exc)
+            return found
+        except OSError:
+            return found
+        while stack:
+            fd, base = stack.pop()
+            try:
+                for name in _listing(fd, base, skip):
+                    child = _scan_one(fd, name, base, exclude, skip, found)
+                    if child is not None:
+                        stack.append((child, f"{base}{name}/"))
+            finally:
+                os.close(fd)
+        return found
+
+    # -- reading -------------------------------------------------------------------------------------
+    def open_file(self, relative: str) -> tuple[int, os.stat_result]:
+        """A regular file opened for reading (blocking reads), and its stat; NotSynced or OSError otherwise."""
+        directory, _, name = relative.rpartition("/")
+        parent = self.open_dir(directory)
+        try:
+            fd = os.open(name, OPEN_FILE, dir_fd=parent)
+        except OSError as exc:
+            raise _blocked(parent, name, relative, relative, exc) from None
+        finally:
+            os.close(parent)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise reason(relative, f"{SPECIAL.get(stat.S_IFMT(st.st_mode), 'not a regular file')} now")
+        os.set_blocking(fd, True)
+        return fd, st
+
+    def read_small(self, relative: str, limit: int) -> Optional[bytes]:
+        """Up to ``limit`` bytes of a regular file (a .gitignore), or None when it is not one."""
+        try:
+            fd, _ = self.open_file(relative)
+        except (OSError, NotSynced):
+            return None
+        try:
+            return os.read(fd, limit)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def hash(self, relative: str) -> str:
+        """sha256 of a regular file, or "" when it cannot be read."""
+        try:
+            fd, _ = self.open_file(relative)
+        except (OSError, NotSynced):
+            return ""
+        digest = hashlib.sha256()
+        try:
+            while chunk := os.read(fd, HASH_CHUNK):
+                digest.update(chunk)
+        except OSError:
+            return ""
+        finally:
+            os.close(fd)
+        return digest.hexdigest()
+
+    # -- symlinks ------------------------------------------------------------------------------------
+    def check_link(self, relative: str, target: str) -> None:
+        """Raises NotSynced unless the link at ``relative`` resolves inside the tree (by the real tree)."""
+        try:
+            check_link_target(relative, target)
+        except PathRefused as exc:
+            raise NotSynced(relative, f"skipping {exc.message}") from None
+        directory = relative.split("/")[:-1]
+        if self._resolve(directory, target, 0) is None:
+            raise NotSynced(
+                relative,
+                f"skipping symlink {relative!r} -> {target!r}: resolves outside the synced directory "
+                "(or loops) through the links inside it",
+            )
+
+    def _resolve(self, position: list[str], target: str, depth: int) -> Optional[list[str]]:
+        """The components (from the root) ``target`` names when followed from ``position``; None outside."""
+        if target.startswith("/") or depth > LINK_DEPTH_MAX:
+            return None
+        position = list(position)
+        parts = [part for part in target.split("/") if part not in ("", ".")]
+        for index, part in enumerate(parts):
+            if part == "..":
+                if not position:
+                    return None
+                position.pop()
+                continue
+            position.append(part)
+            kind, link = self._lookup(position)
+            if kind == LINK:
+                resolved = self._resolve(position[:-1], link, depth + 1)
+                if resolved is None:
+                    return None
+                position = resolved
+            elif kind != DIR:
+                return _textual(position, parts[index + 1 :])  # missing (or a file): nothing to follow
+        return position
+
+    def _lookup(self, position: list[str]) -> tuple[Optional[str], str]:
+        """(kind, link target) of the entry at ``position``; (None, "") when it is not there."""
+        try:
+            parent = self.open_dir("/".join(position[:-1]))
+        except (OSError, NotSynced):
+            return None, ""
+        try:
+            mode = os.stat(position[-1], dir_fd=parent, follow_symlinks=False).st_mode
+            if stat.S_ISLNK(mode):
+                return LINK, os.readlink(position[-1], dir_fd=parent)
+            return (DIR if stat.S_ISDIR(mode) else FILE), ""
+        except OSError:
+            return None, ""
+        finally:
+            os.close(parent)
+
+
+def _textual(position: list[str], rest: list[str]) -> Optional[list[str]]:
+    for part in rest:
+        if part != "..":
+            position.append(part)
+        elif not position:
+            return None
+        else:
+            position.pop()
+    return position
+
+
+def _blocked(fd: int, name: str, done: str, relative: str, exc: OSError) -> Exception:
+    """What a failed open of ``name`` (the component ending ``done``) on the way to ``relative`` means."""
+    if exc.errno == errno.ENOENT:
+        return FileNotFoundError(exc.errno, exc.strerror, relative)
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        try:
+            mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+        except OSError:
+            return FileNotFoundError(errno.ENOENT, "gone", relative)
+        if stat.S_ISLNK(mode):
+            return reason(relative, f"{shown(done)} is a symlink now; not following it")
+        return NotADirectoryError(exc.errno, exc.strerror, relative)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return reason(done, f"cannot be read ({exc.strerror})")
+    return exc
+
+
+def _entry(parent: int, name: str, relative: str) -> Optional[Entry]:
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    _check_readable(parent, name, relative, st)
+    target = os.readlink(name, dir_fd=parent) if stat.S_ISLNK(st.st_mode) else ""
+    return entry_for(relative, st, target)
+
+
+def _check_readable(parent: int, name: str, relative: str, st: os.stat_result) -> None:
+    """NotSynced for a special file, or a file or directory this user cannot read (nothing is opened)."""
+    kind = SPECIAL.get(stat.S_IFMT(st.st_mode))
+    if kind is not None:
+        raise reason(relative, f"{kind}, not a regular file")
+    need = {stat.S_IFREG: os.R_OK, stat.S_IFDIR: os.R_OK | os.X_OK}.get(stat.S_IFMT(st.st_mode))
+    if need is not None and not os.access(name, need, dir_fd=parent, follow_symlinks=False):
+        what = "directory" if need != os.R_OK else "file"
+        raise reason(relative, f"this {what} cannot be read (Permission denied)")
+
+
+def _listing(fd: int, base: str, skip: Skip) -> list[str]:
+    try:
+        with os.scandir(fd) as entries:
+            return [entry.name for entry in entries]
+    except OSError as exc:
+        skip(reason(base.rstrip("/"), f"cannot be listed ({exc.strerror})"))
+        return []
+
+
+def _scan_one(fd: int, name: str, base: str, exclude: Exclude, skip: Skip, found: Manifest) -> Optional[int]:
+    """Add ``name`` of the directory ``fd`` to ``found``; a descriptor to walk into when it is a directory."""
+    path = f"{base}{name}"
+    if name.startswith(TEMP_PREFIX):
+        return None
+    if not_utf8(name):
+        skip(NotSynced(path, f"skipping {shown(path)}: its name is not UTF-8"))
+        return None
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        return None  # vanished between listing and stat: its event catches up
+    is_dir = stat.S_ISDIR(st.st_mode)
+    if exclude(path, is_dir):
+        return None
+    try:
+        entry = _entry(fd, name, path)
+        child = os.open(name, OPEN_DIR, dir_fd=fd) if is_dir else None
+    except NotSynced as exc:
+        skip(exc)
+        return None
+    except OSError as exc:
+        problem = _blocked(fd, name, path, path, exc)
+        if isinstance(problem, NotSynced):
+            skip(problem)
+        return None  # gone (or a file now) between the listing and the open: its event catches up
+    if entry is not None:
+        found[path] = entry
+    return child
