@@ -318,7 +318,8 @@ class Agent:
             return  # not there, or under a symlink the pod has: nothing of ours to delete
         try:
             prefix = "/".join(parts[:-1])
-            remove_tree(parent, parts[-1], removed, f"{prefix}/" if prefix else "")
+            # excluded paths (node_modules, .git unless included) are never deleted, nor what is inside them
+            remove_tree(parent, parts[-1], removed, f"{prefix}/" if prefix else "", keep=self.exclude)
         finally:
             os.close(parent)
 

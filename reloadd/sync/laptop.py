@@ -332,6 +332,7 @@ class Syncer:
                 if entry is not None and not self.exclude(entry.path, entry.kind == DIR):
                     remote[entry.path] = entry
         result = diff(local, remote, self.delete)
+        result.delete = self._resync_deletes(local, remote, result.delete)
         sends = result.send + self._differing(session, result.compare)
         entries = [local[path] for path in sorted(sends)]
         started = time.monotonic()

@@ -17,7 +17,7 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterator
-from typing import Optional
+from typing import Callable, Optional
 
 from ..errors import ReloaddError
 from .protocol import ProtocolError
@@ -186,7 +186,13 @@ def _kind(fd: int, name: str) -> str:
     return "a symlink" if stat.S_ISLNK(mode) else "a file"
 
 
-def remove_tree(parent: int, name: str, removed: Optional[list[str]] = None, prefix: str = "") -> None:
+def remove_tree(
+    parent: int,
+    name: str,
+    removed: Optional[list[str]] = None,
+    prefix: str = "",
+    keep: Optional[Callable[[str, bool], bool]] = None,
+) -> None:
     """Remove ``name`` in the open directory ``parent``: a file or symlink is unlinked, a directory
     emptied through descriptors first (never following a symlink inside it).
 
@@ -195,10 +201,14 @@ def remove_tree(parent: int, name: str, removed: Optional[list[str]] = None, pre
         name: one component.
         removed: if given, receives ``prefix + path`` of every file and symlink removed.
         prefix: what ``removed`` entries start with (the relative path of ``parent`` and a slash).
+        keep: (``prefix + path``, is a directory) -> leave it, and so the directories above it, in
+            place (excluded paths such as node_modules are never deleted).
     """
     try:
         mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
     except FileNotFoundError:
+        return
+    if keep is not None and keep(prefix + name, stat.S_ISDIR(mode)):
         return
     if not stat.S_ISDIR(mode):
         os.unlink(name, dir_fd=parent)
@@ -208,10 +218,14 @@ def remove_tree(parent: int, name: str, removed: Optional[list[str]] = None, pre
     fd = os.open(name, _OPEN_DIR, dir_fd=parent)
     try:
         for child in list(_names(fd)):
-            remove_tree(fd, child, removed, f"{prefix}{name}/")
+            remove_tree(fd, child, removed, f"{prefix}{name}/", keep)
     finally:
         os.close(fd)
-    os.rmdir(name, dir_fd=parent)
+    try:
+        os.rmdir(name, dir_fd=parent)
+    except OSError as exc:
+        if keep is None or exc.errno != errno.ENOTEMPTY:
+            raise
 
 
 def _names(fd: int) -> Iterator[str]:
