@@ -189,7 +189,7 @@ class Syncer:
             self.tree.close()
 
     def _start_watcher(self) -> None:
-        rules = SyncRules(self.root, self.exclude)
+        rules = SyncRules(self.root, self._excluded)  # not the skipped paths: an unreadable one may become readable
         self.watcher = Watcher(
             rules, self.settings.legacy_watch, self.settings.polling_interval, self._report, report_dirs=True
         )
@@ -450,18 +450,7 @@ class Syncer:
         self._restart(reopen=state == ROOT_REPLACED)
 
     def _mass_delete(self, before: Manifest, sends: list[Entry], deletes: list[str]) -> Optional[tuple[int, int]]:
-        """(files removed, files held before) when a change deletes too much (see MASS_DELETE_MIN_FILES)."""
-        if not deletes or self.options.allow_mass_delete:
-            return None
-        files = {path for path, entry in before.items() if entry.kind != DIR}
-        gone = set(deletes)
-        removed = {path for path in files if path in gone or any(parent in gone for parent in _parents(path))}
-        after = (files - removed) | {entry.path for entry in sends if entry.kind != DIR}
-        if not removed or not files:
-            return None
-        if not after or (len(files) >= MASS_DELETE_MIN_FILES and 2 * len(after) < len(files)):
-            return len(removed - after), len(files)
-        return None
+        return None if self.options.allow_mass_delete else mass_delete(before, sends, deletes)
 
     def _halts(self, paths: set[str], sends: list[Entry], deletes: list[str]) -> bool:
         """Hold a change that deletes too much until the files are back or the user confirms."""
@@ -712,6 +701,26 @@ class Syncer:
 def _local_hash(root_fd: int, path: str) -> str:
     """sha256 of a regular file under ``root_fd``, reached without following a symlink ("" when it cannot be)."""
     return LocalTree.over(root_fd).hash(path)
+
+
+def mass_delete(before: Manifest, sends: list[Entry], deletes: list[str]) -> Optional[tuple[int, int]]:
+    """(files lost, files before) when a batch leaves the tree ``before`` without files, or with less
+    than half of them when it had MASS_DELETE_MIN_FILES or more; None for an ordinary change.
+
+    Counted on the result, so renaming a big directory (delete + send) or a checkout that swaps
+    many files for others is not a mass delete.
+    """
+    if not deletes:
+        return None
+    files = {path for path, entry in before.items() if entry.kind != DIR}
+    gone = set(deletes)
+    removed = {path for path in files if path in gone or any(parent in gone for parent in _parents(path))}
+    after = (files - removed) | {entry.path for entry in sends if entry.kind != DIR}
+    if not removed:
+        return None
+    if not after or (len(files) >= MASS_DELETE_MIN_FILES and 2 * len(after) < len(files)):
+        return len(removed - after), len(files)
+    return None
 
 
 def _parents(path: str) -> list[str]:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reloadd.sync.excludes import collect, excluder, gitignore_globs
+from reloadd.errors import ConfigError
+from reloadd.sync.excludes import check_include, excluder, is_protected, sync_globs
+from reloadd.sync.gitignore import load
 from reloadd.sync.manifest import DIR, FILE, LINK, Entry, diff, scan, topmost
 from reloadd.sync.protocol import (
     MAX_FRAME,
@@ -143,28 +145,59 @@ def test_scan_never_follows_symlinks_and_prunes_excluded_directories(tmp_path: P
         ("logs", True, True),
         ("logs", False, False),  # `logs/`: directories only
         ("a/b.log", False, True),
+        ("important.log", False, False),  # negated: git brings it back
         ("sub/tmp", False, True),
         ("sub/deep/tmp", False, True),
         ("tmp", False, False),  # sub/.gitignore says nothing about the root
         ("sub/x/y", False, True),
         ("x/y", False, False),
         ("keep.log.txt", False, False),
-        (".git", True, True),
         (".env", False, False),
     ],
 )
-def test_gitignore_files_become_globs_anchored_where_they_live(
-    tmp_path: Path, path: str, is_dir: bool, excluded: bool
-) -> None:
+def test_gitignore_files_apply_where_they_live(tmp_path: Path, path: str, is_dir: bool, excluded: bool) -> None:
     (tmp_path / ".gitignore").write_text("# build output\ndist\n/build\nlogs/\n*.log\n!important.log\n\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / ".gitignore").write_text("tmp\nx/y\n")
-    exclude = excluder(str(tmp_path), collect(tmp_path, []))
-    assert exclude(path, is_dir) is excluded
+
+    def read(directory: str) -> bytes:
+        gitignore = tmp_path / directory / ".gitignore"
+        return gitignore.read_bytes() if gitignore.exists() else b""
+
+    assert load(tmp_path, read, {}).ignored(path, is_dir) is excluded
 
 
-def test_negated_gitignore_lines_are_skipped() -> None:
-    assert gitignore_globs("!keep\n\\#hash\n", "") == ["#hash"]
+@pytest.mark.parametrize(
+    ("path", "include", "excluded"),
+    [
+        ("node_modules", [], True),
+        ("packages/a/node_modules/x.js", [], True),
+        (".git/config", [], True),
+        ("node_modules/x.js", ["node_modules"], False),
+        (".git", ["node_modules"], True),
+        ("src/app.js", [], False),
+    ],
+)
+def test_protected_names_are_left_out_at_any_depth_unless_included(
+    tmp_path: Path, path: str, include: list[str], excluded: bool
+) -> None:
+    globs = sync_globs([".git"], [], include)  # an ignoreRoot without node_modules protects it all the same
+    is_dir = "." not in path.rpartition("/")[2] or path.endswith(".git")
+    assert excluder(str(tmp_path), globs)(path, is_dir) is excluded
+    assert is_protected(path, include) is excluded
+
+
+def test_including_a_name_drops_the_ignoreRoot_entries_naming_it() -> None:
+    assert sync_globs(["**/node_modules/**", "**/.git/**"], ["*.log"], ["node_modules"]) == [
+        ".git/",
+        "**/.git/**",
+        "*.log",
+    ]
+
+
+def test_only_protected_names_can_be_included() -> None:
+    with pytest.raises(ConfigError, match="'src' is not a protected name"):
+        check_include(["src"], "sync: --include")
 
 
 def test_wire_format_is_json() -> None:
