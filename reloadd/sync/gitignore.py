@@ -55,16 +55,34 @@ class Pattern:
     dir_only: bool
     basename_only: bool  # no inner "/": matched against the last component at any depth
 
-    def matches(self, path: str, name: str, is_dir: bool) -> bool:
-        if self.dir_only and not is_dir:
-            return False
+    def on_full_path(self) -> str:
+        """The pattern as a regular expression for the whole path from the repository's top."""
         if self.basename_only:
-            return self.regex.fullmatch(name) is not None
-        if self.base:
-            if not path.startswith(self.base + "/"):
-                return False
-            path = path[len(self.base) + 1 :]
-        return self.regex.fullmatch(path) is not None
+            return f"(?:.*/)?(?:{self.regex.pattern})"
+        return f"{re.escape(self.base)}/(?:{self.regex.pattern})" if self.base else f"(?:{self.regex.pattern})"
+
+
+class Rules:
+    """The patterns that apply inside one directory, lowest priority first, as one regex per kind.
+
+    The last matching pattern decides; one alternation of them all, highest priority first, finds
+    it in a single match (the alternation is tried in order, and each alternative is one group).
+    """
+
+    def __init__(self, patterns: list[Pattern]) -> None:
+        self.patterns = patterns
+        self._compiled: dict[bool, tuple[Optional[re.Pattern[str]], list[Pattern]]] = {}
+
+    def decide(self, full: str, is_dir: bool) -> Optional[Pattern]:
+        """The pattern that decides for ``full`` (a path from the repository's top), or None."""
+        compiled = self._compiled.get(is_dir)
+        if compiled is None:
+            order = [p for p in reversed(self.patterns) if is_dir or not p.dir_only]
+            regex = re.compile("|".join(f"({p.on_full_path()})" for p in order), re.DOTALL) if order else None
+            compiled = self._compiled[is_dir] = (regex, order)
+        regex, order = compiled
+        match = regex.fullmatch(full) if regex is not None else None
+        return order[match.lastindex - 1] if match is not None and match.lastindex else None
 
 
 def parse(text: str, base: str) -> list[Pattern]:
@@ -212,7 +230,7 @@ class GitIgnore:
         self._prefix = prefix  # the synced root relative to the repository's top ("" when they are the same)
         self._outer = outer  # excludesFile, info/exclude, and the .gitignore files above the synced root
         self._read = read
-        self._lists: dict[str, list[Pattern]] = {}
+        self._lists: dict[str, Rules] = {}
         self._ignored_dirs: dict[str, bool] = {}
 
     def ignored(self, path: str, is_dir: bool) -> bool:
@@ -231,20 +249,18 @@ class GitIgnore:
 
     def _match(self, path: str, is_dir: bool) -> bool:
         full = f"{self._prefix}/{path}" if self._prefix else path
-        name = path.rpartition("/")[2]
-        for pattern in reversed(self._patterns(path.rpartition("/")[0])):
-            if pattern.matches(full, name, is_dir):
-                return not pattern.negative
-        return False
+        pattern = self._rules(path.rpartition("/")[0]).decide(full, is_dir)
+        return pattern is not None and not pattern.negative
 
-    def _patterns(self, directory: str) -> list[Pattern]:
-        """Every pattern that applies inside ``directory``, lowest priority first."""
+    def _rules(self, directory: str) -> Rules:
+        """The rules inside ``directory``: its parent's, plus its own .gitignore's lines if it has one."""
         found = self._lists.get(directory)
         if found is None:
-            above = self._patterns(directory.rpartition("/")[0]) if directory else self._outer
+            above = self._rules(directory.rpartition("/")[0]) if directory else Rules(self._outer)
             text = self._read(directory)
             base = "/".join(part for part in (self._prefix, directory) if part)
-            found = above + parse(text.decode(errors="replace"), base) if text else above
+            own = parse(text.decode(errors="replace"), base) if text else []
+            found = Rules(above.patterns + own) if own else above
             self._lists[directory] = found
         return found
 

@@ -139,8 +139,8 @@ class LocalTree:
         while stack:
             fd, base = stack.pop()
             try:
-                for name in _listing(fd, base, skip):
-                    child = _scan_one(fd, name, base, exclude, skip, found)
+                for name, st in _listing(fd, base, skip):
+                    child = _scan_one(fd, name, st, base, exclude, skip, found)
                     if child is not None:
                         stack.append((child, f"{base}{name}/"))
             finally:
@@ -277,11 +277,12 @@ def _blocked(fd: int, name: str, done: str, relative: str, exc: OSError) -> Exce
     return exc
 
 
-def _entry(parent: int, name: str, relative: str) -> Optional[Entry]:
-    try:
-        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
+def _entry(parent: int, name: str, relative: str, st: Optional[os.stat_result] = None) -> Optional[Entry]:
+    if st is None:
+        try:
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
     _check_readable(parent, name, relative, st)
     target = os.readlink(name, dir_fd=parent) if stat.S_ISLNK(st.st_mode) else ""
     return entry_for(relative, st, target)
@@ -293,37 +294,60 @@ def _check_readable(parent: int, name: str, relative: str, st: os.stat_result) -
     if kind is not None:
         raise reason(relative, f"{kind}, not a regular file")
     need = {stat.S_IFREG: os.R_OK, stat.S_IFDIR: os.R_OK | os.X_OK}.get(stat.S_IFMT(st.st_mode))
-    if need is not None and not os.access(name, need, dir_fd=parent, follow_symlinks=False):
+    if need is None or _mode_allows(st, need):
+        return
+    if not os.access(name, need, dir_fd=parent, follow_symlinks=False):  # the mode says no: ACLs may say yes
         what = "directory" if need != os.R_OK else "file"
         raise reason(relative, f"this {what} cannot be read (Permission denied)")
 
 
-def _listing(fd: int, base: str, skip: Skip) -> list[str]:
+def _mode_allows(st: os.stat_result, need: int) -> bool:
+    """The permission bits alone grant ``need`` to this process (the common case, without a system call)."""
+    if _EUID == 0:
+        return True
+    if st.st_uid == _EUID:
+        shift = 6
+    elif st.st_gid in _GROUPS:
+        shift = 3
+    else:
+        shift = 0
+    return (st.st_mode >> shift) & need == need
+
+
+_EUID = os.geteuid()
+_GROUPS = frozenset([os.getegid(), *os.getgroups()])
+
+
+def _listing(fd: int, base: str, skip: Skip) -> list[tuple[str, Optional[os.stat_result]]]:
+    """(name, lstat) of each entry; the stat is None when the entry vanished meanwhile."""
+    items: list[tuple[str, Optional[os.stat_result]]] = []
     try:
         with os.scandir(fd) as entries:
-            return [entry.name for entry in entries]
+            for entry in entries:
+                try:
+                    items.append((entry.name, entry.stat(follow_symlinks=False)))
+                except OSError:
+                    items.append((entry.name, None))
     except OSError as exc:
         skip(reason(base.rstrip("/"), f"cannot be listed ({exc.strerror})"))
-        return []
+    return items
 
 
-def _scan_one(fd: int, name: str, base: str, exclude: Exclude, skip: Skip, found: Manifest) -> Optional[int]:
+def _scan_one(
+    fd: int, name: str, st: Optional[os.stat_result], base: str, exclude: Exclude, skip: Skip, found: Manifest
+) -> Optional[int]:
     """Add ``name`` of the directory ``fd`` to ``found``; a descriptor to walk into when it is a directory."""
     path = f"{base}{name}"
-    if name.startswith(TEMP_PREFIX):
+    if name.startswith(TEMP_PREFIX) or st is None:  # None: vanished between listing and stat
         return None
     if not_utf8(name):
         skip(NotSynced(path, f"skipping {shown(path)}: its name is not UTF-8"))
         return None
-    try:
-        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-    except OSError:
-        return None  # vanished between listing and stat: its event catches up
     is_dir = stat.S_ISDIR(st.st_mode)
     if exclude(path, is_dir):
         return None
     try:
-        entry = _entry(fd, name, path)
+        entry = _entry(fd, name, path, st)
         child = os.open(name, OPEN_DIR, dir_fd=fd) if is_dir else None
     except NotSynced as exc:
         skip(exc)
