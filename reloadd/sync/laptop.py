@@ -473,7 +473,7 @@ class Syncer:
 
     def _resync_deletes(self, local: Manifest, remote: Manifest, deletes: list[str]) -> list[str]:
         """A resync's deletes of pod-only files (--delete), unless they remove too much of the pod's tree."""
-        mass = self._mass_delete(remote, [entry for entry in local.values() if entry.path in remote], deletes)
+        mass = self._mass_delete(remote, list(local.values()), deletes)
         if mass is None:
             return deletes
         out.error(

@@ -1,0 +1,89 @@
+"""The laptop's tree read through descriptors: what a walk refuses to follow, open or send."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from reloadd.sync.local import LocalTree, NotSynced
+from reloadd.sync.manifest import DIR, FILE, LINK
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> LocalTree:
+    root = tmp_path / "root"
+    (root / "conf").mkdir(parents=True)
+    (root / "conf" / "a.txt").write_text("mine")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.txt").write_text("secret")
+    return LocalTree(str(root))
+
+
+def swap(tree: LocalTree, target: str) -> None:
+    """What an attacker (or a checkout) does between a change event and its upload."""
+    conf = Path(tree.path) / "conf"
+    (conf / "a.txt").unlink()
+    conf.rmdir()
+    conf.symlink_to(target)
+
+
+def test_a_parent_swapped_for_a_link_is_not_followed_by_entry_names_or_open(tree: LocalTree) -> None:
+    assert tree.entry("conf/a.txt") is not None
+    swap(tree, str(Path(tree.path).parent / "outside"))
+    for read in (tree.entry, tree.names, tree.open_file):
+        with pytest.raises(NotSynced, match="conf is a symlink now; not following it"):
+            read("conf/a.txt")
+    assert tree.hash("conf/a.txt") == ""
+    assert tree.scan("conf", lambda path, is_dir: False, lambda problem: None) == {}
+
+
+def test_the_walk_names_what_it_skips_and_never_opens_a_fifo(tree: LocalTree) -> None:
+    root = Path(tree.path)
+    os.mkfifo(root / "pipe")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(root / "sock"))
+    server.close()
+    with open(os.path.join(os.fsencode(root), b"bad\xff"), "w"):
+        pass
+    skipped: list[str] = []
+    found = tree.scan("", lambda path, is_dir: False, lambda problem: skipped.append(problem.message))
+    assert {path: entry.kind for path, entry in found.items()} == {"conf": DIR, "conf/a.txt": FILE}
+    assert sorted(skipped) == [
+        "not synced: pipe: a FIFO, not a regular file",
+        "not synced: sock: a socket, not a regular file",
+        "skipping bad\\xff: its name is not UTF-8",
+    ]
+    (root / "conf" / "a.txt").unlink()
+    os.mkfifo(root / "conf" / "a.txt")  # a FIFO where a file was: open_file must not block
+    with pytest.raises(NotSynced, match="a FIFO"):
+        tree.open_file("conf/a.txt")
+
+
+@pytest.mark.parametrize(
+    ("links", "checked", "inside"),
+    [
+        ({"sub/up": ".."}, "sub/up", True),  # the root itself
+        ({"sub/up": "..", "x": "sub/up/.."}, "x", False),  # through an in-tree link, then up
+        ({"sub/up": "..", "hop": "sub/up", "z": "hop/../outside"}, "z", False),
+        ({"lib": "conf", "main": "lib/../conf/a.txt"}, "main", True),
+        ({"l1": "l2", "l2": "l1"}, "l1", False),  # a loop
+        ({"dangling": "missing/../conf"}, "dangling", True),  # nothing to follow: judged as text
+        ({"dangling": "missing/../.."}, "dangling", False),
+    ],
+)
+def test_a_link_is_judged_by_the_real_tree(tree: LocalTree, links: dict[str, str], checked: str, inside: bool) -> None:
+    root = Path(tree.path)
+    (root / "sub").mkdir()
+    for path, target in links.items():
+        os.symlink(target, root / path)
+    entry = tree.entry(checked)
+    assert entry is not None and entry.kind == LINK
+    if inside:
+        tree.check_link(checked, entry.target)
+    else:
+        with pytest.raises(NotSynced, match="outside the synced directory"):
+            tree.check_link(checked, entry.target)
