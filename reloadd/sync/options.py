@@ -34,8 +34,9 @@ Where to:
                             'env' (this machine), 'docker exec -i box', 'ssh host'
 
 What:
-  --exclude GLOB            leave this out (repeatable); ignoreRoot (node_modules, .git, ...) and
-                            .gitignore files are left out too [config: sync.exclude]
+  --exclude GLOB            leave this out (repeatable); ignoreRoot and what git ignores
+                            (.gitignore, .git/info/exclude, core.excludesFile) are left out too
+                            [config: sync.exclude]
   --include NAME            sync node_modules or .git too (repeatable): both are otherwise never
                             read, written or deleted, whatever ignoreRoot says [config: sync.include]
   --delete                  delete files in the pod that LOCAL_DIR does not have (never excluded
