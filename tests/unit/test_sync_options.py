@@ -42,11 +42,20 @@ def test_a_custom_transport_is_shell_split_and_replaces_everything_before_the_ag
         (["--to", "pod/x", "--bogus"], "unrecognized arguments"),
         (["--to", "pod/x", "--log-format", "xml"], "expected text or json"),
         (["/no/such/dir", "--to", "pod/x"], "is not a directory"),
+        (["--to", "pod/x", "--include", "dist"], "--include: 'dist' is not a protected name"),
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_sync_args(args)
+
+
+def test_protected_names_can_be_included_and_the_mass_delete_halt_turned_off(tmp_path: Path) -> None:
+    options = parse_sync_args([str(tmp_path), "--to", "pod/x", "--include", "node_modules", "--allow-mass-delete"])
+    assert options is not None
+    assert options.includes == ["node_modules"] and options.allow_mass_delete
+    defaults = parse_sync_args([str(tmp_path), "--to", "pod/x"])
+    assert defaults is not None and defaults.includes == [] and not defaults.allow_mass_delete
 
 
 def test_help_is_not_an_error() -> None:
