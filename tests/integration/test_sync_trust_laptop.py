@@ -491,3 +491,23 @@ def check_row(row: Row, world: World, sync: Reloadd) -> None:
 def test_the_table_has_enough_rows() -> None:
     assert len(ROWS) >= 20
 
+
+
+def test_a_halted_mass_delete_goes_ahead_when_y_is_typed_on_the_terminal(base: Path) -> None:
+    world = make_world(base, nobody=False)
+    controller, terminal = os.openpty()
+    env = {"RELOADD_CONTROL_DIR": str(base / "control")}
+    argv = ["sync", str(world.laptop), "--transport", "env", "--to", str(world.pod)]
+    sync = Reloadd(argv, world.laptop, env=env, stdin=terminal)
+    try:
+        wait_for(lambda: first_sync_done(sync), what=f"the first sync:\n{sync.log()}")
+        empty_root(world, sync)
+        sync.wait_log("type y and Enter to delete them in the pod")
+        assert holds(world.pod, "server.js")
+        os.write(controller, b"y\n")
+        sync.wait_log("resuming: going ahead as confirmed")
+        wait_for(lambda: not holds(world.pod, "server.js"), what=f"the confirmed delete:\n{sync.log()}")
+    finally:
+        sync.stop()
+        os.close(controller)
+        os.close(terminal)
