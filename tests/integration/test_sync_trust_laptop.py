@@ -492,7 +492,6 @@ def test_the_table_has_enough_rows() -> None:
     assert len(ROWS) >= 20
 
 
-
 def test_a_halted_mass_delete_goes_ahead_when_y_is_typed_on_the_terminal(base: Path) -> None:
     world = make_world(base, nobody=False)
     controller, terminal = os.openpty()
@@ -511,3 +510,30 @@ def test_a_halted_mass_delete_goes_ahead_when_y_is_typed_on_the_terminal(base: P
         sync.stop()
         os.close(controller)
         os.close(terminal)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("nsenter") is None,
+    reason="a private bind mount under LOCAL_DIR needs root, unshare and nsenter",
+)
+def test_a_mount_going_away_under_local_dir_is_noticed_and_deletes_nothing(base: Path) -> None:
+    world = make_world(base, nobody=False)
+    mounted = make_app(base / "mounted", "v-mounted")
+    env = {"RELOADD_CONTROL_DIR": str(base / "control")}
+    script = 'mount --bind "$0" "$1" && shift && exec "$@"'  # $0: what is mounted, $1: where, then reloadd
+    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(mounted), str(world.laptop)]
+    sync_argv = ["sync", str(world.laptop), "--transport", "env", "--to", str(world.pod)]
+    for file in world.laptop.iterdir():
+        file.unlink()  # what is under the mount point: nothing
+    sync = Reloadd(sync_argv, world.laptop.parent, env=env, prefix=prefix)
+    try:
+        wait_for(lambda: holds(world.pod, "version.js=module.exports = 'v-mounted';\n"), what=sync.log())
+        # lazily: the sync holds LOCAL_DIR open, as any watcher of a mount that goes away would
+        unmount = ["nsenter", f"--target={sync.pid}", "--mount", "umount", "--lazy", str(world.laptop)]
+        subprocess.run(unmount, check=True, timeout=DEADLINE)
+        sync.wait_log("was replaced by another directory")
+        (world.laptop / "after.js").write_text("after")  # the directory under the mount is watched now
+        wait_for(lambda: holds(world.pod, "after.js=after"), what=sync.log())
+        assert holds(world.pod, "server.js"), sync.log()  # the mount's files were not deleted in the pod
+    finally:
+        sync.stop()
