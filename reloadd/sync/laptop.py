@@ -163,7 +163,7 @@ class Syncer:
         os.set_blocking(self.wake_w, False)
         self.watcher: Optional[Watcher] = None
         self.next_listing: Optional[float] = None
-        self.warned_links: set[str] = set()
+        self.warned: set[str] = set()  # warnings already given (each is said once)
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -220,8 +220,8 @@ class Syncer:
     def _skipped(self, problem: NotSynced) -> None:
         """A path the walk cannot sync: said once, then left as it is in the pod."""
         self.unknown.add(problem.path)
-        if problem.message not in self.warned_links:
-            self.warned_links.add(problem.message)
+        if problem.message not in self.warned:
+            self.warned.add(problem.message)
             out.warn(problem.message)
 
     def _gitignore_changed(self) -> None:
@@ -478,7 +478,7 @@ class Syncer:
             return deletes
         out.error(
             f"not deleting {mass[0]} of the pod's {mass[1]} files that {self.root} does not have: all of them, "
-            f"or more than half of {MASS_DELETE_MIN_FILES} or more (start the sync with --allow-mass-delete to)"
+            f"or more than half of {MASS_DELETE_MIN_FILES} or more (--allow-mass-delete deletes them)"
         )
         return [path for path in deletes if path in local]
 
