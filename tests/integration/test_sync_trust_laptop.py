@@ -333,6 +333,7 @@ ROWS: dict[str, Row] = {
     "unreadable-file": Row(
         before=unreadable("secret.key"),
         message="not synced: secret.key: this file cannot be read (Permission denied)",
+        extra=("synced 2 files",),  # server.js and version.js: the unreadable file is not counted
         absent=("secret.key",),
         nobody=True,
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,16 @@ def test_the_walk_names_what_it_skips_and_never_opens_a_fifo(tree: LocalTree) ->
     os.mkfifo(root / "conf" / "a.txt")  # a FIFO where a file was: open_file must not block
     with pytest.raises(NotSynced, match="a FIFO"):
         tree.open_file("conf/a.txt")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_device_is_skipped_without_being_opened(tree: LocalTree) -> None:
+    os.mknod(Path(tree.path) / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    skipped: list[str] = []
+    found = tree.scan("", lambda path, is_dir: False, lambda problem: skipped.append(problem.message))
+    assert "null" not in found and skipped == ["not synced: null: a device, not a regular file"]
+    with pytest.raises(NotSynced, match="a device"):
+        tree.entry("null")
 
 
 @pytest.mark.parametrize(
