@@ -294,9 +294,13 @@ ROWS: dict[str, Row] = {
         present=("new.js=new", "server.js", "many/f00.js"),
     ),
     "ignoreRoot-git-only-with-delete": Row(
-        before=steps(write("node_modules/dep/index.js", "laptop"), pod_write("node_modules/dep/index.js", "pod")),
+        before=steps(
+            write("node_modules/dep/index.js", "laptop"),
+            pod_write("node_modules/dep/index.js", "pod"),
+            pod_write("node_modules/pod-only.js", "built in the pod"),
+        ),
         config={"ignoreRoot": [".git"], "sync": {"delete": True}},
-        present=("node_modules/dep/index.js=pod",),
+        present=("node_modules/dep/index.js=pod", "node_modules/pod-only.js"),  # neither replaced nor deleted
     ),
     "include-node_modules": Row(
         before=steps(write("node_modules/dep/index.js", "laptop"), pod_write("node_modules/dep/index.js", "pod")),
