@@ -226,15 +226,15 @@ class Syncer:
 
     def _gitignore_changed(self) -> None:
         """A .gitignore changed: new excludes for the watcher and both sides, then a resync by manifest."""
-        self._restart(reopen=False)
+        self._restart()
 
-    def _restart(self, reopen: bool) -> None:
-        """Rules read again (and LOCAL_DIR opened again when it was replaced), watched again, resynced."""
+    def _restart(self, tree: Optional[LocalTree] = None) -> None:
+        """Rules read again (and LOCAL_DIR's new descriptor taken when it was replaced), watched again, resynced."""
         if self.watcher is not None:
             self.watcher.stop()
-        if reopen:
+        if tree is not None:
             self.tree.close()
-            self.tree = LocalTree(str(self.root))
+            self.tree = tree
         self._load_rules()
         self.group = Burst()
         self.incoming.clear()
@@ -429,6 +429,12 @@ class Syncer:
     def _check_root(self) -> None:
         """Halt while LOCAL_DIR is gone; when a directory is back at its path, open it and resync."""
         state, words = self._root_state()
+        tree = None
+        if state == ROOT_REPLACED:
+            try:
+                tree = LocalTree(str(self.root))
+            except OSError as exc:
+                state, words = ROOT_GONE, f"cannot be opened ({exc.strerror})"
         if state == ROOT_GONE:
             if self.root_halted is None:
                 self.root_halted = words
@@ -447,7 +453,7 @@ class Syncer:
         else:
             out.warn(f"{self.root} {words}: watching the new one and resyncing")
         self.root_halted = None
-        self._restart(reopen=state == ROOT_REPLACED)
+        self._restart(tree)
 
     def _mass_delete(self, before: Manifest, sends: list[Entry], deletes: list[str]) -> Optional[tuple[int, int]]:
         return None if self.options.allow_mass_delete else mass_delete(before, sends, deletes)
