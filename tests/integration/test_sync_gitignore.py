@@ -144,3 +144,12 @@ def test_ignored_exactly_as_git_check_ignore_says(repo: Path, expected: set[str]
 def test_the_table_has_both_answers(expected: set[str]) -> None:
     """Both answers occur often: a matcher that ignores everything (or nothing) fails many rows."""
     assert 20 <= len(expected) <= len(PATHS) - 20, sorted(expected)
+
+
+@pytest.mark.parametrize("path", [path for path in PATHS if path.startswith("sub/")])
+def test_a_subdirectory_of_the_repository_gets_the_rules_above_it(repo: Path, expected: set[str], path: str) -> None:
+    """LOCAL_DIR inside a repository: the .gitignore files above it and info/exclude still apply."""
+    matcher = load(repo / "sub", read_gitignore(repo / "sub"), git_env(repo.parent / "home"))  # type: ignore[arg-type]
+    plain = path.rstrip("/")
+    inside = plain.removeprefix("sub/")
+    assert matcher.ignored(inside, (repo / plain).is_dir()) == (plain in expected), f"git says {plain in expected}"
