@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,7 +118,7 @@ def git_ignored(root: Path) -> set[str]:
     return {path for path in done.stdout.split("\0") if path}
 
 
-def read_gitignore(root: Path) -> object:
+def read_gitignore(root: Path) -> Callable[[str], bytes]:
     def read(directory: str) -> bytes:
         path = root / directory / GITIGNORE
         return path.read_bytes() if path.is_file() else b""
@@ -136,7 +137,7 @@ def expected(repo: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_ignored_exactly_as_git_check_ignore_says(repo: Path, expected: set[str], path: str) -> None:
-    matcher = load(repo, read_gitignore(repo), git_env(repo.parent / "home"))  # type: ignore[arg-type]
+    matcher = load(repo, read_gitignore(repo), git_env(repo.parent / "home"))
     plain = path.rstrip("/")
     assert matcher.ignored(plain, (repo / plain).is_dir()) == (plain in expected), f"git says {plain in expected}"
 
@@ -149,7 +150,7 @@ def test_the_table_has_both_answers(expected: set[str]) -> None:
 @pytest.mark.parametrize("path", [path for path in PATHS if path.startswith("sub/")])
 def test_a_subdirectory_of_the_repository_gets_the_rules_above_it(repo: Path, expected: set[str], path: str) -> None:
     """LOCAL_DIR inside a repository: the .gitignore files above it and info/exclude still apply."""
-    matcher = load(repo / "sub", read_gitignore(repo / "sub"), git_env(repo.parent / "home"))  # type: ignore[arg-type]
+    matcher = load(repo / "sub", read_gitignore(repo / "sub"), git_env(repo.parent / "home"))
     plain = path.rstrip("/")
     inside = plain.removeprefix("sub/")
     assert matcher.ignored(inside, (repo / plain).is_dir()) == (plain in expected), f"git says {plain in expected}"
