@@ -3,20 +3,28 @@
 The agent knows exactly when a synced batch is complete, so the supervisor need not guess it
 from a quiet window or wait for a poller on a FUSE or network volume. The channel is a Unix
 socket in a directory only this user can open (``/tmp/reloadd-UID``, or ``RELOADD_CONTROL_DIR``):
-no network port, and no other user can connect. Each supervisor listens on its own socket
-there; the agent tells every one of them, and each keeps only the paths it watches.
+no network port, and no other user can connect (0700 directory, 0600 sockets).
+
+The rendezvous is derived from the synced directory, so a batch restarts only the supervisors
+watching it: each supervisor listens on one socket per directory it cares about (its working
+directory and each watched directory), named ``KEY.PID.sock`` where KEY is a short hash of that
+directory's real path; the agent syncing into ROOT connects to the sockets whose KEY is ROOT's
+or one of its parents' (a supervisor watching ``/app`` hears a batch written to ``/app/src``).
+A supervisor of another app, in another directory, never hears it.
 
 One connection per batch, newline-separated JSON:
   agent -> supervisor  ``{"begin": ROOT}``     before the first rename; the supervisor holds its
   supervisor -> agent  ``ok``                  own change bursts until the batch is committed
   agent -> supervisor  ``{"commit": [PATH...]}`` after the last rename, then the agent closes
-A connection that closes (or stays silent for ``HOLD_MAX``) without a commit releases the hold.
+A connection that closes (or stays silent for ``HOLD_MAX``) without a commit releases the hold:
+that is how a batch that failed and was rolled back ends, with no restart.
 With no supervisor listening the agent just writes, and the watcher does its usual job.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import selectors
@@ -29,8 +37,8 @@ from pathlib import Path
 from typing import Optional
 
 CONTROL_DIR_ENV = "RELOADD_CONTROL_DIR"
-SOCKET_PREFIX = "supervisor-"
 SOCKET_SUFFIX = ".sock"
+KEY_LENGTH = 10  # hex digits of the directory's hash: short, since a socket's path must fit in 108 bytes
 ACK = b"ok\n"
 ACK_TIMEOUT = 1.0  # seconds the agent waits for a supervisor to confirm its hold before writing anyway
 HOLD_MAX = 10.0  # seconds a begun batch may hold the supervisor's bursts (an agent stuck mid-commit)
@@ -42,6 +50,22 @@ PRIVATE_MODE = 0o700
 
 def control_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get(CONTROL_DIR_ENV) or f"/tmp/reloadd-{os.geteuid()}")
+
+
+def directory_key(directory: str) -> str:
+    """The rendezvous name of a directory: a short hash of its real path."""
+    real = os.path.realpath(directory)
+    return hashlib.sha256(os.fsencode(real)).hexdigest()[:KEY_LENGTH]
+
+
+def keys_above(root: str) -> list[str]:
+    """The keys of ``root`` and of every directory above it: the supervisors a batch in ``root`` concerns."""
+    path = os.path.realpath(root)
+    keys = [directory_key(path)]
+    while path != os.path.dirname(path):
+        path = os.path.dirname(path)
+        keys.append(directory_key(path))
+    return keys
 
 
 def private_dir(path: Path, create: bool) -> Optional[str]:
@@ -76,18 +100,27 @@ class ControlServer:
     """The supervisor's end. ``fileno()`` is an epoll descriptor over the listening socket and every
     open connection, so the supervisor's selector registers one descriptor and wakes for all of them."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / f"{SOCKET_PREFIX}{os.getpid()}{SOCKET_SUFFIX}"
-        if self.path.exists():
-            self.path.unlink()  # ours from an earlier run with the same pid (a container restarted)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(self.path))
-        os.chmod(self.path, 0o600)
-        self.sock.listen(16)
-        self.sock.setblocking(False)
+    def __init__(self, directory: Path, watched: list[str]) -> None:
         self.connections: dict[int, _Connection] = {}
         self._poll = selectors.DefaultSelector()
-        self._poll.register(self.sock, selectors.EVENT_READ)
+        self.listeners: dict[Path, socket.socket] = {}
+        try:
+            for key in sorted({directory_key(path) for path in watched}):
+                self._listen(directory / f"{key}.{os.getpid()}{SOCKET_SUFFIX}")
+        except OSError:
+            self.close()
+            raise
+
+    def _listen(self, path: Path) -> None:
+        if path.exists():
+            path.unlink()  # ours from an earlier run with the same pid (a container restarted)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listeners[path] = sock
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(16)
+        sock.setblocking(False)
+        self._poll.register(sock, selectors.EVENT_READ)
 
     def fileno(self) -> int:
         return self._poll.fileno()
@@ -115,21 +148,24 @@ class ControlServer:
         for conn in list(self.connections.values()):
             self._drop(conn)
         self._poll.close()
-        self.sock.close()
-        try:
-            self.path.unlink()
-        except OSError:
-            pass
+        for path, sock in self.listeners.items():
+            sock.close()
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        self.listeners.clear()
 
     def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.sock.accept()
-            except OSError:  # BlockingIOError: nobody waiting
-                return
-            sock.setblocking(False)
-            self.connections[sock.fileno()] = _Connection(sock, time.monotonic())
-            self._poll.register(sock, selectors.EVENT_READ)
+        for listener in self.listeners.values():
+            while True:
+                try:
+                    sock, _ = listener.accept()
+                except OSError:  # BlockingIOError: nobody waiting
+                    break
+                sock.setblocking(False)
+                self.connections[sock.fileno()] = _Connection(sock, time.monotonic())
+                self._poll.register(sock, selectors.EVENT_READ)
 
     def _read(self, conn: _Connection) -> tuple[Optional[list[str]], bool]:
         """(committed paths or None, connection finished)."""
@@ -218,17 +254,18 @@ class Echoes:
 
 # -- the agent's end ----------------------------------------------------------------------------------
 class Announcement:
-    """One batch announced to every listening supervisor: ``begin`` now, ``commit(paths)`` when done."""
+    """One batch announced to the supervisors watching ``root``: ``begin`` now, ``commit(paths)`` when done."""
 
     def __init__(self, root: str, env: Mapping[str, str]) -> None:
         self.socks: list[socket.socket] = []
         directory = control_dir(env)
         if private_dir(directory, create=False) is not None:
             return  # no (safe) channel: the supervisor's watcher sees the files as usual
-        for path in sorted(directory.glob(f"{SOCKET_PREFIX}*{SOCKET_SUFFIX}")):
-            sock = _connect(path)
-            if sock is not None:
-                self.socks.append(sock)
+        for key in keys_above(root):
+            for path in sorted(directory.glob(f"{key}.*{SOCKET_SUFFIX}")):
+                sock = _connect(path)
+                if sock is not None:
+                    self.socks.append(sock)
         begin = (json.dumps({"begin": root}) + "\n").encode()
         for sock in self.socks:
             _send(sock, begin)
@@ -268,7 +305,7 @@ def _connect(path: Path) -> Optional[socket.socket]:
 
 def _alive(path: Path) -> bool:
     """Is the supervisor whose pid names this socket still running? (Unknown counts as alive.)"""
-    pid = path.name[len(SOCKET_PREFIX) : -len(SOCKET_SUFFIX)]
+    pid = path.name[KEY_LENGTH + 1 : -len(SOCKET_SUFFIX)]
     if not pid.isdigit():
         return True
     try:

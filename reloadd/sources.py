@@ -39,7 +39,7 @@ PYPROJECT_TOML = "pyproject.toml"
 PYPROJECT_TABLE = ("tool", "reloadd")
 PACKAGE_JSON = "package.json"
 PACKAGE_KEY = "nodemonConfig"
-PRODUCTION = "production"  # NODE_ENV value that turns watching off (docs/behaviour.md "Production")
+PRODUCTION = "production"  # NODE_ENV value (any case, trimmed) that turns watching off (docs/behaviour.md "Production")
 # nodemon keys reloadd accepts and has no use for: no warning for them.
 SILENT_KEYS = frozenset({"noUpdateNotifier", "js"})
 
@@ -173,7 +173,7 @@ def _watch_switch(env: Mapping[str, str]) -> Optional[bool]:
 
 def _production_rule(merged: dict[str, Any], env: Mapping[str, str]) -> list[str]:
     """The same image must be safe in production: with NODE_ENV=production, supervise without watching."""
-    if env.get("NODE_ENV", "").strip() != PRODUCTION or _watch_switch(env) or merged.get("watch") is False:
+    if env.get("NODE_ENV", "").strip().lower() != PRODUCTION or _watch_switch(env) or merged.get("watch") is False:
         return []
     merged["watch"] = False
     return ["NODE_ENV=production: running as an init, not watching files (RELOADD_WATCH=1 watches anyway)"]

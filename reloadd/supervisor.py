@@ -150,6 +150,11 @@ class Supervisor:
         self.handle_changes()
         self.handle_timers()
 
+    def _control_dirs(self) -> list[str]:
+        """Where a synced batch concerns this supervisor: its working directory and what it watches."""
+        roots = [root if root.is_dir() else root.parent for root in self.rules.roots]
+        return [str(path) for path in (self.rules.cwd, *roots)]
+
     def startup(self) -> None:
         settings, command = self.plan.settings, self.plan.command
         if self.reads_stdin:
@@ -158,7 +163,7 @@ class Supervisor:
             out.info(f"watching path(s): {' '.join(self.rules.describe_watch())}")
             out.info(f"watching extensions: {self.rules.describe_ext()}")
             self._start_watcher()
-            self.control = self.system.open_control()
+            self.control = self.system.open_control(self._control_dirs())
             if self.control is not None:
                 self.selector.register(self.control, selectors.EVENT_READ, "control")
         if command.inspect and listens_on_all_interfaces(command.inspect[0]):

@@ -86,9 +86,10 @@ class System:
         """The pre-started node for the next generation; it registers its report pipes on ``selector``."""
         return Warm(selector)
 
-    def open_control(self) -> Optional[ControlServer]:
-        """The local channel on which `reloadd agent` says a synced batch is in, or None: never
-        where the agent would refuse to sync (production), and not if it cannot be made private."""
+    def open_control(self, watched: list[str]) -> Optional[ControlServer]:
+        """The local channel on which `reloadd agent` says a synced batch is in (for a batch written
+        into one of the ``watched`` directories or below), or None: never where the agent would refuse
+        to sync (production), and not if it cannot be made private."""
         reason = refusal(os.environ)
         if reason is not None:
             out.detail(f"no sync channel: {reason}")
@@ -97,7 +98,7 @@ class System:
         problem = private_dir(directory, create=True)
         try:
             if problem is None:
-                return ControlServer(directory)
+                return ControlServer(directory, watched)
         except OSError as exc:
             problem = f"{directory}: {exc.strerror}"
         out.warn(f"no sync channel ({problem}): synced files are seen by the watcher only")

@@ -215,7 +215,7 @@ class FakeSystem:
     def warm(self, selector: object) -> FakeWarm:
         return FakeWarm()
 
-    def open_control(self) -> None:
+    def open_control(self, watched: list[str]) -> None:
         return None
 
     def watch(self, *args: object) -> FakeWatcher:

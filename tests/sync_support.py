@@ -77,12 +77,15 @@ def tree(root: Path) -> dict[str, str]:
         for name in dirs + files:
             path = Path(directory) / name
             relative = str(path.relative_to(root))
-            if path.is_symlink():
-                found[relative] = f"-> {os.readlink(path)}"
-            elif path.is_dir():
-                found[relative] = "/"
-            else:
-                found[relative] = path.read_text(errors="replace")
+            try:
+                if path.is_symlink():
+                    found[relative] = f"-> {os.readlink(path)}"
+                elif path.is_dir():
+                    found[relative] = "/"
+                else:
+                    found[relative] = path.read_text(errors="replace")
+            except FileNotFoundError:
+                continue  # renamed away by a commit between the listing and the look: not there now
     return found
 
 

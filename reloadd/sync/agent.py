@@ -1,98 +1,61 @@
 """The pod side: ``reloadd agent [DIR]`` speaks the sync protocol on stdin/stdout, writes only under DIR.
 
 A session: the agent says ``hello`` (or ``refused``, see guard.py), receives the exclude globs,
-sends its manifest, then applies batches. A batch is staged first: every file is written to a
-temporary name in its own directory (``.reloadd-sync.PID.N.tmp``, which reloadd's watcher
-ignores), given its mode and the laptop's mtime; only at ``commit`` are the deletes done and
-the temporary names renamed into place, so the app never sees half a file or half a checkout.
-Around the renames the agent tells the supervisor in this container (control.py) that a batch
-begins and what it committed: one restart per batch.
+streams its manifest in chunks, answers hash requests, then applies batches. A batch is staged
+out of sight and committed all at once or not at all (batch.py); the reply lists what was
+skipped or failed, then ``done`` says which. Around a commit the agent tells the supervisor
+that watches this directory (control.py) that a batch begins and what it committed: one
+restart per batch, and none for a batch that failed.
 
-Every path is checked by paths.check_path and resolved without following pod-side symlinks.
-A malformed frame, a hostile path or an oversized frame ends the session with one error line;
-staged files are removed, nothing partial becomes visible. stdin closing (the laptop stopped,
-Ctrl-C) ends the agent the same way; the app keeps running.
+Every path is checked by paths.check_path and resolved without following pod-side symlinks;
+every message is checked by protocol.check_message. A malformed frame, a hostile path or an
+oversized frame ends the session with one error line (exit 65); staged files are removed,
+nothing partial becomes visible. stdin closing (the laptop stopped, Ctrl-C) ends the agent the
+same way; the app keeps running.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
 from .. import __version__
 from ..control import Announcement
 from ..errors import ConfigError, ReloaddError
 from ..output import out
+from .batch import Batch, failures, skips
 from .excludes import excluder
 from .guard import EXIT_REFUSED, refusal
-from .manifest import Exclude, file_hash, scan
-from .paths import (
-    Blocked,
-    Root,
-    check_link_target,
-    check_path,
-    check_root,
-    file_mode,
-    remove_tree,
-    temp_name,
-    temp_owner,
-)
+from .manifest import Exclude, file_hash, walk
+from .paths import Blocked, Root, check_link_target, check_path, check_root, remove_tree, temp_name, temp_owner
 from .protocol import (
-    MANIFEST_CHUNK,
+    CHUNK_ITEMS,
     PROTOCOL_VERSION,
     Data,
     Frame,
     FrameReader,
     ProtocolError,
+    chunks,
     encode_message,
 )
 
 READ_CHUNK = 1024 * 1024
-EXIT_WRITE_FAILED = 73  # EX_CANTCREAT: the pod's file system refused a write; the laptop reconnects and retries
-FD_CACHE_MAX = 256  # directory descriptors a batch keeps open before it closes them all and starts over
-MAX_HASH_PATHS = 100_000
+EXIT_WRITE_FAILED = 73  # EX_CANTCREAT: the pod's file system refused to hold a batch at all (read-only)
 AGENT_HELP = """\
 Usage: reloadd agent [DIR]
 
 The pod side of `reloadd sync`: speaks the sync protocol on stdin/stdout and writes only under
 DIR (default: the working directory). Started by `reloadd sync` through kubectl exec (or the
 --transport command); not meant to be run by hand. Refuses to run when NODE_ENV=production
-(unless RELOADD_WATCH=1 or RELOADD_SYNC=1) or when RELOADD_SYNC=0, with exit status 3."""
-
-
-@dataclass
-class Upload:
-    """The file whose bytes are arriving."""
-
-    path: str
-    parts: tuple[str, ...]
-    fd: Optional[int]  # None: refused, the bytes are read and dropped
-    remaining: int
-    executable: bool
-    mtime_ns: int
-    temp: str = ""
-
-
-@dataclass
-class Batch:
-    ident: int
-    deletes: list[str]
-    deleted_early: set[str] = field(default_factory=set)
-    dirs: list[tuple[str, ...]] = field(default_factory=list)
-    staged: list[tuple[tuple[str, ...], str]] = field(default_factory=list)  # (final parts, temp name)
-    refused: list[str] = field(default_factory=list)
-    upload: Optional[Upload] = None
-    bytes: int = 0
-    fds: dict[tuple[str, ...], int] = field(default_factory=dict)
-
-    def close_fds(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
+(unless RELOADD_WATCH=1 or RELOADD_SYNC=1) or when RELOADD_SYNC=0, with exit status 3.
+Exit status 65 when the peer sends a malformed frame."""
+OP_KEYS = {  # exactly these keys per op: anything else is a peer that speaks another protocol
+    "dir": {"t", "op", "path"},
+    "link": {"t", "op", "path", "target"},
+    "file": {"t", "op", "path", "size", "exec", "mtime"},
+}
 
 
 class Agent:
@@ -111,66 +74,74 @@ class Agent:
         if isinstance(frame, Data):
             self._data(frame.chunk)
             return
-        kind = frame["t"]
+        message = frame  # checked against protocol.MESSAGES by the FrameReader that decoded it
+        kind = message["t"]
         handler = {
             "start": self._start,
             "hash": self._hash,
             "batch": self._begin,
+            "delete": self._delete,
             "op": self._op,
             "commit": self._commit,
         }.get(kind)
         if handler is None:
-            raise ProtocolError(f"unknown message type {kind!r}")
-        if kind in ("op", "commit") and self.batch is None:
+            raise ProtocolError(f"{kind!r} is not a message the agent takes")
+        if kind in ("delete", "op", "commit") and self.batch is None:
             raise ProtocolError(f"{kind!r} outside a batch")
         if self.batch is not None and self.batch.upload is not None:
             raise ProtocolError(f"{kind!r} before the file {self.batch.upload.path!r} was complete")
-        handler(frame)
+        handler(message)
 
     def abort(self) -> None:
         """The session ended mid-batch: remove what was staged, so nothing partial stays."""
         batch, self.batch = self.batch, None
-        if batch is None:
-            return
-        if batch.upload is not None and batch.upload.fd is not None:
-            os.close(batch.upload.fd)
-            batch.staged.append((batch.upload.parts, batch.upload.temp))
-        for parts, temp in batch.staged:
-            self._unlink_temp(batch, parts[:-1], temp)
-        batch.close_fds()
+        if batch is not None:
+            batch.abort()
+
+    def _temps(self) -> Iterator[str]:
+        while True:
+            self.counter += 1
+            yield temp_name(os.getpid(), self.counter)
 
     # -- manifest and hashes -----------------------------------------------------------------------
     def _start(self, message: dict[str, Any]) -> None:
-        globs = message.get("exclude", [])
-        if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
-            raise ProtocolError("start: exclude must be a list of globs")
-        self.exclude = excluder(self.root.path, globs)
-        entries = [entry.to_wire() for entry in scan(self.root.fd, self.exclude, self._stale_temp).values()]
-        for start in range(0, len(entries), MANIFEST_CHUNK):
-            self.send({"t": "manifest", "entries": entries[start : start + MANIFEST_CHUNK]})
-        self.send({"t": "manifest-end", "count": len(entries)})
+        self.exclude = excluder(self.root.path, message["exclude"])
+        count = 0
+
+        def wire() -> Iterator[list[Any]]:
+            nonlocal count
+            for entry in walk(self.root.fd, self.exclude, self._stale_temp, self._warn):
+                count += 1
+                yield entry.to_wire()
+
+        for chunk in chunks(wire()):
+            self.send({"t": "manifest", "entries": chunk})
+        self.send({"t": "manifest-end", "count": count})
+
+    def _warn(self, message: str) -> None:
+        self.send({"t": "warn", "message": message})
 
     def _stale_temp(self, fd: int, name: str) -> None:
-        """A temporary file of an agent that was killed mid-batch: nobody will rename it now."""
+        """A temporary file, directory or backup of an agent that was killed: nobody will rename it now."""
         owner = temp_owner(name)
         if owner is None or owner == os.getpid() or _alive(owner):
             return
         try:
-            os.unlink(name, dir_fd=fd)
+            remove_tree(fd, name)
         except OSError:
             pass
 
     def _hash(self, message: dict[str, Any]) -> None:
-        paths = message.get("paths")
-        if not isinstance(paths, list) or len(paths) > MAX_HASH_PATHS:
-            raise ProtocolError("hash: paths must be a list")
-        hashes = {}
+        paths = message["paths"]
+        if len(paths) > CHUNK_ITEMS:
+            raise ProtocolError(f"hash: more than {CHUNK_ITEMS} paths in one request")
+        hashes: dict[str, Optional[str]] = {}
         for path in paths:
             parts = check_path(path)
             try:
                 parent = self.root.open_dir(parts[:-1], create=False)
             except (OSError, Blocked):
-                hashes[path] = ""
+                hashes[path] = None
                 continue
             try:
                 hashes[path] = file_hash(parent, parts[-1])
@@ -182,176 +153,66 @@ class Agent:
     def _begin(self, message: dict[str, Any]) -> None:
         if self.batch is not None:
             raise ProtocolError("a batch began inside another")
-        ident, deletes = message.get("id"), message.get("delete", [])
-        if not isinstance(ident, int) or not isinstance(deletes, list):
-            raise ProtocolError("batch: needs an id and a list of deletes")
-        for path in deletes:
+        self.batch = Batch(message["id"], self.root, self._temps(), keep=self.exclude)
+
+    def _delete(self, message: dict[str, Any]) -> None:
+        assert self.batch is not None
+        for path in message["paths"]:
             check_path(path)
-        self.batch = Batch(ident, list(deletes))
+        self.batch.delete(message["paths"])
 
     def _op(self, message: dict[str, Any]) -> None:
         assert self.batch is not None
-        op, path = message.get("op"), message.get("path")
+        op, path = message["op"], message["path"]
+        keys = OP_KEYS.get(op)
+        if keys is None:
+            raise ProtocolError(f"unknown op {op[:40]!r}")
+        if set(message) != keys:
+            raise ProtocolError(f"{op} {path[:80]!r}: needs exactly {', '.join(sorted(keys - {'t', 'op'}))}")
         parts = check_path(path)
-        assert isinstance(path, str)
         if op == "dir":
-            self.batch.dirs.append(parts)
+            self.batch.make_dir(path, parts)
         elif op == "link":
-            target = check_link_target(path, message.get("target"))
-            self._stage_link(parts, target)
-        elif op == "file":
-            size, executable, mtime = message.get("size"), message.get("exec"), message.get("mtime")
-            if not (isinstance(size, int) and size >= 0 and isinstance(executable, bool) and isinstance(mtime, int)):
-                raise ProtocolError(f"file {path!r}: needs size, exec and mtime")
-            self._stage_file(path, parts, size, executable, mtime)
+            self.batch.stage_link(path, parts, check_link_target(path, message["target"]))
         else:
-            raise ProtocolError(f"unknown op {op!r}")
-
-    def _stage_file(self, path: str, parts: tuple[str, ...], size: int, executable: bool, mtime: int) -> None:
-        assert self.batch is not None
-        parent = self._parent(parts)
-        upload = Upload(path, parts, None, size, executable, mtime)
-        if parent is not None:
-            upload.temp = self._temp()
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            upload.fd = os.open(upload.temp, flags, 0o600, dir_fd=parent)
-        self.batch.upload = upload
-        if size == 0:
-            self._finish_upload()
-
-    def _stage_link(self, parts: tuple[str, ...], target: str) -> None:
-        assert self.batch is not None
-        parent = self._parent(parts)
-        if parent is not None:
-            temp = self._temp()
-            os.symlink(target, temp, dir_fd=parent)
-            self.batch.staged.append((parts, temp))
+            self.batch.stage_file(path, parts, message["size"], message["exec"], message["mtime"])
 
     def _data(self, chunk: bytes) -> None:
         upload = self.batch.upload if self.batch else None
         if upload is None or len(chunk) > upload.remaining:
             raise ProtocolError("file data that no file op announced")
-        if upload.fd is not None:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(upload.fd, view) :]
-        upload.remaining -= len(chunk)
-        if upload.remaining == 0:
-            self._finish_upload()
-
-    def _finish_upload(self) -> None:
-        assert self.batch is not None and self.batch.upload is not None
-        upload, self.batch.upload = self.batch.upload, None
-        if upload.fd is None:
-            return
-        try:
-            os.fchmod(upload.fd, file_mode(upload.executable))
-            os.utime(upload.fd, ns=(upload.mtime_ns, upload.mtime_ns))
-        finally:
-            os.close(upload.fd)
-        self.batch.staged.append((upload.parts, upload.temp))
-
-    def _temp(self) -> str:
-        self.counter += 1
-        return temp_name(os.getpid(), self.counter)
-
-    def _parent(self, parts: tuple[str, ...]) -> Optional[int]:
-        """The open parent directory of ``parts`` (made if missing), or None if refused (recorded)."""
         assert self.batch is not None
-        directory = parts[:-1]
-        cached = self.batch.fds.get(directory)
-        if cached is not None:
-            return cached
-        try:
-            fd = self._open_dir(directory)
-        except Blocked as blocked:
-            shown = "/".join(directory[: blocked.index + 1])
-            self.batch.refused.append(f"{'/'.join(parts)}: {blocked.reason} at {shown} in the pod; not following it")
-            return None
-        if len(self.batch.fds) >= FD_CACHE_MAX:
-            self.batch.close_fds()
-        self.batch.fds[directory] = fd
-        return fd
-
-    def _open_dir(self, directory: tuple[str, ...]) -> int:
-        """open_dir(create=True); a symlink or file in the way that this batch deletes is deleted first
-        (a file becoming a directory is the one case where a batch is not applied all at once)."""
-        assert self.batch is not None
-        while True:
-            try:
-                return self.root.open_dir(directory, create=True)
-            except Blocked as blocked:
-                blocker = directory[: blocked.index + 1]
-                name = "/".join(blocker)
-                if name not in self.batch.deletes or name in self.batch.deleted_early:
-                    raise
-                self._delete(blocker, [])
-                self.batch.deleted_early.add(name)
+        self.batch.write(chunk)
 
     # -- commit ------------------------------------------------------------------------------------
     def _commit(self, message: dict[str, Any]) -> None:
         batch = self.batch
         assert batch is not None
-        if message.get("id") != batch.ident:
+        if message["id"] != batch.ident:
             raise ProtocolError("commit for another batch")
-        announcement = Announcement(self.root.path, self.env)
-        changed: list[str] = []
+        self.batch = None
         try:
-            for path in batch.deletes:
-                if path not in batch.deleted_early:
-                    self._delete(check_path(path), changed)
-            for parts in batch.dirs:
-                self._make_dir(batch, parts)
-            for parts, temp in batch.staged:
-                self._rename(batch, parts, temp)
-                changed.append("/".join(parts))
-        finally:
-            announcement.commit([f"{self.root.path}/{path}" for path in changed])
-            batch.close_fds()
-            self.batch = None
-        self.send({"t": "done", "id": batch.ident, "refused": batch.refused})
-
-    def _delete(self, parts: tuple[str, ...], removed: list[str]) -> None:
-        try:
-            parent = self.root.open_dir(parts[:-1], create=False)
-        except (FileNotFoundError, Blocked):
-            return  # not there, or under a symlink the pod has: nothing of ours to delete
-        try:
-            prefix = "/".join(parts[:-1])
-            # excluded paths (node_modules, .git unless included) are never deleted, nor what is inside them
-            remove_tree(parent, parts[-1], removed, f"{prefix}/" if prefix else "", keep=self.exclude)
-        finally:
-            os.close(parent)
-
-    def _make_dir(self, batch: Batch, parts: tuple[str, ...]) -> None:
-        try:
-            os.close(self._open_dir(parts))
-        except Blocked as blocked:
-            batch.refused.append(f"{'/'.join(parts)}: {blocked.reason} in the pod; not following it")
-
-    def _rename(self, batch: Batch, parts: tuple[str, ...], temp: str) -> None:
-        parent = self._parent(parts)
-        if parent is None:
-            return
-        try:
-            os.rename(temp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
-        except OSError as exc:
-            if exc.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+            # The supervisor holds its own restarts from before the first rename; a batch that
+            # fails closes the channel without a commit, which releases the hold: no restart.
+            announcement = Announcement(self.root.path, self.env) if not batch.failed else None
+            try:
+                outcome = batch.commit()
+            except BaseException:
+                if announcement is not None:
+                    announcement.close()
                 raise
-            remove_tree(parent, parts[-1])  # a directory where the laptop now has a file
-            os.rename(temp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
-
-    def _unlink_temp(self, batch: Batch, directory: tuple[str, ...], temp: str) -> None:
-        try:
-            parent = self.root.open_dir(directory, create=False)
-        except (OSError, Blocked):
-            return
-        try:
-            os.unlink(temp, dir_fd=parent)
-        except OSError:
-            pass
+            if announcement is not None and outcome.committed:
+                announcement.commit([f"{self.root.path}/{path}" for path in outcome.changed])
+            elif announcement is not None:
+                announcement.close()
+            for lines in chunks(skips(batch)):
+                self.send({"t": "skipped", "id": batch.ident, "items": lines})
+            wire = ([f.path, f.error, f.reason] for f in failures(batch))
+            for items in chunks(wire):
+                self.send({"t": "failed", "id": batch.ident, "items": items})
         finally:
-            os.close(parent)
+            batch.close()
+        self.send({"t": "done", "id": batch.ident, "ok": outcome.committed})
 
 
 def _alive(pid: int) -> bool:

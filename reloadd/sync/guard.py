@@ -35,9 +35,15 @@ def refusal(env: Mapping[str, str]) -> Optional[str]:
         return f"{SYNC_SWITCH}=0"
     if switch is True:
         return None
-    if env.get("NODE_ENV", "").strip() == PRODUCTION and not _switch(env, WATCH_SWITCH):
+    if is_production(env) and not _switch(env, WATCH_SWITCH):
         return f"NODE_ENV={PRODUCTION} (set {SYNC_SWITCH}=1 in the container to allow)"
     return None
+
+
+def is_production(env: Mapping[str, str]) -> bool:
+    """NODE_ENV says production, however it is spelt: ``Production``, `` PRODUCTION `` (the supervisor
+    and the agent must agree, or a typo'd case would let a sync into production)."""
+    return env.get("NODE_ENV", "").strip().lower() == PRODUCTION
 
 
 def _switch(env: Mapping[str, str], name: str) -> Optional[bool]:

@@ -47,7 +47,7 @@ from .guard import EXIT_REFUSED
 from .local import LocalTree, NotSynced, not_utf8, shown
 from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, topmost
 from .options import SyncOptions
-from .protocol import DATA_CHUNK, PROTOCOL_VERSION
+from .protocol import DATA_CHUNK, PROTOCOL_VERSION, chunks
 from .session import Disconnected, Session
 from .transport import exec_argv, list_pods
 
@@ -58,6 +58,18 @@ RECONNECT_MAX = 10.0  # ...up to this
 POD_LIST_INTERVAL = 5.0  # seconds between `kubectl get pods -l` looks for new pods
 PROGRESS_INTERVAL = 0.2  # seconds between progress-line updates on a terminal
 EXIT_AGENT_FAILED = 1  # the agent could not be started (wrong pod, no reloadd in the image...)
+FIRST_BATCH_FILES = 2000  # the first sync commits every this many files (or bytes, below), so a drop
+FIRST_BATCH_BYTES = 64 * 1024 * 1024  # keeps what is in and the reconnect sends only the rest
+LINES_SHOWN = 20  # failed paths or pod warnings printed one per line; the rest are counted
+HINTS = {  # what usually causes each error in a pod, after the system's own words
+    "EBUSY": " (a mounted file?)",
+    "EXDEV": " (a mount point?)",
+    "EROFS": " (a read-only mount)",
+    "ENOSPC": " (the pod's disk is full)",
+    "EDQUOT": " (the pod's disk quota is used up)",
+    "EACCES": " (the agent's user may not write there)",
+    "EPERM": " (the agent's user may not write there)",
+}
 MS = 1000.0
 # A change halts when it would leave the tree without files, or with less than half of them
 # when it had at least this many (a small project losing half its files is a normal edit).
@@ -83,6 +95,7 @@ class Link:
     refused: bool = False
     retry_at: Optional[float] = None
     backoff: float = RECONNECT_FIRST
+    greeted: bool = False  # the agent started once: from then on a drop reconnects, never exits
 
 
 class SyncRules(Rules):
@@ -164,6 +177,7 @@ class Syncer:
         self.watcher: Optional[Watcher] = None
         self.next_listing: Optional[float] = None
         self.warned: set[str] = set()  # warnings already given (each is said once)
+        self.not_written: set[str] = set()  # paths the pod could not write in the last batch
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -259,7 +273,9 @@ class Syncer:
         try:
             self._connect(link)
         except Disconnected as exc:
-            raise ReloaddError(f"{name}: could not start the sync: {exc}", EXIT_AGENT_FAILED) from None
+            if not link.greeted:
+                raise ReloaddError(f"{name}: could not start the sync: {exc}", EXIT_AGENT_FAILED) from None
+            self._lost(link, str(exc))  # dropped during the first sync: what is committed stays
         return EXIT_REFUSED if link.refused else None
 
     def _wait(self) -> None:
@@ -314,6 +330,7 @@ class Syncer:
             return
         if hello["t"] != "hello" or hello.get("version") != PROTOCOL_VERSION:
             raise Disconnected(f"the agent speaks another protocol version ({hello.get('version')})")
+        link.greeted = True
         session.root = str(hello.get("root", ""))
         self._resync(link)
         link.ready, link.retry_at, link.backoff = True, None, RECONNECT_FIRST
@@ -322,37 +339,67 @@ class Syncer:
         session = link.session
         local = self._local_manifest()
         session.send({"t": "start", "exclude": self.globs})
-        remote: Manifest = {}
-        while True:
-            message = session.receive(REPLY_TIMEOUT)
-            if message["t"] == "manifest-end":
-                break
-            for item in message.get("entries", []):
-                entry = Entry.from_wire(item)
-                if entry is not None and not self.exclude(entry.path, entry.kind == DIR):
-                    remote[entry.path] = entry
+        remote = self._remote_manifest(session)
         result = diff(local, remote, self.delete)
         result.delete = self._resync_deletes(local, remote, result.delete)
         sends = result.send + self._differing(session, result.compare)
         entries = [local[path] for path in sorted(sends)]
         started = time.monotonic()
         progress = Progress(sys.stderr.isatty() and not out.json_lines, len(entries))
-        sent = self._send_batch(session, entries, result.delete, progress)
+        sent, deletes = 0, result.delete
+        for group in _groups(entries):  # committed one by one: a drop keeps what is in
+            sent += self._send_batch(session, group, deletes, progress)
+            deletes = []
+        if not entries:
+            sent += self._send_batch(session, [], deletes, progress)
         progress.done()
         self.known = local
         self._say(session, entries, result.delete, sent, started, "in sync with" if not entries else "synced")
 
+    def _remote_manifest(self, session: Session) -> Manifest:
+        """The pod's manifest, chunk by chunk; the agent's warnings (what it cannot sync) are shown."""
+        remote: Manifest = {}
+        warnings = 0
+        while True:
+            message = session.receive(REPLY_TIMEOUT)
+            if message["t"] == "manifest-end":
+                break
+            if message["t"] == "warn":
+                warnings += 1
+                if warnings <= LINES_SHOWN:
+                    out.warn(f"{session.name}: {message['message']}")
+                continue
+            if message["t"] != "manifest":
+                raise Disconnected(f"unexpected answer to a manifest request: {message['t']}")
+            for item in message["entries"]:
+                entry = Entry.from_wire(item)
+                if entry is None:
+                    raise Disconnected(f"bad data from the agent: malformed manifest entry {str(item)[:80]}")
+                if not self.exclude(entry.path, entry.kind == DIR):
+                    remote[entry.path] = entry
+        if warnings > LINES_SHOWN:
+            out.warn(f"{session.name}: {warnings - LINES_SHOWN} more warnings like these")
+        return remote
+
     def _differing(self, session: Session, paths: list[str]) -> list[str]:
-        """Of the files whose size agrees but mtime does not, those whose content differs."""
-        if not paths:
-            return []
-        session.send({"t": "hash", "paths": paths})
-        theirs = session.receive(REPLY_TIMEOUT).get("hashes", {})
+        """Of the files whose size agrees but mtime does not, those whose content differs (or cannot be read
+        on one side: never counted as in sync). Asked in chunks, so no request or reply grows with the tree."""
+        differing = []
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            return [path for path in paths if _local_hash(fd, path) != theirs.get(path)]
+            for chunk in chunks(paths):
+                session.send({"t": "hash", "paths": chunk})
+                reply = session.receive(REPLY_TIMEOUT)
+                if reply["t"] != "hashes":
+                    raise Disconnected(f"unexpected answer to a hash request: {reply['t']}")
+                theirs = reply["hashes"]
+                for path in chunk:
+                    mine = _local_hash(fd, path)  # "": cannot be read here
+                    if not mine or theirs.get(path) is None or mine != theirs[path]:
+                        differing.append(path)
         finally:
             os.close(fd)
+        return differing
 
     def _local_manifest(self) -> Manifest:
         """The whole tree, walked through descriptors; what cannot be synced is named and left unknown."""
@@ -635,11 +682,35 @@ class Syncer:
     def _send_batch(
         self, session: Session, entries: list[Entry], deletes: list[str], progress: Optional[Progress]
     ) -> int:
-        """Send one batch and wait until the agent committed it; returns the bytes sent."""
-        if not entries and not deletes:
-            return 0
+        """Send one batch and wait until the agent committed it; returns the bytes sent.
+
+        The pod applies a batch completely or not at all. When some paths cannot be written there
+        (a mounted file, a read-only directory), each is reported in one line, left out, and the
+        rest is sent again at once, so one bad path never holds up the others. A left-out path is
+        tried again when it changes (or at the next connection)."""
+        total = 0
+        while entries or deletes:
+            sent, failed = self._try_batch(session, entries, deletes, progress)
+            total += sent
+            if not failed:
+                return total
+            self._report_failed(session, failed)
+            self.not_written.update(path for path, _, _ in failed)
+            kept = [entry for entry in entries if not _under_any(entry.path, self.not_written)]
+            kept_deletes = [path for path in deletes if not _under_any(path, self.not_written)]
+            if len(kept) == len(entries) and len(kept_deletes) == len(deletes):
+                raise Disconnected("the agent rolled a batch back without naming a path it holds")
+            entries, deletes, progress = kept, kept_deletes, None
+        return total
+
+    def _try_batch(
+        self, session: Session, entries: list[Entry], deletes: list[str], progress: Optional[Progress]
+    ) -> tuple[int, list[tuple[str, str, str]]]:
+        """One attempt: (bytes sent, [(path, errno name, reason)] of a batch that was rolled back)."""
         self.batch_id += 1
-        session.send({"t": "batch", "id": self.batch_id, "delete": deletes})
+        session.send({"t": "batch", "id": self.batch_id})
+        for chunk in chunks(deletes):
+            session.send({"t": "delete", "paths": chunk})
         total = 0
         for entry in entries:
             size = self._send_entry(session, entry)
@@ -647,12 +718,27 @@ class Syncer:
             if progress is not None:
                 progress.add(size)
         session.send({"t": "commit", "id": self.batch_id})
-        reply = session.receive(REPLY_TIMEOUT)
-        if reply.get("t") != "done" or reply.get("id") != self.batch_id:
-            raise Disconnected(f"unexpected answer to a batch: {reply.get('t')}")
-        for refused in reply.get("refused", []):
-            out.warn(f"{session.name}: not written: {refused}")
-        return total
+        failed: list[tuple[str, str, str]] = []
+        while True:
+            reply = session.receive(REPLY_TIMEOUT)
+            if reply["t"] not in ("skipped", "failed", "done") or reply["id"] != self.batch_id:
+                raise Disconnected(f"unexpected answer to a batch: {reply['t']}")
+            if reply["t"] == "skipped":
+                for line in reply["items"]:
+                    out.warn(f"{session.name}: not written: {line}")
+            elif reply["t"] == "failed":
+                failed += [_failure(item) for item in reply["items"]]
+            elif reply["ok"] or failed:
+                return total, failed
+            else:
+                raise Disconnected("the agent rolled a batch back without saying why")
+
+    def _report_failed(self, session: Session, failed: list[tuple[str, str, str]]) -> None:
+        for path, error, reason in failed[:LINES_SHOWN]:
+            out.warn(f"{session.name}: cannot write {path}: {reason}{HINTS.get(error, '')}")
+        if len(failed) > LINES_SHOWN:
+            out.warn(f"{session.name}: {len(failed) - LINES_SHOWN} more paths not written")
+        out.warn(f"{session.name}: sending the rest; a path not written is tried again when it changes")
 
     def _send_entry(self, session: Session, entry: Entry) -> int:
         if entry.kind == DIR:
@@ -684,6 +770,8 @@ class Syncer:
         self, session: Session, entries: list[Entry], deletes: list[str], size: int, started: float, verb: str
     ) -> None:
         elapsed = round((time.monotonic() - started) * MS)
+        entries = [entry for entry in entries if not _under_any(entry.path, self.not_written)]
+        self.not_written = set()
         count = sum(1 for entry in entries if entry.kind != DIR)
         files = f"{count} file" + ("" if count == 1 else "s")
         if not count:  # only directories made
@@ -702,6 +790,32 @@ class Syncer:
             out.detail(f"  {entry.path}{'/' if entry.kind == DIR else ''}")
         for path in deletes:
             out.detail(f"  deleted {path}")
+
+
+def _groups(entries: list[Entry]) -> list[list[Entry]]:
+    """The first sync's entries in bounded batches (directories count as files, sizes as the manifest said)."""
+    groups: list[list[Entry]] = []
+    group: list[Entry] = []
+    size = 0
+    for entry in entries:
+        if group and (len(group) >= FIRST_BATCH_FILES or size + entry.size > FIRST_BATCH_BYTES):
+            groups.append(group)
+            group, size = [], 0
+        group.append(entry)
+        size += entry.size
+    return groups + [group] if group else groups
+
+
+def _failure(item: object) -> tuple[str, str, str]:
+    if isinstance(item, list) and len(item) == 3 and all(isinstance(part, str) for part in item):
+        return item[0], item[1], item[2]
+    raise Disconnected(f"bad data from the agent: malformed failure {str(item)[:80]}")
+
+
+def _under_any(path: str, paths: set[str]) -> bool:
+    """``path`` is one of ``paths`` or lies under one of them."""
+    parts = path.split("/")
+    return any("/".join(parts[:count]) in paths for count in range(1, len(parts) + 1))
 
 
 def _local_hash(root_fd: int, path: str) -> str:

@@ -10,14 +10,16 @@ mtime, so after the first sync the quick check is enough).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from .paths import NAME_MAX, TEMP_PREFIX
+from .protocol import INT64
 
 FILE, DIR, LINK = "f", "d", "l"
 HASH_CHUNK = 1024 * 1024
@@ -46,7 +48,9 @@ class Entry:
         path, kind, size, mtime_ns, executable, target = item
         if not (isinstance(path, str) and kind in (FILE, DIR, LINK) and isinstance(target, str)):
             return None
-        if not (isinstance(size, int) and isinstance(mtime_ns, int) and isinstance(executable, bool)):
+        if not (type(size) is int and 0 <= size <= INT64 and type(mtime_ns) is int and -INT64 <= mtime_ns <= INT64):
+            return None  # a bool is not a number here, and sizes and times fit in 64 bits
+        if type(executable) is not bool:
             return None
         return cls(path, kind, size, mtime_ns, executable, target)
 
@@ -65,48 +69,92 @@ def entry_for(path: str, st: os.stat_result, target: str = "") -> Optional[Entry
     return None
 
 
-def scan(root_fd: int, exclude: Exclude, temp: Optional[Callable[[int, str], None]] = None) -> Manifest:
-    """Every entry under the directory ``root_fd`` (which stays open), paths relative to it.
+def scan(
+    root_fd: int,
+    exclude: Exclude,
+    temp: Optional[Callable[[int, str], None]] = None,
+    warn: Optional[Callable[[str], None]] = None,
+) -> Manifest:
+    """Every entry under the directory ``root_fd`` (which stays open), by relative path: see ``walk``."""
+    return {entry.path: entry for entry in walk(root_fd, exclude, temp, warn)}
+
+
+def walk(
+    root_fd: int,
+    exclude: Exclude,
+    temp: Optional[Callable[[int, str], None]] = None,
+    warn: Optional[Callable[[str], None]] = None,
+) -> Iterator[Entry]:
+    """Every entry under the directory ``root_fd`` (which stays open), paths relative to it, one at a time.
 
     Args:
         root_fd: the open root directory.
         exclude: leaves a path out (and, for a directory, everything below it).
         temp: called with (directory fd, name) for each of the agent's temporary files found.
+        warn: told (one line each) what is left out that the user may expect: a name that is not
+            UTF-8 (it cannot travel in the protocol), a directory that cannot be listed.
 
-    Returns:
-        The entries by relative path; sockets, fifos and devices are left out.
+    Yields:
+        The entries; sockets, fifos and devices are left out without being opened.
     """
-    found: Manifest = {}
     stack = [(os.dup(root_fd), "")]
-    while stack:
-        fd, base = stack.pop()
-        try:
-            for name, st in _list(fd):
-                path = f"{base}{name}"
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if name.startswith(TEMP_PREFIX):
-                    if temp is not None:
-                        temp(fd, name)
-                    continue
-                if len(name.encode(errors="surrogateescape")) > NAME_MAX:
-                    continue
-                if exclude(path, is_dir):
-                    continue
-                target = _readlink(name, fd) if stat.S_ISLNK(st.st_mode) else ""
-                entry = entry_for(path, st, target)
-                if entry is None:
-                    continue
-                found[path] = entry
-                if is_dir:
-                    child = _open_child(name, fd)
-                    if child is not None:
-                        stack.append((child, f"{path}/"))
-        finally:
+    try:
+        while stack:
+            fd, base = stack.pop()
+            try:
+                for name, st in _list(fd, base, warn):
+                    entry = _entry(fd, base, name, st, exclude, temp, warn)
+                    if entry is None:
+                        continue
+                    yield entry
+                    if entry.kind == DIR:
+                        child = _open_child(name, fd, entry.path, warn)
+                        if child is not None:
+                            stack.append((child, f"{entry.path}/"))
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _ in stack:
             os.close(fd)
-    return found
 
 
-def _list(fd: int) -> list[tuple[str, os.stat_result]]:
+def _entry(
+    fd: int,
+    base: str,
+    name: str,
+    st: os.stat_result,
+    exclude: Exclude,
+    temp: Optional[Callable[[int, str], None]],
+    warn: Optional[Callable[[str], None]],
+) -> Optional[Entry]:
+    path = f"{base}{name}"
+    if name.startswith(TEMP_PREFIX):
+        if temp is not None:
+            temp(fd, name)
+        return None
+    if not _utf8(name):
+        if warn is not None:
+            warn(f"{escaped(path)}: the name is not UTF-8; not synced")
+        return None
+    if len(name.encode()) > NAME_MAX or exclude(path, stat.S_ISDIR(st.st_mode)):
+        return None
+    return entry_for(path, st, _readlink(name, fd) if stat.S_ISLNK(st.st_mode) else "")
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def escaped(path: str) -> str:
+    """A path with its undecodable bytes shown as \\xNN: printable, and unambiguous."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _list(fd: int, base: str, warn: Optional[Callable[[str], None]]) -> list[tuple[str, os.stat_result]]:
     items = []
     try:
         with os.scandir(fd) as entries:
@@ -115,7 +163,9 @@ def _list(fd: int) -> list[tuple[str, os.stat_result]]:
                     items.append((entry.name, entry.stat(follow_symlinks=False)))
                 except OSError:
                     continue  # vanished between listing and stat: the next scan or event catches up
-    except OSError:
+    except OSError as exc:
+        if warn is not None:
+            warn(f"{escaped(base) or '.'}: cannot list it ({exc.strerror}); what it holds is not synced")
         return []
     return items
 
@@ -127,23 +177,34 @@ def _readlink(name: str, fd: int) -> str:
         return ""
 
 
-def _open_child(name: str, fd: int) -> Optional[int]:
+def _open_child(name: str, fd: int, path: str, warn: Optional[Callable[[str], None]]) -> Optional[int]:
     try:
         return os.open(name, _OPEN_DIR, dir_fd=fd)
-    except OSError:
+    except OSError as exc:
+        if warn is not None and exc.errno != errno.ENOENT:
+            warn(f"{escaped(path)}/: cannot open it ({exc.strerror}); what it holds is not synced")
         return None
 
 
-def file_hash(parent_fd: int, name: str) -> str:
-    """sha256 of a regular file (opened without following a symlink), or "" if it cannot be read."""
+def file_hash(parent_fd: int, name: str) -> Optional[str]:
+    """sha256 of a regular file, or None if it is not one or cannot be read.
+
+    Opened without following a symlink and without blocking (a FIFO would wait for a writer
+    forever); only a regular file, checked on the open descriptor, is read.
+    """
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent_fd)
     except OSError:
-        return ""
+        return None
     digest = hashlib.sha256()
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        os.set_blocking(fd, True)
         while chunk := os.read(fd, HASH_CHUNK):
             digest.update(chunk)
+    except OSError:
+        return None
     finally:
         os.close(fd)
     return digest.hexdigest()

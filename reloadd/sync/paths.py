@@ -58,18 +58,21 @@ def check_path(path: object) -> tuple[str, ...]:
         raise PathRefused(f"path {path!r}: not a non-empty string")
     if "\0" in path:
         raise PathRefused(f"path {path!r}: contains a NUL byte")
-    if path.startswith("/"):
+    if path[0] == "/":
         raise PathRefused(f"path {path!r}: absolute")
-    if len(path.encode(errors="surrogateescape")) > PATH_MAX:
+    # A character is at most 4 bytes: shorter texts need no encoding to know they fit (a million deletes).
+    if len(path) * 4 > PATH_MAX and len(path.encode(errors="surrogateescape")) > PATH_MAX:
         raise PathRefused(f"path {path[:40]!r}...: longer than {PATH_MAX} bytes")
     parts = tuple(path.split("/"))
-    for part in parts:
-        if part in ("", ".", ".."):
-            raise PathRefused(f"path {path!r}: not normalised ({part or 'empty'!r} component)")
-        if len(part.encode(errors="surrogateescape")) > NAME_MAX:
-            raise PathRefused(f"path {path!r}: a component is longer than {NAME_MAX} bytes")
-        if part.startswith(TEMP_PREFIX):
-            raise PathRefused(f"path {path!r}: uses the agent's temporary-file prefix")
+    if "" in parts or "." in parts or ".." in parts:
+        part = next(part for part in parts if part in ("", ".", ".."))
+        raise PathRefused(f"path {path!r}: not normalised ({part or 'empty'!r} component)")
+    if len(path) * 4 > NAME_MAX or TEMP_PREFIX in path:
+        for part in parts:
+            if len(part.encode(errors="surrogateescape")) > NAME_MAX:
+                raise PathRefused(f"path {path!r}: a component is longer than {NAME_MAX} bytes")
+            if part.startswith(TEMP_PREFIX):
+                raise PathRefused(f"path {path!r}: uses the agent's temporary-file prefix")
     return parts
 
 
@@ -192,6 +195,7 @@ def remove_tree(
     removed: Optional[list[str]] = None,
     prefix: str = "",
     keep: Optional[Callable[[str, bool], bool]] = None,
+    shown: Optional[str] = None,
 ) -> None:
     """Remove ``name`` in the open directory ``parent``: a file or symlink is unlinked, a directory
     emptied through descriptors first (never following a symlink inside it).
@@ -203,22 +207,24 @@ def remove_tree(
         prefix: what ``removed`` entries start with (the relative path of ``parent`` and a slash).
         keep: (``prefix + path``, is a directory) -> leave it, and so the directories above it, in
             place (excluded paths such as node_modules are never deleted).
+        shown: the name ``removed`` and ``keep`` use for ``name`` (a backup stands for the path it replaced).
     """
+    shown = name if shown is None else shown
     try:
         mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
     except FileNotFoundError:
         return
-    if keep is not None and keep(prefix + name, stat.S_ISDIR(mode)):
+    if keep is not None and keep(prefix + shown, stat.S_ISDIR(mode)):
         return
     if not stat.S_ISDIR(mode):
         os.unlink(name, dir_fd=parent)
         if removed is not None:
-            removed.append(prefix + name)
+            removed.append(prefix + shown)
         return
     fd = os.open(name, _OPEN_DIR, dir_fd=parent)
     try:
         for child in list(_names(fd)):
-            remove_tree(fd, child, removed, f"{prefix}{name}/", keep)
+            remove_tree(fd, child, removed, f"{prefix}{shown}/", keep)
     finally:
         os.close(fd)
     try:

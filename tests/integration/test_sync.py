@@ -82,6 +82,7 @@ def test_live_edits_deletes_renames_and_directories_arrive(run_reloadd, laptop: 
     (laptop / "old").mkdir()
     (laptop / "old" / "gone.js").write_text("gone")
     sync = start_sync(run_reloadd, laptop, pod)
+
     def new_deep_file() -> None:
         os.makedirs(laptop / "new" / "deep")
         (laptop / "new" / "deep" / "c.js").write_text("c")
@@ -101,7 +102,8 @@ def test_live_edits_deletes_renames_and_directories_arrive(run_reloadd, laptop: 
         step()
         wait_for(lambda: tree(pod) == tree(laptop), what=f"the pod to match the laptop:\n{tree(pod)}\n{sync.log()}")
     wait_for(lambda: stat.S_IMODE((pod / "tool.sh").stat().st_mode) == 0o755, what="the executable bit alone")
-    assert not [name for name in os.listdir(pod) if name.startswith(".reloadd-sync.")]
+    # A last echo of the chmod may still be staging: its temporary name goes when it commits.
+    wait_for(lambda: not [n for n in os.listdir(pod) if n.startswith(".reloadd-sync.")], what="no temporary file")
 
 
 def test_delete_removes_pod_only_files_but_never_excluded_ones(run_reloadd, laptop: Path, pod: Path) -> None:
@@ -248,7 +250,8 @@ def test_a_laptop_gone_mid_batch_leaves_nothing_in_the_pod(pod: Path) -> None:
     (pod / "app.js").write_text("old")
     proc = agent_process(pod)
     assert proc.stdin is not None
-    proc.stdin.write(encode_message({"t": "batch", "id": 1, "delete": ["app.js"]}))
+    proc.stdin.write(encode_message({"t": "batch", "id": 1}))
+    proc.stdin.write(encode_message({"t": "delete", "paths": ["app.js"]}))
     for path, size in (("new/b.js", 0), ("app.js", 100)):
         op = {"t": "op", "op": "file", "path": path, "size": size, "exec": False, "mtime": 1}
         proc.stdin.write(encode_message(op))
@@ -256,15 +259,15 @@ def test_a_laptop_gone_mid_batch_leaves_nothing_in_the_pod(pod: Path) -> None:
     proc.stdin.close()  # the laptop died (or lost the network) before the commit
     assert proc.wait(DEADLINE) == 0
     proc.stdout.close()  # type: ignore[union-attr]
-    assert tree(pod) == {"app.js": "old", "new": "/"}  # no temporary file left, nothing applied
+    assert tree(pod) == {"app.js": "old"}  # no temporary file or new directory left, nothing applied
 
 
 @pytest.mark.parametrize(
     ("frame", "message"),
     [
         (struct.pack(">cI", b"D", MAX_FRAME + 1), "over the"),
-        (encode_message({"t": "start", "exclude": "*"}), "exclude must be a list"),
-        (encode_message({"t": "batch", "id": 1, "delete": ["../../etc"]}), "not normalised"),
+        (encode_message({"t": "start", "exclude": "*"}), "start: bad value for 'exclude'"),
+        (encode_message({"t": "batch", "id": 1}) + encode_message({"t": "delete", "paths": ["../e"]}), "normalised"),
     ],
 )
 def test_a_malformed_frame_ends_the_session_with_one_error_line(pod: Path, frame: bytes, message: str) -> None:
@@ -279,7 +282,7 @@ def test_a_malformed_frame_ends_the_session_with_one_error_line(pod: Path, frame
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="a read-only bind mount needs root")
 def test_a_pod_directory_the_agent_cannot_write_is_one_error_line(pod: Path) -> None:
     readonly = f'mount --bind {pod} {pod} && mount -o remount,ro,bind {pod} && exec "$@"'
-    frames = encode_message({"t": "batch", "id": 1, "delete": []})
+    frames = encode_message({"t": "batch", "id": 1})
     frames += encode_message({"t": "op", "op": "file", "path": "a.js", "size": 1, "exec": False, "mtime": 1})
     frames += encode_data(b"x")
     argv = ["unshare", "--mount", "sh", "-c", readonly, "sh", *reloadd_argv(), "agent", str(pod)]

@@ -23,6 +23,9 @@ COMBINATIONS = [
     ({}, ALLOWED, ""),
     ({"NODE_ENV": "development"}, ALLOWED, ""),
     ({"NODE_ENV": "production"}, REFUSED, PRODUCTION_LINE),
+    ({"NODE_ENV": "Production"}, REFUSED, PRODUCTION_LINE),  # any case, trimmed: production means production
+    ({"NODE_ENV": " PRODUCTION\n"}, REFUSED, PRODUCTION_LINE),
+    ({"NODE_ENV": "production-like"}, ALLOWED, ""),
     ({"NODE_ENV": "production", "RELOADD_WATCH": "1"}, ALLOWED, ""),  # the supervisor's own "watch anyway"
     ({"NODE_ENV": "production", "RELOADD_WATCH": "0"}, REFUSED, PRODUCTION_LINE),
     ({"NODE_ENV": "production", "RELOADD_SYNC": "1"}, ALLOWED, ""),

@@ -52,7 +52,7 @@ def serve_until(server: ControlServer, stop: threading.Event, batches: list[list
 
 
 def test_begin_holds_the_supervisor_and_commit_hands_over_the_paths(directory: Path) -> None:
-    server = ControlServer(directory)
+    server = ControlServer(directory, ["/app"])
     stop = threading.Event()
     batches: list[list[str]] = []
     holds: list[bool] = []
@@ -72,11 +72,11 @@ def test_begin_holds_the_supervisor_and_commit_hands_over_the_paths(directory: P
         thread.join()
         server.close()
     assert batches == [["/app/a.js", "/app/b.js"]]
-    assert not server.holding and not (directory / server.path.name).exists()
+    assert not server.holding and os.listdir(directory) == []  # its socket is gone
 
 
 def test_a_connection_closed_without_commit_releases_the_hold(directory: Path) -> None:
-    server = ControlServer(directory)
+    server = ControlServer(directory, ["/app"])
     stop = threading.Event()
     holds: list[bool] = []
     thread = threading.Thread(target=serve_until, args=(server, stop, [], holds))
@@ -94,6 +94,34 @@ def test_a_connection_closed_without_commit_releases_the_hold(directory: Path) -
         stop.set()
         thread.join()
         server.close()
+
+
+def test_a_batch_reaches_only_the_supervisors_watching_its_directory_or_above(directory: Path) -> None:
+    env = {"RELOADD_CONTROL_DIR": str(directory)}
+    servers = {
+        "app": ControlServer(directory, ["/srv/app"]),
+        "parent": ControlServer(directory, ["/tmp", "/srv"]),
+        "other": ControlServer(directory, ["/srv/other"]),
+        "sub": ControlServer(directory, ["/srv/app/src"]),
+    }
+    try:
+        for listeners in servers.values():
+            for path in listeners.listeners:
+                assert oct(path.stat().st_mode & 0o777) == oct(0o600)
+        announcement = Announcement("/srv/app", env)
+        reached = set()
+        for name, server in servers.items():
+            for _ in range(20):
+                server.take_batches()
+                if server.connections:
+                    reached.add(name)
+                    break
+                threading.Event().wait(0.01)
+        announcement.close()
+        assert reached == {"app", "parent"}  # not another app's, not a directory below the batch's root
+    finally:
+        for server in servers.values():
+            server.close()
 
 
 def test_with_no_supervisor_the_announcement_is_empty(tmp_path: Path) -> None:

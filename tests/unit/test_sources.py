@@ -431,6 +431,7 @@ ENV_CASES = [
     ({"RELOADD_WATCH": "1"}, "watch", ["*.*"]),
     ({"NODE_ENV": "development"}, "watch", ["*.*"]),
     ({"NODE_ENV": "production"}, "watch", False),
+    ({"NODE_ENV": " Production "}, "watch", False),  # any case, trimmed, as the sync agent's guard
     ({"NODE_ENV": "production", "RELOADD_WATCH": "1"}, "watch", ["*.*"]),
 ]
 

@@ -16,7 +16,7 @@ import pytest
 from reloadd.errors import ReloaddError
 from reloadd.sync.agent import Agent
 from reloadd.sync.paths import PathRefused, Root, check_link_target, check_path, check_root
-from reloadd.sync.protocol import Data, ProtocolError
+from reloadd.sync.protocol import Data, Frame, FrameReader, ProtocolError, encode_data, encode_message
 
 
 class Pod:
@@ -30,18 +30,32 @@ class Pod:
         )
         self.ident = 0
 
+    def handle(self, frame: Frame) -> None:
+        """A frame as the agent gets it: encoded, sent, decoded (and checked) by the FrameReader."""
+        wire = encode_data(frame.chunk) if isinstance(frame, Data) else encode_message(frame)
+        for decoded in FrameReader().feed(wire):
+            self.agent.handle(decoded)
+
     def batch(
         self, ops: list[dict[str, Any]], data: dict[str, bytes] | None = None, delete: tuple[str, ...] = ()
     ) -> dict[str, Any]:
+        """Run one batch; returns the done reply with "skipped" and "failed" gathered from the chunks."""
         self.ident += 1
-        self.agent.handle({"t": "batch", "id": self.ident, "delete": list(delete)})
+        start = len(self.sent)
+        self.handle({"t": "batch", "id": self.ident})
+        if delete:
+            self.handle({"t": "delete", "paths": list(delete)})
         for op in ops:
-            self.agent.handle({"t": "op", **op})
+            self.handle({"t": "op", **op})
             body = (data or {}).get(op["path"], b"")
             if op["op"] == "file" and body:
-                self.agent.handle(Data(body))
-        self.agent.handle({"t": "commit", "id": self.ident})
-        return self.sent[-1]
+                self.handle(Data(body))
+        self.handle({"t": "commit", "id": self.ident})
+        replies = self.sent[start:]
+        done = dict(replies[-1])
+        done["skipped"] = [line for r in replies if r["t"] == "skipped" for line in r["items"]]
+        done["failed"] = [item for r in replies if r["t"] == "failed" for item in r["items"]]
+        return done
 
 
 def file_op(path: str, body: bytes = b"x", executable: bool = False) -> dict[str, Any]:
@@ -89,11 +103,11 @@ def test_hostile_paths_are_refused_by_the_gate(path: object) -> None:
 def test_hostile_paths_end_the_session_and_leave_nothing(world: tuple[Pod, Path], path: object) -> None:
     pod, outside = world
     (pod.root / "kept.js").write_text("staged before")
-    pod.agent.handle({"t": "batch", "id": 1, "delete": []})
-    pod.agent.handle({"t": "op", **file_op("ok.js", b"first")})
-    pod.agent.handle(Data(b"first"))
+    pod.handle({"t": "batch", "id": 1})
+    pod.handle({"t": "op", **file_op("ok.js", b"first")})
+    pod.handle(Data(b"first"))
     with pytest.raises(ProtocolError):
-        pod.agent.handle({"t": "op", **file_op(path, b"evil")})  # type: ignore[arg-type]
+        pod.handle({"t": "op", **file_op(path, b"evil")})  # type: ignore[arg-type]
     pod.agent.abort()  # what the session's end does
     assert sorted(os.listdir(pod.root)) == ["kept.js"]  # the staged ok.js is gone, no temp file left
     assert (outside / "victim").read_text() == "original"
@@ -124,8 +138,8 @@ def test_a_write_through_a_pod_side_directory_symlink_is_refused(world: tuple[Po
     reply = pod.batch(
         [file_op("lib/victim", b"pwned"), file_op("lib/new", b"pwned")], {"lib/victim": b"pwned", "lib/new": b"pwned"}
     )
-    assert reply["t"] == "done" and len(reply["refused"]) == 2
-    assert "a symlink is in the way at lib" in reply["refused"][0]
+    assert reply["t"] == "done" and reply["ok"] and len(reply["skipped"]) == 2
+    assert "a symlink is in the way at lib" in reply["skipped"][0]
     assert (outside / "victim").read_text() == "original"
     assert sorted(os.listdir(outside)) == ["victim"]
 
@@ -135,8 +149,9 @@ def test_a_symlink_deeper_in_the_path_is_not_followed_either(world: tuple[Pod, P
     (pod.root / "a").mkdir()
     os.symlink("../../outside", pod.root / "a" / "b")
     reply = pod.batch([file_op("a/b/c/victim", b"pwned"), {"op": "dir", "path": "a/b/d"}], {"a/b/c/victim": b"pwned"})
-    assert len(reply["refused"]) == 2
+    assert len(reply["skipped"]) == 2
     assert sorted(os.listdir(outside)) == ["victim"]
+    assert sorted(os.listdir(pod.root / "a")) == ["b"]  # the staged directory went with the refusal
 
 
 def test_a_file_symlink_is_replaced_not_written_through(world: tuple[Pod, Path]) -> None:
@@ -161,8 +176,8 @@ def test_deletes_never_reach_through_a_symlink(world: tuple[Pod, Path]) -> None:
 def test_hashes_are_not_read_through_a_symlink(world: tuple[Pod, Path]) -> None:
     pod, outside = world
     os.symlink(str(outside), pod.root / "lib")
-    pod.agent.handle({"t": "hash", "paths": ["lib/victim"]})
-    assert pod.sent[-1] == {"t": "hashes", "hashes": {"lib/victim": ""}}
+    pod.handle({"t": "hash", "paths": ["lib/victim"]})
+    assert pod.sent[-1] == {"t": "hashes", "hashes": {"lib/victim": None}}
 
 
 def test_only_the_executable_bit_is_ever_set(world: tuple[Pod, Path]) -> None:
@@ -180,21 +195,21 @@ def test_only_the_executable_bit_is_ever_set(world: tuple[Pod, Path]) -> None:
     "frames",
     [
         [{"t": "op", **file_op("a")}],  # op outside a batch
-        [{"t": "batch", "id": 1, "delete": []}, {"t": "op", "op": "chmod", "path": "a", "mode": 0o4755}],
+        [{"t": "batch", "id": 1}, {"t": "op", "op": "chmod", "path": "a", "mode": 0o4755}],
         [
-            {"t": "batch", "id": 1, "delete": []},
+            {"t": "batch", "id": 1},
             {"t": "op", "op": "file", "path": "a", "size": 1, "exec": "yes", "mtime": 1},
         ],
         [
-            {"t": "batch", "id": 1, "delete": []},
+            {"t": "batch", "id": 1},
             {"t": "op", "op": "file", "path": "a", "size": -1, "exec": False, "mtime": 1},
         ],
-        [{"t": "batch", "id": 1, "delete": []}, {"t": "op", **file_op("a", b"12")}, {"t": "commit", "id": 1}],
-        [{"t": "batch", "id": 1, "delete": []}, {"t": "op", **file_op("a", b"1")}, Data(b"12")],
-        [{"t": "batch", "id": 1, "delete": []}, Data(b"unannounced")],
-        [{"t": "batch", "id": 1, "delete": ["../x"]}],
-        [{"t": "batch", "id": 1, "delete": []}, {"t": "batch", "id": 2, "delete": []}],
-        [{"t": "batch", "id": 1, "delete": []}, {"t": "commit", "id": 2}],
+        [{"t": "batch", "id": 1}, {"t": "op", **file_op("a", b"12")}, {"t": "commit", "id": 1}],
+        [{"t": "batch", "id": 1}, {"t": "op", **file_op("a", b"1")}, Data(b"12")],
+        [{"t": "batch", "id": 1}, Data(b"unannounced")],
+        [{"t": "batch", "id": 1}, {"t": "delete", "paths": ["../x"]}],
+        [{"t": "batch", "id": 1}, {"t": "batch", "id": 2}],
+        [{"t": "batch", "id": 1}, {"t": "commit", "id": 2}],
         [{"t": "rm-rf"}],
     ],
     ids=[
@@ -215,7 +230,7 @@ def test_malformed_sessions_are_refused_and_leave_nothing(world: tuple[Pod, Path
     pod, _ = world
     with pytest.raises(ProtocolError):
         for frame in frames:
-            pod.agent.handle(frame)
+            pod.handle(frame)
     pod.agent.abort()
     assert os.listdir(pod.root) == []
 
@@ -223,16 +238,17 @@ def test_malformed_sessions_are_refused_and_leave_nothing(world: tuple[Pod, Path
 def test_a_batch_is_invisible_until_commit_then_complete(world: tuple[Pod, Path]) -> None:
     pod, _ = world
     (pod.root / "old.js").write_text("old")
-    pod.agent.handle({"t": "batch", "id": 1, "delete": ["old.js"]})
+    pod.handle({"t": "batch", "id": 1})
+    pod.handle({"t": "delete", "paths": ["old.js"]})
     for name in ("a.js", "sub/b.js", "empty.js"):
         body = b"" if name == "empty.js" else name.encode()
-        pod.agent.handle({"t": "op", **file_op(name, body)})
+        pod.handle({"t": "op", **file_op(name, body)})
         if body:
-            pod.agent.handle(Data(body))
-    visible = {str(p.relative_to(pod.root)) for p in pod.root.rglob("*") if not p.name.startswith(".reloadd-sync.")}
-    assert visible == {"old.js", "sub"}  # staged under temporary names only
-    pod.agent.handle({"t": "commit", "id": 1})
-    assert pod.sent[-1] == {"t": "done", "id": 1, "refused": []}
+            pod.handle(Data(body))
+    visible = {str(p.relative_to(pod.root)) for p in pod.root.rglob("*") if ".reloadd-sync." not in str(p)}
+    assert visible == {"old.js"}  # staged under temporary names only, the new directory too
+    pod.handle({"t": "commit", "id": 1})
+    assert pod.sent[-1] == {"t": "done", "id": 1, "ok": True}
     assert sorted(str(p.relative_to(pod.root)) for p in pod.root.rglob("*")) == ["a.js", "empty.js", "sub", "sub/b.js"]
     assert (pod.root / "empty.js").read_bytes() == b""
     assert os.stat(pod.root / "a.js").st_mtime_ns == 1_000_000_000
@@ -257,7 +273,6 @@ def test_stale_temporary_files_of_a_dead_agent_are_removed_at_start(world: tuple
     dead = 2**22 + 12345  # above pid_max's default: no such process
     (pod.root / f".reloadd-sync.{dead}.1.tmp").write_text("half")
     (pod.root / f".reloadd-sync.{os.getpid()}.1.tmp").write_text("ours, in progress")
-    pod.agent.handle({"t": "start", "exclude": []})
+    pod.handle({"t": "start", "exclude": []})
     assert sorted(os.listdir(pod.root)) == [f".reloadd-sync.{os.getpid()}.1.tmp"]
     assert pod.sent[-1] == {"t": "manifest-end", "count": 0}
-

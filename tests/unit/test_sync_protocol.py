@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from reloadd.sync.protocol import (
     Data,
     FrameReader,
     ProtocolError,
+    chunks,
     encode_data,
     encode_message,
 )
@@ -25,13 +27,14 @@ from reloadd.sync.protocol import (
 
 # -- frames -----------------------------------------------------------------------------------------
 def test_frames_round_trip_in_any_pieces() -> None:
-    stream = encode_message({"t": "hello", "root": "/app"}) + encode_data(b"\x00abc") + encode_message({"t": "x"})
+    hello = {"t": "hello", "version": 2, "root": "/app"}
+    stream = encode_message(hello) + encode_data(b"\x00abc") + encode_message({"t": "commit", "id": 1})
     reader = FrameReader()
     frames = []
     for index in range(len(stream)):  # one byte at a time: the worst a pipe can do
         frames += reader.feed(stream[index : index + 1])
     reader.finish()
-    assert frames == [{"t": "hello", "root": "/app"}, Data(b"\x00abc"), {"t": "x"}]
+    assert frames == [hello, Data(b"\x00abc"), {"t": "commit", "id": 1}]
 
 
 def test_an_oversized_frame_is_refused_from_its_header_alone() -> None:
@@ -61,6 +64,62 @@ def test_a_stream_ending_inside_a_frame_is_an_error(cut: int) -> None:
 def test_malformed_message_frames_are_errors(body: bytes) -> None:
     with pytest.raises(ProtocolError, match="malformed"):
         FrameReader().feed(struct.pack(">cI", b"J", len(body)) + body)
+
+
+def body_frame(body: bytes) -> bytes:
+    return struct.pack(">cI", b"J", len(body)) + body
+
+
+DEEP = b'{"t":"start","exclude":' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+BAD_MESSAGES = [  # (body, what the one line says)
+    (b'{"t":"op","op":"file","path":"a","size":1,"exec":false,"mtime":1e30}', "bad value for 'mtime'"),
+    (b'{"t":"op","op":"file","path":"a","size":1,"exec":false,"mtime":99999999999999999999}', "bad value for 'mtime'"),
+    (b'{"t":"op","op":"file","path":"a","size":-1,"exec":false,"mtime":1}', "bad value for 'size'"),
+    (b'{"t":"op","op":"file","path":"a","size":true,"exec":false,"mtime":1}', "bad value for 'size'"),
+    (b'{"t":"op","op":"file","path":"a","size":1,"exec":1,"mtime":1}', "bad value for 'exec'"),
+    (b'{"t":"batch","id":1e3}', "bad value for 'id'"),
+    (b'{"t":"batch","id":true}', "bad value for 'id'"),
+    (b'{"t":"batch","id":100000000000000000000000}', "bad value for 'id'"),
+    (b'{"t":"batch"}', "missing 'id'"),
+    (b'{"t":"batch","id":1,"delete":[]}', "unknown key 'delete'"),
+    (b'{"t":"commit","id":1,"force":true}', "unknown key 'force'"),
+    (b'{"t":"rm-rf"}', "unknown message type"),
+    (b'{"t":"delete","paths":"a"}', "bad value for 'paths'"),
+    (b'{"t":"delete","paths":[1]}', "bad value for 'paths'"),
+    (b'{"t":"hash","paths":["\\ud800"]}', "lone surrogate"),
+    (b'{"t":"delete","paths":["a\\udfff"]}', "lone surrogate"),
+    (b'{"t":"done","id":1,"ok":"yes"}', "bad value for 'ok'"),
+    (b'{"t":"hashes","hashes":{"a":5}}', "bad value for 'hashes'"),
+    (DEEP, "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_MESSAGES, ids=[m for _, m in BAD_MESSAGES])
+def test_each_malformed_message_is_one_protocol_error(body: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(message)):
+        FrameReader().feed(body_frame(body))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"t": "hash", "paths": ["caf\u00e9/\U0001f600.js"]},  # a pair escaped by another encoder is fine
+        {"t": "hello", "version": 9, "root": "/app", "features": ["later"]},  # hello stays open: version check
+        {"t": "op", "op": "file", "path": "a", "size": 0, "exec": True, "mtime": -1},  # before 1970 is a time
+        {"t": "failed", "id": 1, "items": [["a", "EBUSY", "Device or resource busy"]]},
+    ],
+)
+def test_well_formed_messages_pass(message: dict[str, object]) -> None:
+    body = json.dumps(message).encode()  # ASCII with escapes, as another implementation might send
+    assert FrameReader().feed(body_frame(body)) == [message]
+
+
+def test_chunks_stay_under_the_byte_and_item_limits() -> None:
+    paths = [f"dir/{index:06d}" * 20 for index in range(5000)] + ["\x01" * 4000]
+    pieces = list(chunks(paths, limit_bytes=64 * 1024, limit_items=1000))
+    assert [p for piece in pieces for p in piece] == paths
+    assert all(len(piece) <= 1000 for piece in pieces)
+    assert all(len(encode_message({"t": "delete", "paths": piece})) < 64 * 1024 + 30_000 for piece in pieces)
 
 
 def test_an_unknown_frame_type_is_an_error() -> None:

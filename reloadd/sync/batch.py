@@ -1,0 +1,514 @@
+"""One batch in the pod: staged out of sight, then committed all at once or not at all.
+
+Staging. Each file or symlink is written under a temporary name in its own directory
+(``.reloadd-sync.PID.N.tmp``, which reloadd's watcher ignores), with its mode and the laptop's
+mtime. A directory the pod does not have yet is made under a temporary name in the nearest
+directory that exists, and everything below it is written there under its final name: a new
+directory appears complete, at its commit. What was staged, the deletes and the refusals are
+spooled to an unnamed file (spool.py), so a batch of a million operations costs no memory.
+A write that fails while staging (EACCES, ENOSPC...) is recorded against its path; the batch
+then fails at commit without touching the tree.
+
+Commit. Deletes first, then every staged name, each step journaled with what it replaced: a
+file that is replaced is first hard-linked to a backup name (so the rename over it is still
+atomic for the app), a directory or a deleted path is renamed to a backup name. A step that
+fails (EBUSY on a bind-mounted file, EACCES, EXDEV, ENOSPC) is recorded and the others are
+tried, so one reply names every path that cannot be written; then, if any failed, the journal
+is undone backwards and the tree is exactly as before. Only a batch that committed completely
+removes its backups and is announced to the supervisor (control.py).
+
+An agent killed during the commit's renames leaves each path old or new, never half a file; the
+next agent removes the leftovers at its start and the laptop's manifest diff repairs the rest.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .manifest import Exclude
+from .paths import Blocked, Root, file_mode, remove_tree
+from .spool import Record, Spool
+
+FD_CACHE_MAX = 256  # directory descriptors a batch keeps open before it closes them all and starts over
+ANNOUNCE_MAX = 50_000  # committed paths named to the supervisor; beyond that, the first ones stand for all
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# Staged records: ("f", dir, temp, name) a file or symlink renamed at commit; ("t", dir, temp, name)
+# a new directory renamed in at commit; ("n", path, announce) written inside a new directory.
+# Journal records: ("moved", dir, name, backup) renamed away; ("replaced", dir, name, backup) a
+# file replaced, its old inode kept as backup; ("created", dir, name, temp) renamed into place.
+
+
+@dataclass
+class Failure:
+    path: str
+    error: str  # the errno's name (EBUSY), or "" when there is none
+    reason: str  # strerror
+
+
+@dataclass
+class Upload:
+    """The file whose bytes are arriving."""
+
+    path: str
+    fd: Optional[int]  # None: refused or failed, the bytes are read and dropped
+    remaining: int
+    executable: bool
+    mtime_ns: int
+    record: Record  # what the staged spool gets when the file is complete
+    directory: int = -1
+
+
+@dataclass
+class Outcome:
+    """What a commit did: every path it refused or could not write, and what the supervisor hears."""
+
+    committed: bool
+    changed: list[str] = field(default_factory=list)
+
+
+class Batch:
+    """One batch's staging and commit under ``root``; ``temp()`` names every temporary entry."""
+
+    def __init__(self, ident: int, root: Root, temp: Iterator[str], keep: Exclude) -> None:
+        self.ident = ident
+        self.root = root
+        self.keep = keep  # excluded paths: a delete never removes them, nor the directories holding them
+        self._temps = temp
+        self.staged = Spool(root.fd, next(temp), 4)
+        self.deletes = Spool(root.fd, next(temp), 1)
+        self.notes = Spool(root.fd, next(temp), 4)  # ("skip", line, "", "") and ("fail", path, errno, strerror)
+        self.failed = 0
+        self.upload: Optional[Upload] = None
+        self.new_dirs: dict[tuple[str, ...], str] = {}  # final parts -> temporary name, top new directories
+        self.blocked: dict[str, str] = {}  # new directories standing where the pod has a file or symlink
+        self.fds: dict[tuple[str, ...], int] = {}
+        self.missing: set[tuple[str, ...]] = set()  # directories the deletes found missing
+        self.new_fds: set[tuple[str, ...]] = set()  # cached directories that are new (staged)
+
+    # -- staging -----------------------------------------------------------------------------------
+    def delete(self, paths: list[str]) -> None:
+        """Paths to delete at commit (checked by the caller)."""
+        self.deletes.extend(paths)
+
+    def make_dir(self, path: str, parts: tuple[str, ...]) -> None:
+        try:
+            _, new = self._dir(parts)
+        except OSError as exc:
+            self._fail(path, exc)
+            return
+        if new:
+            self.staged.append("n", path, "", "")
+
+    def stage_link(self, path: str, parts: tuple[str, ...], target: str) -> None:
+        try:
+            parent, new = self._dir(parts[:-1])
+            name = parts[-1] if new else next(self._temps)
+            if new:
+                _unlink(parent, name)
+            os.symlink(target, name, dir_fd=parent)
+        except OSError as exc:
+            self._fail(path, exc)
+            return
+        self.staged.append(*_staged(path, parts, name, new))
+
+    def stage_file(self, path: str, parts: tuple[str, ...], size: int, executable: bool, mtime_ns: int) -> None:
+        upload = Upload(path, None, size, executable, mtime_ns, ())
+        try:
+            parent, new = self._dir(parts[:-1])
+            name = parts[-1] if new else next(self._temps)
+            try:
+                upload.fd = os.open(name, _NEW_FILE, 0o600, dir_fd=parent)
+            except FileExistsError:
+                _unlink(parent, name)  # the same path twice in one batch (in a new directory): the last wins
+                upload.fd = os.open(name, _NEW_FILE, 0o600, dir_fd=parent)
+            upload.directory = parent
+            upload.record = _staged(path, parts, name, new)
+        except OSError as exc:
+            self._fail(path, exc)
+        self.upload = upload
+        if size == 0:
+            self.finish_upload()
+
+    def write(self, chunk: bytes) -> None:
+        """File bytes for the upload in progress (the caller checked they were announced)."""
+        upload = self.upload
+        assert upload is not None
+        if upload.fd is not None:
+            try:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(upload.fd, view) :]
+            except OSError as exc:
+                self._drop_upload(upload, exc)
+        upload.remaining -= len(chunk)
+        if upload.remaining == 0:
+            self.finish_upload()
+
+    def finish_upload(self) -> None:
+        upload, self.upload = self.upload, None
+        if upload is None or upload.fd is None:
+            return
+        try:
+            os.fchmod(upload.fd, file_mode(upload.executable))
+            os.utime(upload.fd, ns=(upload.mtime_ns, upload.mtime_ns))
+        except OSError as exc:
+            self._drop_upload(upload, exc)
+            return
+        os.close(upload.fd)
+        self.staged.append(*upload.record)
+
+    def _drop_upload(self, upload: Upload, exc: OSError) -> None:
+        assert upload.fd is not None
+        os.close(upload.fd)
+        upload.fd = None
+        self._fail(upload.path, exc)
+        name = upload.record[2] if upload.record[0] == "f" else upload.path.rpartition("/")[2]
+        _unlink(upload.directory, name)
+
+    def _fail(self, path: str, exc: OSError) -> None:
+        self.failed += 1
+        name = errno.errorcode.get(exc.errno or 0, "")
+        self.notes.append("fail", path, name, exc.strerror or str(exc))
+
+    def _dir(self, directory: tuple[str, ...]) -> tuple[int, bool]:
+        """The directory that stands for ``directory`` while staging (made if missing), and whether
+        it is new. A missing directory, or one where the pod has a file or symlink, is made under a
+        temporary name in its parent; pod-side symlinks are never followed."""
+        cached = self.fds.get(directory)
+        if cached is not None:
+            return cached, directory in self.new_fds
+        fd, new = os.dup(self.root.fd), False
+        try:
+            for count in range(1, len(directory) + 1):
+                fd, new = self._step(fd, directory[:count], new)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._cache(directory, fd)
+        if new:
+            self.new_fds.add(directory)
+        return fd, new
+
+    def _step(self, fd: int, parts: tuple[str, ...], new: bool) -> tuple[int, bool]:
+        """From the open directory ``fd`` to ``parts``'s last component (closing ``fd``)."""
+        name = parts[-1]
+        temp = self.new_dirs.get(parts)
+        if temp is not None:
+            name, new = temp, True
+        elif new:
+            try:
+                os.mkdir(name, 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+        else:
+            try:
+                child = os.open(name, _OPEN_DIR, dir_fd=fd)
+                os.close(fd)
+                return child, False
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                self.blocked["/".join(parts)] = _in_the_way(fd, name)
+            temp = next(self._temps)
+            os.mkdir(temp, 0o755, dir_fd=fd)
+            self.new_dirs[parts] = temp
+            self.staged.append("t", "/".join(parts[:-1]), temp, parts[-1])
+            name, new = temp, True
+        child = os.open(name, _OPEN_DIR, dir_fd=fd)
+        os.close(fd)
+        return child, new
+
+    # -- commit ------------------------------------------------------------------------------------
+    def commit(self) -> Outcome:
+        """Apply everything staged, or (if anything fails) nothing; the notes hold every reason."""
+        self.close_fds()
+        if self.failed:
+            self._clean_staged(committed=False, refused=set())
+            return Outcome(False)
+        refused = self._refused_dirs()
+        try:
+            journal = Spool(self.root.fd, next(self._temps), 4, reversible=True)
+        except OSError:
+            self._clean_staged(committed=False, refused=set())
+            raise
+        try:
+            try:
+                self._apply(refused, journal)
+            except BaseException:  # the journal's own disk filled up, say: put back what it holds, then stop
+                self._rollback(journal)
+                self._clean_staged(committed=False, refused=set())
+                raise
+            if self.failed:
+                self._rollback(journal)
+                self._clean_staged(committed=False, refused=set())
+                return Outcome(False)
+            outcome = Outcome(True)
+            self._clean_staged(committed=True, refused=refused, changed=outcome.changed)
+            self._drop_backups(journal, outcome.changed)
+            return outcome
+        finally:
+            journal.close()
+            self.close_fds()
+
+    def _apply(self, refused: set[str], journal: Spool) -> None:
+        """Deletes, then every staged name, each step journaled; a step that fails is noted and skipped."""
+        for (path,) in self.deletes:  # sorted by the laptop: one directory after another
+            try:
+                self._move_away(path, journal)
+            except OSError as exc:
+                self._fail(path, exc)
+        self.close_fds()  # a delete may have moved a cached directory away
+        for record in self.staged:
+            self._commit_record(record, refused, journal)
+
+    def _refused_dirs(self) -> set[str]:
+        """New directories that stand where the pod has a symlink or file this batch does not delete."""
+        if not self.blocked:
+            return set()
+        refused = set(self.blocked)
+        for (path,) in self.deletes:
+            refused = {top for top in refused if top != path and not top.startswith(f"{path}/")}
+        return refused
+
+    def _commit_record(self, record: Record, refused: set[str], journal: Spool) -> None:
+        kind = record[0]
+        if kind == "n":
+            return
+        directory, temp, name = _where(record)
+        path = "/".join((*directory, name))
+        if kind == "t" and path in refused:
+            return
+        try:
+            self._put(directory, temp, name, kind == "f", journal)
+        except (OSError, Blocked) as exc:
+            self._fail(path, exc if isinstance(exc, OSError) else OSError(errno.ENOTDIR, exc.reason))
+
+    def _move_away(self, path: str, journal: Spool) -> None:
+        """A delete: the entry is renamed to a backup name, removed only when the whole batch is in."""
+        parts = tuple(path.split("/"))
+        if parts[:-1] in self.missing:
+            return
+        try:
+            parent = self._existing(parts[:-1])
+        except (FileNotFoundError, NotADirectoryError, Blocked):
+            self.missing.add(parts[:-1])  # a million deletes in one gone directory: looked up once
+            return  # not there, or under a symlink the pod has: nothing of ours to delete
+        try:
+            is_dir = stat.S_ISDIR(os.stat(parts[-1], dir_fd=parent, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return
+        if self.keep(path, is_dir):
+            return  # excluded (node_modules, .git unless included): never deleted
+        if is_dir and self._holds_kept(parent, parts[-1], path):
+            for child in _names(parent, parts[-1]):  # what it holds goes, one by one; the kept stays
+                self._move_away(f"{path}/{child}", journal)
+            return
+        backup = next(self._temps)
+        os.rename(parts[-1], backup, src_dir_fd=parent, dst_dir_fd=parent)
+        journal.append("moved", "/".join(parts[:-1]), parts[-1], backup)
+
+    def _holds_kept(self, parent: int, name: str, path: str) -> bool:
+        """Is anything under the directory ``name`` (``path``) excluded, and so never to be deleted?"""
+        stack = [(os.open(name, _OPEN_DIR, dir_fd=parent), path)]
+        try:
+            while stack:
+                fd, base = stack.pop()
+                try:
+                    with os.scandir(fd) as entries:
+                        for entry in entries:
+                            child, is_dir = f"{base}/{entry.name}", entry.is_dir(follow_symlinks=False)
+                            if self.keep(child, is_dir):
+                                return True
+                            if is_dir:
+                                stack.append((os.open(entry.name, _OPEN_DIR, dir_fd=fd), child))
+                finally:
+                    os.close(fd)
+        finally:
+            for fd, _ in stack:
+                os.close(fd)
+        return False
+
+    def _put(self, directory: tuple[str, ...], temp: str, name: str, replace: bool, journal: Spool) -> None:
+        """Rename ``temp`` to ``name`` in ``directory``, keeping what it replaces as a backup."""
+        parent = self._existing(directory)
+        try:
+            old: Optional[os.stat_result] = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            old = None
+        if old is not None and replace:
+            backup = next(self._temps)
+            if not stat.S_ISDIR(old.st_mode) and _linked(parent, name, backup):
+                try:
+                    os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)  # atomic for the app
+                except OSError:
+                    _unlink(parent, backup)
+                    raise
+                journal.append("replaced", "/".join(directory), name, backup)
+                return
+            os.rename(name, backup, src_dir_fd=parent, dst_dir_fd=parent)  # a directory, or no hard links
+            journal.append("moved", "/".join(directory), name, backup)
+        os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        journal.append("created", "/".join(directory), name, temp)
+
+    def _rollback(self, journal: Spool) -> None:
+        for kind, directory, name, other in journal.backwards():
+            try:
+                parent = self._existing(_parts(directory))
+                if kind == "created":
+                    os.rename(name, other, src_dir_fd=parent, dst_dir_fd=parent)  # back to its temporary name
+                else:
+                    os.rename(other, name, src_dir_fd=parent, dst_dir_fd=parent)
+            except (OSError, Blocked) as exc:
+                self.failed += 1
+                self.notes.append("fail", _join(directory, name), "", f"could not be put back as it was ({exc})")
+
+    def _drop_backups(self, journal: Spool, changed: list[str]) -> None:
+        for kind, directory, name, backup in journal:
+            if kind == "created":
+                continue
+            try:
+                parent = self._existing(_parts(directory))
+                prefix = directory
+                removed: Optional[list[str]] = changed if len(changed) < ANNOUNCE_MAX else None
+                if kind == "moved":
+                    remove_tree(parent, backup, removed, f"{prefix}/" if prefix else "", shown=name)
+                else:
+                    os.unlink(backup, dir_fd=parent)
+            except (OSError, Blocked):
+                continue  # a leftover backup is removed by the next agent's start
+
+    def _clean_staged(self, committed: bool, refused: set[str], changed: Optional[list[str]] = None) -> None:
+        """Remove what was staged but is not in the tree now; on success, list what is."""
+        for record in self.staged:
+            kind = record[0]
+            if kind == "n":
+                path = record[1]
+                top = next((t for t in refused if path == t or path.startswith(f"{t}/")), None)
+                if top is not None:
+                    reason = self.blocked[top]
+                    line = f"{path}: {reason} is in the way at {top} in the pod; not following it"
+                    self.notes.append("skip", line, "", "")
+                elif committed and record[2] and changed is not None and len(changed) < ANNOUNCE_MAX:
+                    changed.append(path)
+                continue
+            directory, temp, name = _where(record)
+            path = "/".join((*directory, name))
+            if committed and path not in refused:
+                if kind == "f" and changed is not None and len(changed) < ANNOUNCE_MAX:
+                    changed.append(path)
+                continue
+            try:
+                remove_tree(self._existing(directory), temp)
+            except (OSError, Blocked):
+                continue
+
+    def _existing(self, directory: tuple[str, ...]) -> int:
+        cached = self.fds.get(directory)
+        if cached is None:
+            cached = self.root.open_dir(directory, create=False)
+            self._cache(directory, cached)
+        return cached
+
+    def _cache(self, directory: tuple[str, ...], fd: int) -> None:
+        """Keep ``fd`` open for later steps in the same directory; the oldest goes when there are too many."""
+        if len(self.fds) >= FD_CACHE_MAX:
+            oldest = next(iter(self.fds))
+            os.close(self.fds.pop(oldest))
+            self.new_fds.discard(oldest)
+        self.fds[directory] = fd
+
+    # -- the end -----------------------------------------------------------------------------------
+    def abort(self) -> None:
+        """The session ended before the commit: remove everything staged."""
+        upload, self.upload = self.upload, None
+        if upload is not None and upload.fd is not None:
+            os.close(upload.fd)
+            upload.fd = None
+            if upload.record:
+                self.staged.append(*upload.record)
+        self.close_fds()
+        self._clean_staged(committed=False, refused=set())
+        for spool in (self.staged, self.deletes, self.notes):
+            spool.close()
+
+    def close(self) -> None:
+        self.close_fds()
+        for spool in (self.staged, self.deletes, self.notes):
+            spool.close()
+
+    def close_fds(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+        self.missing.clear()
+        self.new_fds.clear()
+
+
+def _where(record: Record) -> tuple[tuple[str, ...], str, str]:
+    """(final directory, temporary name, final name) of a staged "f" or "t" record."""
+    return _parts(record[1]), record[2], record[3]
+
+
+def _parts(directory: str) -> tuple[str, ...]:
+    return tuple(directory.split("/")) if directory else ()
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory}/{name}" if directory else name
+
+
+def _staged(path: str, parts: tuple[str, ...], name: str, new: bool) -> Record:
+    """A file or symlink staged: renamed at commit ("f"), or already in place in a new directory ("n")."""
+    return ("n", path, "1", "") if new else ("f", "/".join(parts[:-1]), name, parts[-1])
+
+
+def _names(parent: int, name: str) -> list[str]:
+    fd = os.open(name, _OPEN_DIR, dir_fd=parent)
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(parent: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=parent)
+    except OSError:
+        pass
+
+
+def _linked(parent: int, name: str, backup: str) -> bool:
+    """Hard-link the file about to be replaced to ``backup``; False where that is not possible."""
+    try:
+        os.link(name, backup, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
+    except OSError:
+        return False  # EXDEV on a mounted file, EPERM on some FUSE mounts: it is renamed away instead
+    return True
+
+
+def _in_the_way(fd: int, name: str) -> str:
+    try:
+        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+    except OSError:
+        return "something"
+    return "a symlink" if stat.S_ISLNK(mode) else "a file"
+
+
+def failures(batch: Batch) -> Iterator[Failure]:
+    for note in batch.notes:
+        if note[0] == "fail":
+            yield Failure(note[1], note[2], note[3])
+
+
+def skips(batch: Batch) -> Iterator[str]:
+    for note in batch.notes:
+        if note[0] == "skip":
+            yield note[1]
