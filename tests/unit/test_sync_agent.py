@@ -276,3 +276,18 @@ def test_stale_temporary_files_of_a_dead_agent_are_removed_at_start(world: tuple
     pod.handle({"t": "start", "exclude": []})
     assert sorted(os.listdir(pod.root)) == [f".reloadd-sync.{os.getpid()}.1.tmp"]
     assert pod.sent[-1] == {"t": "manifest-end", "count": 0}
+
+
+def test_a_deleted_directory_keeps_what_is_excluded_inside_it(world: tuple[Pod, Path]) -> None:
+    pod, _ = world
+    (pod.root / "app" / "node_modules" / "dep").mkdir(parents=True)
+    (pod.root / "app" / "node_modules" / "dep" / "index.js").write_text("installed in the pod")
+    (pod.root / "app" / "src").mkdir()
+    (pod.root / "app" / "src" / "a.js").write_text("a")
+    (pod.root / "app" / "b.js").write_text("b")
+    pod.handle({"t": "start", "exclude": ["node_modules/"]})
+    reply = pod.batch([], delete=("app",))
+    assert reply["ok"]
+    assert sorted(str(p.relative_to(pod.root)) for p in pod.root.rglob("*")) == [
+        "app", "app/node_modules", "app/node_modules/dep", "app/node_modules/dep/index.js"
+    ]  # fmt: skip
