@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Optional
 
 from . import __version__
 from .cli import HELP, CliArgs, parse_args
 from .command import build_command, child_env, missing_script_warning
-from .errors import ReloaddError
+from .errors import EXIT_NOT_FOUND, ReloaddError
 from .matching import Rules
 from .output import out, use_colour
 from .plan import Plan
@@ -18,7 +19,7 @@ from .supervisor import Supervisor
 from .sync.agent import agent_main
 from .sync.laptop import sync_main
 from .sync.options import SYNC_HELP, parse_sync_args
-from .tree import resolve_program
+from .tree import START_FAILURE, resolve_program
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in reloadd, not in the app or its config
 EXIT_OUTPUT = 74  # EX_IOERR: --help, --version or --dump could not be written to stdout (a full disk)
@@ -28,16 +29,18 @@ SYNC_COMMAND = "sync"
 AGENT_COMMAND = "agent"
 
 
-def make_plan(cli: CliArgs) -> Plan:
+def make_plan(cli: CliArgs, check_program: bool = True) -> Plan:
     """Read every config source and derive the command to run: the same steps at start and on config reload.
 
     Everything that could make the next start fail is checked here, so that a config edit that
-    would break it is reported (a ReloaddError) while the running app is left alone.
+    would break it is reported (a ReloaddError) while the running app is left alone. ``--dump``
+    passes ``check_program=False``: what would run matters most when the program is missing.
     """
     loaded = load_settings(cli, env=os.environ)
     command = build_command(loaded.settings, cli, loaded.cwd)
     env = child_env(loaded.settings, os.environ, loaded.cwd)
-    resolve_program(command.argv[0], env.get("PATH"), str(loaded.cwd))
+    if check_program:
+        resolve_program(command.argv[0], env.get("PATH"), str(loaded.cwd))
     rules = Rules(loaded.settings, cwd=loaded.cwd, script=command.script, extensions=command.extensions)
     missing = missing_script_warning(command, loaded.cwd)
     warnings = [*loaded.warnings, *([missing] if missing else [])]
@@ -77,12 +80,10 @@ def run(argv: list[str]) -> int:
     if cli.version:
         _print(__version__)
         return 0
-    plan = make_plan(cli)
+    plan = make_plan(cli, check_program=not cli.dump)
     configure_output(plan)
     if cli.dump:
-        dump = {"config": plan.settings.model_dump(by_alias=True), "command": plan.command.argv, "cwd": str(plan.cwd)}
-        _print(json.dumps(dump, indent=2, default=str))
-        return 0
+        return dump(plan)
     os.chdir(plan.cwd)
     out.info(__version__)
     for path in plan.files:
@@ -94,6 +95,29 @@ def run(argv: list[str]) -> int:
     for notice in plan.notices:
         out.info(notice)
     return Supervisor(plan, replan=lambda: make_plan(cli)).run()
+
+
+def dump(plan: Plan) -> int:
+    """``--dump``: the resolved config and command on stdout, always (nodemon's does the same); a
+    program that could not be started is one line on stderr, not a refusal to answer."""
+    data = {"config": plan.settings.model_dump(by_alias=True), "command": plan.command.argv, "cwd": str(plan.cwd)}
+    _print(json.dumps(data, indent=2, default=str))
+    problem = program_problem(plan)
+    if problem:
+        out.warn(problem)
+    return 0
+
+
+def program_problem(plan: Plan) -> Optional[str]:
+    """Why the plan's program could not be started (not found on PATH, not executable), or None."""
+    program = plan.command.argv[0]
+    try:
+        resolve_program(program, plan.env.get("PATH"), str(plan.cwd))
+    except ReloaddError as exc:
+        on_path = exc.exit_code == EXIT_NOT_FOUND and "/" not in program
+        reason = f'"{program}" cannot be found on PATH' if on_path else exc.message.removeprefix(START_FAILURE)
+        return f"--dump: {reason}; without --dump reloadd would exit {exc.exit_code} here"
+    return None
 
 
 def run_sync(argv: list[str]) -> int:

@@ -21,6 +21,7 @@ from .errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, ReloaddError
 from .output import format_pids, out, plural
 from .pid1 import RESET_IN_CHILD
 
+START_FAILURE = "failed to start process, "  # nodemon's words for a program that cannot be run
 KILL_WAIT = 2.0  # seconds to wait for the kernel to finish SIGKILLed processes before giving up on them
 STOP_POLL_INTERVAL = 0.01  # seconds between looks at the tree while it stops (the restart path: keep it short)
 
@@ -109,10 +110,10 @@ def resolve_program(program: str, path_env: Optional[str], cwd: Optional[str] = 
         if os.path.isfile(candidate):
             if os.access(candidate, os.X_OK):
                 return candidate
-            raise ReloaddError(f'failed to start process, "{program}" is not executable', EXIT_NOT_EXECUTABLE)
+            raise ReloaddError(f'{START_FAILURE}"{program}" is not executable', EXIT_NOT_EXECUTABLE)
         if os.path.isdir(candidate) and "/" in program:
-            raise ReloaddError(f'failed to start process, "{program}" is a directory', EXIT_NOT_EXECUTABLE)
-    raise ReloaddError(f'failed to start process, "{program}" exec not found', EXIT_NOT_FOUND)
+            raise ReloaddError(f'{START_FAILURE}"{program}" is a directory', EXIT_NOT_EXECUTABLE)
+    raise ReloaddError(f'{START_FAILURE}"{program}" exec not found', EXIT_NOT_FOUND)
 
 
 def spawn(
@@ -141,7 +142,7 @@ def spawn(
         )
     except OSError as exc:
         code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_NOT_EXECUTABLE
-        raise ReloaddError(f'failed to start process, "{argv[0]}": {exc.strerror}', code) from None
+        raise ReloaddError(f'{START_FAILURE}"{argv[0]}": {exc.strerror}', code) from None
 
 
 def send(pid: int, sig: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Optional
@@ -314,6 +315,38 @@ def test_dump_merges_files_environment_and_flags(app: Path) -> None:
 
 def test_dump_in_production_does_not_watch(app: Path) -> None:
     assert dump(["server.js"], app, env={"NODE_ENV": "production"})["config"]["watch"] is False
+
+
+# (arguments, nodemon.json or None, the command --dump shows, the program the stderr line names or None)
+DUMP_WITHOUT_THE_PROGRAM = [
+    (["--", "coffee", "x.coffee"], None, ["coffee", "x.coffee"], "coffee"),
+    (["x.coffee"], None, ["coffee", "x.coffee"], "coffee"),
+    (["--exec", "foo", "server.js"], None, ["foo", "server.js"], "foo"),
+    (["page.pug"], {"execMap": {"pug": "pug"}}, ["pug", "page.pug"], "pug"),
+    (["server.js"], {"exec": "/path to node"}, ["/path", "to", "node", "server.js"], "/path"),
+    (["server.js"], None, ["node", "server.js"], None),
+]
+
+
+@pytest.mark.parametrize(("args", "config", "command", "missing"), DUMP_WITHOUT_THE_PROGRAM, ids=lambda v: repr(v))
+def test_dump_answers_even_when_the_program_cannot_be_found(
+    app: Path, args: list[str], config: Optional[dict[str, Any]], command: list[str], missing: Optional[str]
+) -> None:
+    for name in ("x.coffee", "page.pug"):
+        (app / name).write_text("")
+    if config is not None:
+        (app / "nodemon.json").write_text(json.dumps(config))
+    result = run(["--dump", *args], app, env={"PATH": os.path.dirname(shutil.which("node") or "/usr/bin/node")})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["command"] == command, data
+    assert data["cwd"] == str(app) and "execMap" in data["config"]
+    if missing is None:
+        assert result.stderr == "", result.stderr
+    else:
+        (line,) = result.stderr.splitlines()
+        assert f'"{missing}"' in line and "exit 127" in line and "Traceback" not in result.stderr, line
+        assert ("on PATH" in line) == ("/" not in missing), line
 
 
 def test_help_and_version_exit_zero(app: Path) -> None:
