@@ -112,7 +112,9 @@ def parse_duration_ms(name: str, text: str) -> float:
         number = float(match.group(1))
         return check_milliseconds(number if (match.group(2) or "").lower() == "ms" else number * MS_PER_SECOND)
     except ValueError:
-        raise ConfigError(f"{name}: expected a duration like 2.5, 2500ms or 5s, got {text!r}") from None
+        raise ConfigError(
+            f"{name}: expected a duration like 2.5, 2500ms or 5s (at most an hour), got {text!r}"
+        ) from None
 
 
 def parse_seconds(name: str, text: str, positive: bool = False) -> float:
@@ -124,7 +126,9 @@ def parse_seconds(name: str, text: str, positive: bool = False) -> float:
         return check_seconds(parse_duration_ms(name, text) / MS_PER_SECOND, positive)
     except (ValueError, ConfigError):
         wanted = "a positive" if positive else "a"
-        raise ConfigError(f"{name}: expected {wanted} number of seconds like 5, 2.5 or 500ms, got {text!r}") from None
+        raise ConfigError(
+            f"{name}: expected {wanted} number of seconds like 5, 2.5 or 500ms (at most an hour), got {text!r}"
+        ) from None
 
 
 def parse_milliseconds(name: str, text: str) -> int:
@@ -136,7 +140,8 @@ def parse_milliseconds(name: str, text: str) -> int:
         return check_poll_interval(int(match.group(1)))
     except ValueError:
         raise ConfigError(
-            f"{name}: expected a whole number of milliseconds like 100 (1 to {MAX_POLL_INTERVAL_MS}), got {text!r}"
+            f"{name}: expected a whole number of milliseconds like 100 (1 to {MAX_POLL_INTERVAL_MS}, an hour), "
+            f"got {text!r}"
         ) from None
 
 

@@ -7,7 +7,6 @@ layer or the merged result and turns pydantic's errors into one line naming file
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 from typing import Any, Literal, Optional, Union
@@ -35,7 +34,12 @@ INSPECT_DEFAULT_HOST = "127.0.0.1"
 INSPECT_DEFAULT_PORT = 9229  # node's own default inspector port
 INSPECT_BRK_PREFIX = "brk:"  # `inspect` value prefix meaning --inspect-brk (stop before the first line)
 MAX_PORT = 65535
-MAX_POLL_INTERVAL_MS = 3_600_000  # an hour: a longer poll period is a typo, and would hide every change
+# The largest duration any key takes (delay, pollingInterval, stopTimeout, eventTimeout): an hour.
+# Longer is a typo (seconds written as milliseconds) or `1e308`, and would hide every change, hang
+# every restart or overflow the clock arithmetic; README "Options" documents the bound.
+MAX_DURATION_SECONDS = 3600
+MAX_DURATION_MS = MAX_DURATION_SECONDS * 1000
+MAX_POLL_INTERVAL_MS = MAX_DURATION_MS
 # Deeper than this, a config file is a mistake (or an attack on the parser): nodemon's keys nest
 # three levels at most. Python's JSON and TOML parsers recurse and fail near 1,000 levels.
 MAX_CONFIG_DEPTH = 32
@@ -107,25 +111,27 @@ def _normalise_inspect(value: Any) -> Any:
 
 
 # -- value checks shared by the command line, the environment and config files --------------------
+# Every number reaches one of these, whatever its source, so a flag, a variable and a file take the
+# same values: finite, not negative, at most MAX_DURATION_* (NaN fails every comparison, so is refused).
 def check_milliseconds(value: float) -> float:
-    """A ``delay``: a finite number of milliseconds, 0 or more."""
-    if not math.isfinite(value) or value < 0:
-        raise ValueError("expected a number of milliseconds (0 or more)")
+    """A ``delay``: a finite number of milliseconds from 0 to MAX_DURATION_MS."""
+    if not 0 <= value <= MAX_DURATION_MS:
+        raise ValueError(f"expected a number of milliseconds from 0 to {MAX_DURATION_MS} (an hour)")
     return value
 
 
 def check_seconds(value: float, positive: bool = False) -> float:
-    """A ``stopTimeout`` (0 or more) or ``eventTimeout`` (positive): a finite number of seconds."""
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        wanted = "a positive number of seconds" if positive else "a number of seconds (0 or more)"
-        raise ValueError(f"expected {wanted}")
+    """A ``stopTimeout`` (0 or more) or ``eventTimeout`` (positive): seconds, at most MAX_DURATION_SECONDS."""
+    if not 0 <= value <= MAX_DURATION_SECONDS or (positive and value == 0):
+        low = "above 0" if positive else "from 0"
+        raise ValueError(f"expected a number of seconds {low} to {MAX_DURATION_SECONDS} (an hour)")
     return value
 
 
 def check_poll_interval(value: int) -> int:
     """A ``pollingInterval``: whole milliseconds from 1 to MAX_POLL_INTERVAL_MS."""
     if not 1 <= value <= MAX_POLL_INTERVAL_MS:
-        raise ValueError(f"expected a whole number of milliseconds like 100 (1 to {MAX_POLL_INTERVAL_MS})")
+        raise ValueError(f"expected a whole number of milliseconds from 1 to {MAX_POLL_INTERVAL_MS} (an hour)")
     return value
 
 
@@ -295,16 +301,16 @@ EXPECTED = {
     "ignore": "a glob or a list of globs",
     "ignoreRoot": "a list of globs",
     "ext": 'a comma-separated list of extensions such as "js,json"',
-    "delay": "a number of milliseconds",
+    "delay": f"a number of milliseconds from 0 to {MAX_DURATION_MS} (an hour)",
     "exec": "a command string",
     "execMap": 'an object mapping extensions to programs, e.g. { "ts": "ts-node" }',
     "env": 'an object of environment values, e.g. { "PORT": 8000 }',
     "events": 'an object mapping event names to shell commands, e.g. { "restart": "echo hi" }',
-    "pollingInterval": "a positive number of milliseconds",
+    "pollingInterval": f"a whole number of milliseconds from 1 to {MAX_DURATION_MS} (an hour)",
     "restartable": 'a string such as "rs", or false',
     "signal": "a signal name such as SIGUSR2 or SIGTERM",
-    "stopTimeout": "a number of seconds (0 or more)",
-    "eventTimeout": "a positive number of seconds",
+    "stopTimeout": f"a number of seconds from 0 to {MAX_DURATION_SECONDS} (an hour)",
+    "eventTimeout": f"a number of seconds above 0 to {MAX_DURATION_SECONDS} (an hour)",
     "logFormat": '"text" or "json"',
     "inspect": "HOST:PORT, PORT, or true",
     "hot": '{ "paths": ["routes/**"], "signal": "SIGHUP" }',

@@ -202,9 +202,9 @@ def test_seconds_units(text: str, seconds: float) -> None:
 
 # -- usage errors --------------------------------------------------------------------------------------------------
 ERRORS = [
-    (["--delay", "x"], "--delay: expected a duration like 2.5, 2500ms or 5s, got 'x'"),
-    (["-d", "-1"], "-d: expected a duration like 2.5, 2500ms or 5s, got '-1'"),
-    (["--delay=2m"], "--delay: expected a duration like 2.5, 2500ms or 5s, got '2m'"),
+    (["--delay", "x"], "--delay: expected a duration like 2.5, 2500ms or 5s (at most an hour)"),
+    (["-d", "-1"], "-d: expected a duration like 2.5, 2500ms or 5s (at most an hour), got '-1'"),
+    (["--delay=2m"], "--delay: expected a duration like 2.5, 2500ms or 5s (at most an hour), got '2m'"),
     (["--delay"], "--delay: missing value (TIME)"),
     (["-w"], "-w: missing value (PATH)"),
     (["--watch", "--", "node"], "--watch: missing value (PATH)"),
@@ -213,10 +213,16 @@ ERRORS = [
     (["--cwd"], "--cwd: missing value (DIR)"),
     (["--log-format", "yaml"], "--log-format: expected text or json, got 'yaml'"),
     (["--log-format"], "--log-format: missing value (FORMAT)"),
-    (["-P", "0"], "-P: expected a whole number of milliseconds like 100 (1 to 3600000), got '0'"),
+    (["-P", "0"], "-P: expected a whole number of milliseconds like 100 (1 to 3600000, an hour), got '0'"),
     (["--polling-interval", "1.5"], "--polling-interval: expected a whole number of milliseconds like 100"),
-    (["--stop-timeout", "soon"], "--stop-timeout: expected a number of seconds like 5, 2.5 or 500ms, got 'soon'"),
-    (["--event-timeout", "0"], "--event-timeout: expected a positive number of seconds like 5, 2.5 or 500ms, got '0'"),
+    (
+        ["--stop-timeout", "soon"],
+        "--stop-timeout: expected a number of seconds like 5, 2.5 or 500ms (at most an hour), got 'soon'",
+    ),
+    (
+        ["--event-timeout", "0"],
+        "--event-timeout: expected a positive number of seconds like 5, 2.5 or 500ms (at most an hour), got '0'",
+    ),
     (["-s", "SIGFOO"], "-s: unknown signal 'SIGFOO'; use a name such as SIGTERM or SIGUSR2"),
     (["--inspect=x"], "--inspect: expected [HOST:]PORT such as 9229 or 127.0.0.1:9229, got 'x'"),
     (["--inspect=99999"], "--inspect: expected [HOST:]PORT such as 9229 or 127.0.0.1:9229, got '99999'"),
@@ -357,7 +363,7 @@ def test_help_and_version_exit_zero(app: Path) -> None:
 
 
 BAD_INVOCATIONS = [
-    (["--delay", "x", "server.js"], {}, {}, "--delay: expected a duration like 2.5, 2500ms or 5s, got 'x'"),
+    (["--delay", "x", "server.js"], {}, {}, "--delay: expected a duration like 2.5, 2500ms or 5s (at most an hour)"),
     (["--log-format", "xml", "server.js"], {}, {}, "--log-format: expected text or json, got 'xml'"),
     (["--cwd", "nowhere", "server.js"], {}, {}, "--cwd: directory 'nowhere' does not exist"),
     (["--config", "nope.json"], {}, {}, "--config: file 'nope.json' does not exist"),
@@ -365,6 +371,9 @@ BAD_INVOCATIONS = [
      "nodemon.json: invalid JSON at line 3 column 9"),
     (["server.js"], {"reloadd.toml": "stopTimeout = 'soon'\n"}, {}, "reloadd.toml: key 'stopTimeout'"),
     (["server.js"], {}, {"RELOADD_POLL_INTERVAL": "fast"}, "RELOADD_POLL_INTERVAL: expected a whole number"),
+    (["server.js"], {"nodemon.json": '{"delay": 1e308}'}, {}, "nodemon.json: key 'delay': expected a number of"),
+    (["server.js"], {"package.json": '{"nodemonConfig": {"stopTimeout": 1e308}}'}, {},
+     "package.json nodemonConfig: key 'stopTimeout': expected a number of seconds from 0 to 3600"),
     (["--inspect", "--", "npm", "start"], {}, {}, "--inspect needs node as the program"),
     (["--"], {}, {}, "--: expected the command to run after --"),
     (["nothing-here"], {"server.js": None}, {}, "no script to run"),
