@@ -45,6 +45,19 @@ SILENT_KEYS = frozenset({"noUpdateNotifier", "js"})
 
 TOO_DEEP = f"objects or lists nested far more than {MAX_CONFIG_DEPTH} levels deep"
 _TOML_POSITION = re.compile(r"^(?P<reason>.*?)\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)$", re.DOTALL)
+# The json module's messages (their stable beginnings), in reloadd's words: see _json_problem.
+_JSON_REASONS = {
+    "Expecting value": "expected a value",
+    "Expecting ',' delimiter": "expected a comma between two items",
+    "Expecting ':' delimiter": "expected a colon after a key",
+    "Expecting property name enclosed in double quotes": "expected a key in double quotes",
+    "Extra data": "more text after the end of the settings",
+    "Unterminated string": "a string that is never closed",
+    "Invalid control character": "a raw control character (a tab or a line break?) inside a string",
+    "Invalid \\uXXXX escape": "a bad \\uXXXX escape",
+    "Invalid \\escape": "a bad backslash escape",
+}
+_JSON_TRAILING_COMMA = "Illegal trailing comma"  # Python 3.13 and later
 _TOML_AT_END = re.compile(r"^(?P<reason>.*?)\s*\(at end of document\)$", re.DOTALL)
 
 
@@ -404,9 +417,25 @@ def read_json(path: Path, name: str) -> Any:
     try:
         return json.loads(_read_text(path, name))
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise ConfigError(f"{name}: invalid JSON {_json_problem(exc)}") from None
     except RecursionError:  # the parser recurses once per level
         raise ConfigError(f"{name}: {TOO_DEEP}") from None
+
+
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    """Where and what, in reloadd's words: the json module's own change between Python versions
+    (3.13 says "Illegal trailing comma before end of object" where 3.12 said "Expecting property
+    name enclosed in double quotes", one column further on), and a config error should not."""
+    text, index = exc.doc, exc.pos
+    before = text[:index].rstrip()
+    if exc.msg.startswith(_JSON_TRAILING_COMMA) or (text[index : index + 1] in ("}", "]") and before.endswith(",")):
+        index = index if text[index : index + 1] == "," else len(before) - 1
+        reason = "a comma before the closing bracket (JSON allows no trailing comma)"
+    else:
+        reason = next((ours for theirs, ours in _JSON_REASONS.items() if exc.msg.startswith(theirs)), exc.msg)
+    line = text.count("\n", 0, index) + 1
+    column = index - text.rfind("\n", 0, index)
+    return f"at line {line} column {column}: {reason}"
 
 
 def read_toml(path: Path, name: str) -> dict[str, Any]:
