@@ -9,11 +9,13 @@ and ``scripts/check --fast`` pick the fast layer. Shared helpers live in ``suppo
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support import Reloadd, make_app
+from unprivileged import CopyFailed, unprivileged_reloadd
 
 LAYERS = ("unit", "integration", "system")
 
@@ -44,3 +46,16 @@ def run_reloadd() -> Iterator[Callable[..., Reloadd]]:
     yield start
     for runner in started:
         runner.stop()
+
+
+@pytest.fixture(scope="session")
+def nobody_reloadd() -> Iterator[list[str]]:
+    """The argv that runs a copy of reloadd as nobody (see unprivileged.py), built once per session.
+
+    Skips, saying why, when no such copy can be made here: that says nothing about reloadd."""
+    try:
+        argv, copy = unprivileged_reloadd()
+    except CopyFailed as exc:
+        pytest.skip(f"cannot run reloadd as an unprivileged user here: {exc}")
+    yield argv
+    shutil.rmtree(copy, ignore_errors=True)

@@ -115,8 +115,10 @@ class Reloadd:
         prefix: Optional[list[str]] = None,
         stdin: int | None = subprocess.DEVNULL,
         stderr: Optional[int] = None,
+        command: Optional[list[str]] = None,
     ) -> None:
-        """``stderr``: a descriptor for reloadd's stderr instead of the log file (``log()`` is then empty)."""
+        """``stderr``: a descriptor for reloadd's stderr instead of the log file (``log()`` is then empty).
+        ``command``: how to run reloadd, instead of ``prefix`` and the installed script."""
         self.cwd = cwd
         self.stderr_path = cwd.parent / f"reloadd-{os.getpid()}-{time.monotonic_ns()}.err"
         self.stdout_path = self.stderr_path.with_suffix(".out")
@@ -127,7 +129,7 @@ class Reloadd:
         self._err = open(self.stderr_path, "wb")
         self._out = open(self.stdout_path, "wb")
         self.proc = subprocess.Popen(
-            (prefix or []) + reloadd_argv() + args,
+            (command or (prefix or []) + reloadd_argv()) + args,
             cwd=cwd,
             env=full_env,
             stdin=stdin,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from fs_support import NOBODY, needs_setpriv
+from fs_support import needs_setpriv
 from support import Reloadd, free_port, greeting, reloadd_argv, starts, wait_for
 
 RunReloadd = Callable[..., Reloadd]
@@ -84,7 +84,7 @@ def test_the_same_bad_config_at_startup_is_exit_2_or_127_in_one_line(tmp_path: P
 
 
 @needs_setpriv
-def test_an_unreadable_cwd_is_a_usage_error() -> None:
+def test_an_unreadable_cwd_is_a_usage_error(nobody_reloadd: list[str]) -> None:
     with tempfile.TemporaryDirectory() as name:  # pytest's tmp_path sits in a directory only root may search
         base = Path(name)
         base.chmod(0o755)
@@ -98,7 +98,7 @@ def test_an_unreadable_cwd_is_a_usage_error() -> None:
             if named.startswith("nodemon.json"):
                 (base / "nodemon.json").write_text('{"cwd": "locked"}')
             done = subprocess.run(
-                [*NOBODY, *reloadd_argv(), *args], cwd=base, env=env, capture_output=True, text=True, timeout=30
+                [*nobody_reloadd, *args], cwd=base, env=env, capture_output=True, text=True, timeout=30
             )
             assert done.returncode == 2, done.stderr
             assert done.stderr.startswith(f"[reloadd] {named} directory 'locked' cannot be read"), done.stderr

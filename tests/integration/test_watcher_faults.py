@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from fs_support import NOBODY, needs_setpriv
+from fs_support import needs_setpriv
 from support import Reloadd, make_app, starts, touch, wait_for
 
 RunReloadd = Callable[..., Reloadd]
@@ -40,7 +40,7 @@ def test_directories_vanishing_between_walk_and_watch_are_not_the_inotify_limit(
 
 
 @needs_setpriv
-def test_an_unreadable_directory_is_named_not_taken_for_the_inotify_limit() -> None:
+def test_an_unreadable_directory_is_named_not_taken_for_the_inotify_limit(nobody_reloadd: list[str]) -> None:
     """As root every directory can be watched: reloadd runs as an unprivileged user here."""
     with tempfile.TemporaryDirectory() as name:  # pytest's tmp_path sits in a directory only root may search
         base = Path(name)
@@ -49,7 +49,7 @@ def test_an_unreadable_directory_is_named_not_taken_for_the_inotify_limit() -> N
         (app / "secret").mkdir(mode=0o700)  # root's: listed by the walk, but the user may not watch it
         for path in (app, app / "server.js", app / "version.js"):
             os.chown(path, 65534, 65534)
-        runner = Reloadd(["server.js"], app, prefix=NOBODY)
+        runner = Reloadd(["server.js"], app, command=nobody_reloadd)
         try:
             wait_starts(runner, app, 1)
             log = runner.wait_log("secret")
