@@ -257,7 +257,8 @@ FLAGS: tuple[Flag, ...] = (
          key="logFormat", parse=parse_log_format, metavar="FORMAT", env="RELOADD_LOG_FORMAT", section=OUTPUT),
     Flag(("--config",), "read this .json or .toml file instead of reloadd.toml / nodemon.json (it must exist)",
          attr="config_file", parse=_text, metavar="FILE", section=CONFIG),
-    Flag(("--dump",), "print the effective config and the command as JSON, then exit", attr="dump", section=CONFIG),
+    Flag(("--dump",), "print the effective config and the command as JSON, then exit 0 (also when the program "
+         "is missing)", attr="dump", section=CONFIG),
     Flag(("--no-update-notifier",), "accepted for nodemon compatibility (reloadd never checks)", section=CONFIG),
     Flag(("-v", "--version"), "print the version and exit", attr="version", section=CONFIG),
     Flag(("-h", "--help"), "print this help and exit", attr="help", section=CONFIG),
