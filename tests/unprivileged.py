@@ -61,7 +61,8 @@ while todo:
         requirement = Requirement(text)
         if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
             todo.append(requirement.name)
-    for file in dist.files or [] if key != "reloadd" else []:
+    own_files = [] if key == "reloadd" else dist.files or []  # reloadd's own package is copied whole
+    for file in own_files:
         if ".." not in file.parts:
             files[str(file)] = str(dist.locate_file(file))
 print(json.dumps({"reloadd": str(Path(reloadd.__file__).parent), "files": files}))
@@ -94,9 +95,11 @@ def build_copy(into: Path) -> list[str]:
     python = into / "bin" / version
     shutil.copy2(Path(sys.executable).resolve(), python)
     launcher = into / "bin" / "reloadd"
-    # -I: only the copy's own paths; nothing from the caller's environment or home directory.
+    # -I: nothing from the caller's environment or home directory. The copy's site-packages is put
+    # on the path by hand: where site.py looks differs between builds (Debian's says dist-packages).
     library_path = f'LD_LIBRARY_PATH="{lib}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"'
-    launcher.write_text(f'#!/bin/sh\n{library_path} exec "{python}" -I -m reloadd "$@"\n')
+    start = f"import sys; sys.path.insert(0, {str(site)!r}); from reloadd.__main__ import main; main()"
+    launcher.write_text(f'#!/bin/sh\n{library_path} exec "{python}" -I -c "{start}" "$@"\n')
     launcher.chmod(0o755)
     _open_to_all(into)
     return [str(launcher)]
