@@ -11,13 +11,16 @@ Every path is checked by paths.check_path and resolved without following pod-sid
 every message is checked by protocol.check_message. A malformed frame, a hostile path or an
 oversized frame ends the session with one error line (exit 65); staged files are removed,
 nothing partial becomes visible. stdin closing (the laptop stopped, Ctrl-C) ends the agent the
-same way; the app keeps running.
+same way; so does a laptop that is silent for the heartbeat window (heartbeat.py) or stops
+reading, so a frozen link never leaves a second agent behind; the app keeps running.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
@@ -28,6 +31,7 @@ from ..output import out
 from .batch import Batch, failures, skips
 from .excludes import excluder
 from .guard import EXIT_REFUSED, refusal
+from .heartbeat import BEATS_PER_WINDOW, HEARTBEAT_WINDOW, MAX_WINDOW, MIN_WINDOW, PING, Heartbeat, Outlet, WriteStalled
 from .manifest import Exclude, file_hash, walk
 from .paths import Blocked, Root, check_link_target, check_path, check_root, remove_tree, temp_name, temp_owner
 from .protocol import (
@@ -42,6 +46,7 @@ from .protocol import (
 )
 
 READ_CHUNK = 1024 * 1024
+EXIT_LINK_DEAD = 75  # EX_TEMPFAIL: the laptop went silent or stopped reading; the agent ends itself
 EXIT_WRITE_FAILED = 73  # EX_CANTCREAT: the pod's file system refused to hold a batch at all (read-only)
 AGENT_HELP = """\
 Usage: reloadd agent [DIR]
@@ -227,26 +232,46 @@ def _alive(pid: int) -> bool:
 
 # -- the process ------------------------------------------------------------------------------------
 class Stdio:
-    """The protocol on fds 0 and 1."""
+    """The protocol on fds 0 and 1, with the heartbeat (heartbeat.py): pings out when idle, and an
+    end when the laptop is silent for the whole window, so a frozen link leaves no agent behind."""
 
     def __init__(self) -> None:
         self.reader = FrameReader()
+        self.window = HEARTBEAT_WINDOW  # until the laptop's first ping says which it uses
+        self.outlet = Outlet(1, self.window)
+        self.heartbeat = Heartbeat(self.outlet, self.window)
+        self.last_heard = time.monotonic()
 
     def send(self, message: dict[str, Any]) -> None:
-        data = memoryview(encode_message(message))
-        while data:
-            data = data[os.write(1, data) :]
+        self.outlet.write(encode_message(message))
 
     def frames(self) -> list[Frame]:
         """The next frames (blocking); an empty list means the laptop closed the stream."""
         while True:
+            left = self.last_heard + self.window - time.monotonic()
+            if not select.select([0], [], [], max(0.0, left))[0]:
+                raise LaptopSilent(f"agent: heard nothing from the laptop for {self.window:g} s")
             chunk = os.read(0, READ_CHUNK)
             if not chunk:
                 self.reader.finish()
                 return []
-            frames = self.reader.feed(chunk)
+            self.last_heard = time.monotonic()
+            frames = [frame for frame in self.reader.feed(chunk) if not self._ping(frame)]
             if frames:
                 return frames
+
+    def _ping(self, frame: Frame) -> bool:
+        if isinstance(frame, Data) or frame["t"] != PING:
+            return False
+        window = frame.get("window")
+        if isinstance(window, (int, float)) and MIN_WINDOW <= window <= MAX_WINDOW:
+            self.window = self.outlet.window = float(window)
+            self.heartbeat.interval = self.window / BEATS_PER_WINDOW
+        return True
+
+
+class LaptopSilent(Exception):
+    """Nothing arrived for a whole window: the link is dead, and nobody is listening for an error frame."""
 
 
 def agent_main(argv: list[str], env: Mapping[str, str]) -> int:
@@ -265,9 +290,12 @@ def agent_main(argv: list[str], env: Mapping[str, str]) -> int:
             return EXIT_REFUSED
         root = Root(check_root(argv[0] if argv else os.getcwd()))
         stdio.send({"t": "hello", "version": PROTOCOL_VERSION, "reloadd": __version__, "root": root.path})
+        stdio.heartbeat.start()
         return _serve(Agent(root, env, stdio.send), stdio)
     except BrokenPipeError:
         return 0  # the laptop side went away while we were answering: as good as stdin closing
+    except (LaptopSilent, WriteStalled):
+        return EXIT_LINK_DEAD  # a dead link: nobody would read an error frame, so none is sent
     except ReloaddError as exc:
         _report(stdio, exc.message)
         return exc.exit_code

@@ -6,9 +6,12 @@ reports changed files and its burst rule (a save, a checkout, a build is one bur
 what makes one batch. For each burst the directories it touched are compared with what was
 last sent, which also finds deleted and renamed directories and new directories' contents.
 
-A stream that drops (pod restarted, laptop asleep) is reported in one line and reconnected
-with a growing pause; the resync by manifest sends whatever changed meanwhile. A pod that
-refuses (production, see guard.py) is not retried.
+A stream that drops (pod restarted), or goes silent for the heartbeat window (laptop asleep, a
+lost VPN, a stopped agent: heartbeat.py), is reported in one line, its transport's process tree
+killed, and reconnected at once, then with a growing pause; the resync by manifest sends
+whatever changed meanwhile, as one batch. kubectl's failures are said in one line each
+(kubectl.py); a pod that refuses (production, see guard.py) is not retried. With ``-l`` the pods
+are followed by one long-running watch (pods.py), not by polling.
 
 Every read of LOCAL_DIR goes through local.LocalTree (descriptors, never a path the kernel
 resolves again), so nothing outside it is read. Two things halt the sync instead of being
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .. import __version__
 from ..changes import Burst
 from ..cli import CliArgs
 from ..config import Settings
@@ -44,20 +48,33 @@ from .excludes import check_include, excluder, sync_globs
 from .gitignore import GITIGNORE, IGNORE_FILE_MAX, GitIgnore
 from .gitignore import load as load_gitignore
 from .guard import EXIT_REFUSED
+from .heartbeat import window_from
+from .kubectl import (
+    EXIT_FAILED,
+    EXIT_FORBIDDEN,
+    EXIT_NO_CLUSTER,
+    EXIT_NOT_FOUND,
+    EXIT_VERSION,
+    Failure,
+    explain,
+    require_kubectl,
+)
 from .local import LocalTree, NotSynced, not_utf8, shown
 from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, topmost
 from .options import SyncOptions
+from .pods import PodEvent, PodWatch
 from .protocol import DATA_CHUNK, PROTOCOL_VERSION, chunks
 from .session import Disconnected, Session
-from .transport import exec_argv, list_pods
+from .transport import exec_argv
 
 HELLO_TIMEOUT = 60.0  # seconds for the transport to start the agent (kubectl may pull credentials first)
-REPLY_TIMEOUT = 120.0  # seconds for an answer to a manifest, hash or commit request
-RECONNECT_FIRST = 0.5  # seconds before the first reconnection attempt, doubled after each failure...
-RECONNECT_MAX = 10.0  # ...up to this
-POD_LIST_INTERVAL = 5.0  # seconds between `kubectl get pods -l` looks for new pods
+REPLY_TIMEOUT = 120.0  # seconds for an answer to a manifest, hash or commit request (pings keep a slow one alive)
+RECONNECT_STEP = 0.5  # the first reconnection is at once; then this many seconds, doubled after each failure...
+RECONNECT_MAX = 4.0  # ...up to this: a laptop waking from sleep is back within seconds
 PROGRESS_INTERVAL = 0.2  # seconds between progress-line updates on a terminal
-EXIT_AGENT_FAILED = 1  # the agent could not be started (wrong pod, no reloadd in the image...)
+ROOT_CHECK_INTERVAL = 1.0  # seconds between looks (one stat) at LOCAL_DIR itself: an unmount sends no event
+EXIT_AGENT_FAILED = EXIT_FAILED  # the agent could not be started (kubectl.py names the common reasons)
+GIVE_UP = (EXIT_FORBIDDEN, EXIT_NO_CLUSTER, EXIT_VERSION)  # with -l: the same for every pod, so the sync ends
 FIRST_BATCH_FILES = 2000  # the first sync commits every this many files (or bytes, below), so a drop
 FIRST_BATCH_BYTES = 64 * 1024 * 1024  # keeps what is in and the reconnect sends only the rest
 LINES_SHOWN = 20  # failed paths or pod warnings printed one per line; the rest are counted
@@ -86,6 +103,19 @@ def human_size(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
+class NotStarted(Exception):
+    """The agent did not say hello: kubectl (or the transport) failed; ``failure`` says how."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def backoff(failures: int) -> float:
+    """Seconds before reconnection attempt number ``failures + 1``: at once, then 0.5, 1, 2, 4, 4..."""
+    return 0.0 if failures == 0 else min(RECONNECT_MAX, RECONNECT_STEP * 2 ** (failures - 1))
+
+
 @dataclass
 class Link:
     """A pod the laptop syncs to and its connection state."""
@@ -94,7 +124,9 @@ class Link:
     ready: bool = False
     refused: bool = False
     retry_at: Optional[float] = None
-    backoff: float = RECONNECT_FIRST
+    failures: int = 0
+    said: Optional[str] = None  # the line said for the current outage: a retry failing the same way says nothing
+    followed: bool = False  # found by -l: its pod going away ends it quietly
     greeted: bool = False  # the agent started once: from then on a drop reconnects, never exits
 
 
@@ -175,12 +207,17 @@ class Syncer:
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         self.watcher: Optional[Watcher] = None
-        self.next_listing: Optional[float] = None
+        self.pods: Optional[PodWatch] = None  # -l: the `kubectl get pods -w` process
+        self.pods_retry_at: Optional[float] = None
+        self.pods_failures = 0
+        self.pods_said: Optional[str] = None
         self.warned: set[str] = set()  # warnings already given (each is said once)
         self.not_written: set[str] = set()  # paths the pod could not write in the last batch
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
+        if self.options.where.transport is None:
+            require_kubectl()
         self._start_watcher()
         try:
             status = self._first_connections()
@@ -191,13 +228,15 @@ class Syncer:
                 self._check_root()
                 self._handle_changes()
                 self._reconnect_due()
-                self._list_pods_due()
+                self._watch_pods_due()
         except KeyboardInterrupt:
             out.info("stopped")
             return 0
         finally:
             if self.watcher is not None:
                 self.watcher.stop()
+            if self.pods is not None:
+                self.pods.stop()
             for link in self.links.values():
                 link.session.close()
             self.tree.close()
@@ -264,28 +303,39 @@ class Syncer:
     def _first_connections(self) -> Optional[int]:
         where = self.options.where
         if where.selector is not None:
-            self.next_listing = time.monotonic()
-            self._list_pods_due()
+            self.pods = PodWatch(where)
+            self.pods.start()
             return None
         name = where.target or where.remote_dir or str(where.transport)
-        link = Link(Session(name, exec_argv(where, where.target)))
-        self.links[name] = link
+        link = self._link(name, where.target)
         try:
             self._connect(link)
+        except NotStarted as exc:
+            if not exc.failure.transient:
+                raise ReloaddError(exc.failure.message, exc.failure.exit_code) from None
+            self._retry(link, exc.failure.message)
         except Disconnected as exc:
             if not link.greeted:
                 raise ReloaddError(f"{name}: could not start the sync: {exc}", EXIT_AGENT_FAILED) from None
             self._lost(link, str(exc))  # dropped during the first sync: what is committed stays
         return EXIT_REFUSED if link.refused else None
 
+    def _link(self, name: str, target: Optional[str], followed: bool = False) -> Link:
+        link = Link(Session(name, exec_argv(self.options.where, target), self.options.heartbeat), followed=followed)
+        self.links[name] = link
+        return link
+
     def _wait(self) -> None:
+        """Sleep until something happens: a change, an agent speaking, the pod watch, a retry, a
+        heartbeat deadline or the root check is due. Nothing else wakes the loop."""
         now = time.monotonic()
-        deadlines = [now + 1.0, self.next_listing]
-        deadlines += [link.retry_at for link in self.links.values()]
+        deadlines = [now + ROOT_CHECK_INTERVAL, self.pods_retry_at] + [link.retry_at for link in self.links.values()]
+        deadlines += [link.session.last_heard + link.session.window for link in self.links.values() if link.ready]
         wait = self.group.wait_time(now)
         if wait is not None:
             deadlines.append(now + wait)
-        timeout = max(0.0, min(d for d in deadlines if d is not None) - now)
+        due = [d for d in deadlines if d is not None]
+        timeout = max(0.0, min(due) - now) if due else None
         with selectors.DefaultSelector() as selector:
             selector.register(self.wake_r, selectors.EVENT_READ, None)
             if self.held is not None and sys.stdin.isatty():
@@ -293,13 +343,24 @@ class Syncer:
             for link in self.links.values():
                 if link.ready:
                     selector.register(link.session.fd, selectors.EVENT_READ, link)
+            if self.pods is not None and self.pods.fd is not None:
+                selector.register(self.pods.fd, selectors.EVENT_READ, self.pods)
             for key, _ in selector.select(timeout):
                 if key.data is None:
                     os.read(self.wake_r, 4096)
                 elif key.data == self._typed:
                     self._typed()
+                elif isinstance(key.data, PodWatch):
+                    self._pod_events()
                 else:
                     self._unasked(key.data)
+        self._silent_links()
+
+    def _silent_links(self) -> None:
+        now = time.monotonic()
+        for link in list(self.links.values()):
+            if link.ready and link.session.silent_for(now) >= link.session.window:
+                self._lost(link, f"no answer for {link.session.window:g} s")
 
     def _unasked(self, link: Link) -> None:
         """The agent spoke while idle: it only does that when it stops (or its stream ends)."""
@@ -320,20 +381,45 @@ class Syncer:
 
     # -- connecting ----------------------------------------------------------------------------------
     def _connect(self, link: Link) -> None:
+        """Start the agent and resync; NotStarted when it never said hello, Disconnected after."""
         session = link.session
         session.start()
-        hello = session.receive(HELLO_TIMEOUT)
+        try:
+            hello = session.receive(HELLO_TIMEOUT)
+        except Disconnected as exc:
+            raise NotStarted(self._why_not_started(link, str(exc))) from None
         if hello["t"] == "refused":
             out.error(f"{session.name}: {hello.get('message')}")
             link.refused = True
             session.close()
             return
         if hello["t"] != "hello" or hello.get("version") != PROTOCOL_VERSION:
-            raise Disconnected(f"the agent speaks another protocol version ({hello.get('version')})")
+            session.close(dead=True)
+            raise NotStarted(version_mismatch(session.name, hello))
         link.greeted = True
         session.root = str(hello.get("root", ""))
+        session.beat()
         self._resync(link)
-        link.ready, link.retry_at, link.backoff = True, None, RECONNECT_FIRST
+        link.ready, link.retry_at, link.failures = True, None, 0
+        if link.said is not None:
+            out.info(f"reconnected to {session.name}")
+            link.said = None
+
+    def _why_not_started(self, link: Link, why: str) -> Failure:
+        """kubectl's failure in one line of ours; its own last lines only with -V, once per outage."""
+        session = link.session
+        status = session.exit_status(wait=1.0)
+        tail = session.stderr_tail()
+        session.close(dead=True)
+        if self.options.where.transport is None:
+            failure = explain(session.name, status, tail, self.options.where)
+        else:
+            said = f"; it said: {tail[-1]}" if tail else ""
+            failure = Failure(f"{session.name}: could not start the agent: {why}{said}", EXIT_AGENT_FAILED)
+        if failure.message != link.said:
+            for line in tail:
+                out.detail(f"  {session.argv[0]}: {line}")
+        return failure
 
     def _resync(self, link: Link) -> None:
         session = link.session
@@ -419,44 +505,106 @@ class Syncer:
             return False
 
     def _lost(self, link: Link, why: str) -> None:
+        """A link that was in sync died: kill its transport tree, say so once, reconnect at once."""
         link.ready = False
-        link.session.close()
-        link.retry_at = time.monotonic() + link.backoff
-        out.warn(f"lost the connection to {link.session.name}: {why}; reconnecting in {link.backoff:g}s")
-        link.backoff = min(RECONNECT_MAX, link.backoff * 2)
+        link.session.close(dead=True)
+        for line in link.session.stderr_tail():
+            out.detail(f"  {link.session.argv[0]}: {line}")
+        message = f"{link.session.name}: {why}"
+        if link.followed and "no answer" not in why:
+            out.detail(f"{message} — reconnecting")  # a pod going away: its watch event says so
+        else:
+            out.warn(f"{message} — reconnecting")
+        link.said = message
+        link.failures = 0
+        link.retry_at = time.monotonic()
+
+    def _retry(self, link: Link, message: str) -> None:
+        """A (re)connection failed: try again after a growing pause; say it only if the reason changed."""
+        link.session.close(dead=True)
+        if message != link.said:
+            out.warn(f"{message} — retrying")
+            link.said = message
+        link.retry_at = time.monotonic() + backoff(link.failures)
+        link.failures += 1
 
     def _reconnect_due(self) -> None:
         now = time.monotonic()
         for link in list(self.links.values()):
-            if link.retry_at is not None and now >= link.retry_at and not link.refused:
-                link.retry_at = None
-                try:
-                    self._connect(link)
-                    out.info(f"reconnected to {link.session.name}")
-                except Disconnected as exc:
-                    self._lost(link, str(exc))
+            if link.retry_at is None or now < link.retry_at or link.refused:
+                continue
+            link.retry_at = None
+            try:
+                self._connect(link)
+            except NotStarted as exc:
+                self._not_started(link, exc.failure)
+            except Disconnected as exc:
+                self._retry(link, f"{link.session.name}: {exc}")
 
-    def _list_pods_due(self) -> None:
-        if self.next_listing is None or time.monotonic() < self.next_listing:
+    def _not_started(self, link: Link, failure: Failure) -> None:
+        """A pod of -l that cannot take the agent: gone pods end quietly, broken ones are said once and left."""
+        if not link.followed or failure.transient:
+            self._retry(link, failure.message)
+        elif failure.exit_code in GIVE_UP:
+            raise ReloaddError(failure.message, failure.exit_code)
+        elif failure.exit_code == EXIT_NOT_FOUND and "pod " in failure.message.split(":")[0]:
+            self._gone(link.session.name)
+        else:
+            out.error(f"{failure.message}; not syncing to it")
+            link.refused = True
+
+    # -- following the pods of a selector -----------------------------------------------------------
+    def _pod_events(self) -> None:
+        assert self.pods is not None
+        events = self.pods.read()
+        if events is None:
+            self._pod_watch_ended()
             return
-        where = self.options.where
-        try:
-            pods = list_pods(where)
-        except ReloaddError as exc:
-            out.warn(f"cannot list pods: {exc.message}")
-            pods = list(self.links)
-        self.next_listing = time.monotonic() + POD_LIST_INTERVAL
-        for name in pods:
-            if name not in self.links:
-                link = Link(Session(name, exec_argv(where, name)))
-                self.links[name] = link
-                try:
-                    self._connect(link)
-                except Disconnected as exc:
-                    self._lost(link, str(exc))
-        for name in [name for name in self.links if name not in pods]:
+        self.pods_failures, self.pods_said = 0, None
+        for event in events:
+            self._pod_event(event)
+
+    def _pod_event(self, event: PodEvent) -> None:
+        link = self.links.get(event.name)
+        if event.wanted and link is None:
+            link = self._link(event.name, event.name, followed=True)
+            try:
+                self._connect(link)
+            except NotStarted as exc:
+                self._not_started(link, exc.failure)
+            except Disconnected as exc:
+                self._retry(link, f"{event.name}: {exc}")
+        elif not event.wanted and link is not None:
+            self._gone(event.name)
+
+    def _gone(self, name: str) -> None:
+        link = self.links.pop(name, None)
+        if link is not None:
             out.info(f"{name} is gone: no longer syncing to it")
-            self.links.pop(name).session.close()
+            link.session.close(dead=True)
+
+    def _pod_watch_ended(self) -> None:
+        """kubectl's watch ended: the API server closed it (start another) or kubectl failed."""
+        assert self.pods is not None
+        status, tail = self.pods.status(), self.pods.stderr_tail()
+        self.pods.stop()
+        for line in tail:
+            out.detail(f"  kubectl: {line}")
+        selector = self.options.where.selector
+        failure = explain(f"pods -l {selector}", status, tail, self.options.where)
+        if status != 0 and not failure.transient:
+            raise ReloaddError(failure.message, failure.exit_code)
+        if status != 0 and failure.message != self.pods_said:
+            out.warn(f"{failure.message} — retrying")
+            self.pods_said = failure.message
+        self.pods_retry_at = time.monotonic() + backoff(self.pods_failures)
+        self.pods_failures += 1
+
+    def _watch_pods_due(self) -> None:
+        if self.pods is None or self.pods_retry_at is None or time.monotonic() < self.pods_retry_at:
+            return
+        self.pods_retry_at = None
+        self.pods.start()
 
     # -- halts -----------------------------------------------------------------------------------------
     def _root_state(self) -> tuple[str, str]:
@@ -818,6 +966,18 @@ def _under_any(path: str, paths: set[str]) -> bool:
     return any("/".join(parts[:count]) in paths for count in range(1, len(parts) + 1))
 
 
+def version_mismatch(name: str, hello: dict[str, object]) -> Failure:
+    """The agent speaks another protocol: both versions, and which side to upgrade."""
+    theirs, release = hello.get("version"), hello.get("reloadd", "an unknown version")
+    older_pod = isinstance(theirs, int) and theirs < PROTOCOL_VERSION
+    upgrade = "the pod's image (its reloadd is older)" if older_pod else "reloadd on this laptop (it is older)"
+    return Failure(
+        f"{name}: the agent runs reloadd {release} (sync protocol {theirs}), this laptop reloadd {__version__} "
+        f"(protocol {PROTOCOL_VERSION}): upgrade {upgrade}",
+        EXIT_VERSION,
+    )
+
+
 def _local_hash(root_fd: int, path: str) -> str:
     """sha256 of a regular file under ``root_fd``, reached without following a symlink ("" when it cannot be)."""
     return LocalTree.over(root_fd).hash(path)
@@ -860,6 +1020,7 @@ def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
         quiet=options.quiet,
         json_lines=log_format == "json",
     )
+    options.heartbeat = window_from(options.heartbeat_flag, env)
     include = check_include(list(settings.sync.include) + options.includes, "sync.include")
     globs = sync_globs(list(settings.ignore_root), list(settings.sync.exclude) + list(options.excludes), include)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` ends the sync as Ctrl-C does

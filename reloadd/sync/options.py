@@ -10,6 +10,7 @@ from typing import NoReturn, Optional
 from ..cli import parse_log_format
 from ..errors import ConfigError
 from .excludes import check_include
+from .heartbeat import HEARTBEAT_WINDOW, parse_window
 from .transport import Where, split_to
 
 SYNC_HELP = """\
@@ -45,8 +46,13 @@ What:
                             of a tree of 50 or more (see "Halts" below)
   --config FILE             read this .json or .toml file instead of LOCAL_DIR's reloadd.toml / nodemon.json
 
+Link:
+  --heartbeat SECONDS       a link silent this long is dead (default 8): the laptop kills kubectl,
+                            says so and reconnects, and the agent in the pod exits by itself; each
+                            side pings every SECONDS/4 when idle [env: RELOADD_SYNC_HEARTBEAT]
+
 Output:
-  -V, --verbose             list every file sent or deleted
+  -V, --verbose             list every file sent or deleted, and kubectl's own last lines when it fails
   -q, --quiet               only errors and warnings
   --log-format FORMAT       text, or json for one JSON object per line [env: RELOADD_LOG_FORMAT]
   --no-colours              no colour (also NO_COLOR=1)
@@ -56,8 +62,11 @@ Halts: when LOCAL_DIR is deleted or moved away, the sync halts and deletes nothi
 half of 50 or more, nothing is sent until the files are back or you type y and Enter (on a
 terminal); with --delete, such a share of pod-only files is not deleted at (re)connection.
 
-Exit status: 0 after Ctrl-C; 3 when the pod refuses (NODE_ENV=production: set RELOADD_SYNC=1 in
-the container to allow); 2 for a usage error; 1 when the agent cannot be started."""
+Exit status: 0 after Ctrl-C; 1 the agent cannot be started (kubectl's reason); 2 usage error or
+kubectl not on PATH; 3 the pod refuses (NODE_ENV=production: set RELOADD_SYNC=1 in the container
+to allow); 4 RBAC forbids pods/exec (or listing pods for -l); 5 no such pod, deployment or
+container; 6 reloadd is not installed in the container; 7 the agent's version differs; 8 kubectl
+has no usable context. Transient failures (cluster unreachable, 5xx, pod starting) are retried."""
 
 
 @dataclass
@@ -73,6 +82,8 @@ class SyncOptions:
     config_file: Optional[str] = None
     includes: list[str] = field(default_factory=list)  # protected names to sync anyway (excludes.py)
     allow_mass_delete: bool = False
+    heartbeat: float = HEARTBEAT_WINDOW  # seconds of silence that make a link dead (heartbeat.py)
+    heartbeat_flag: Optional[str] = None  # --heartbeat as given; sync_main resolves it with the environment
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,6 +109,7 @@ def _parser() -> _Parser:
     parser.add_argument("--log-format")
     parser.add_argument("--no-colours", "--no-colors", dest="colours", action="store_false")
     parser.add_argument("--config")
+    parser.add_argument("--heartbeat")
     parser.add_argument("-h", "--help", action="store_true")
     return parser
 
@@ -118,6 +130,8 @@ def parse_sync_args(argv: list[str]) -> Optional[SyncOptions]:
         raise ConfigError(f"sync: {args.local_dir!r} is not a directory")
     where = Where(target, remote, args.namespace, args.container, args.context, args.selector, args.transport)
     log_format = parse_log_format("--log-format", args.log_format) if args.log_format is not None else None
+    if args.heartbeat is not None:
+        parse_window(args.heartbeat, "--heartbeat")  # a bad value is a usage error now, not later
     return SyncOptions(
         args.local_dir,
         where,
@@ -130,4 +144,5 @@ def parse_sync_args(argv: list[str]) -> Optional[SyncOptions]:
         args.config,
         check_include(args.include, "sync: --include"),
         args.allow_mass_delete,
+        heartbeat_flag=args.heartbeat,
     )

@@ -77,6 +77,7 @@ _LIST: Check = lambda value: isinstance(value, list)  # noqa: E731
 _ID = _int(0, IDENT_MAX)
 _SIZE = _int(0, INT64)
 _NS = _int(-INT64, INT64)
+_SECONDS: Check = lambda value: type(value) in (int, float) and 0 < value <= INT64  # noqa: E731
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ MESSAGES: dict[str, Schema] = {
     "delete": Schema({"paths": _strs}, {}),  # a chunk of the open batch's deletes
     "op": Schema({"op": _STR, "path": _STR}, {"size": _SIZE, "exec": _BOOL, "mtime": _NS, "target": _STR}),
     "commit": Schema({"id": _ID}, {}),
+    # either way, when idle (heartbeat.py); the laptop's first one says its window in seconds
+    "ping": Schema({}, {"window": _SECONDS}),
 }
 
 

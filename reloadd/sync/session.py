@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import subprocess
+import tempfile
 import time
-from typing import Any, Optional
+from typing import IO, Any, Optional
 
 from ..errors import EXIT_NOT_FOUND, ReloaddError
+from .heartbeat import PING, Heartbeat, Outlet, ping
 from .protocol import Data, Frame, FrameReader, ProtocolError, encode_data, encode_message
 
 READ_CHUNK = 1024 * 1024
@@ -16,6 +19,7 @@ FLUSH_AT = 256 * 1024  # frames are gathered up to this many bytes per write: a 
 # is thousands of tiny frames, and one write each would cost a context switch each
 CLOSE_WAIT = 2.0  # seconds the agent gets to exit after its stdin closes, before SIGTERM
 TERM_WAIT = 2.0  # ...and after SIGTERM, before SIGKILL
+STDERR_TAIL = 20  # lines of the transport's own stderr kept for the failure line and -V
 
 
 class Disconnected(Exception):
@@ -28,35 +32,76 @@ class Session:
     Args:
         name: what the output calls it (``pod/api-7d9f``).
         argv: the transport command with the agent's argv appended.
+        window: the heartbeat window (heartbeat.py): this much silence, or a peer that takes
+            nothing for this long, is a dead link.
     """
 
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(self, name: str, argv: list[str], window: float) -> None:
         self.name = name
         self.argv = argv
+        self.window = window
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.reader = FrameReader()
         self.queued: list[Frame] = []
         self.root = ""
         self.outgoing = bytearray()
+        self.outlet: Optional[Outlet] = None
+        self.heartbeat: Optional[Heartbeat] = None
+        self.stderr: Optional[IO[bytes]] = None
+        self.last_heard = time.monotonic()
 
     def start(self) -> None:
         self.reader = FrameReader()
         self.queued = []
         self.outgoing = bytearray()
+        # The transport's stderr (kubectl's discovery noise, its retries, its own error line) goes
+        # to a file: the laptop says one line of its own, and -V shows the tail.
+        self.stderr = tempfile.TemporaryFile()
         try:
-            # Its own session: Ctrl-C reaches reloadd, which then ends the agent by closing its stdin.
+            # Its own session: Ctrl-C reaches reloadd, which then ends the agent by closing its stdin,
+            # and a dead link's whole transport tree is killed by process group.
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, start_new_session=True
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.stderr,
+                bufsize=0,
+                start_new_session=True,
             )
         except FileNotFoundError:
             raise ReloaddError(
                 f"{self.argv[0]}: command not found (the transport to {self.name})", EXIT_NOT_FOUND
             ) from None
+        assert self.proc.stdin is not None
+        # The outlet owns the write end from here on (it closes it once no heartbeat write is in
+        # progress), so Popen's file object lets go of it.
+        fd = os.dup(self.proc.stdin.fileno())
+        self.proc.stdin.close()
+        self.proc.stdin = None
+        self.outlet = Outlet(fd, self.window)
+        self.last_heard = time.monotonic()
+
+    def beat(self) -> None:
+        """Start the heartbeat (after the agent's hello); the first ping tells the agent the window."""
+        assert self.outlet is not None
+        self.heartbeat = Heartbeat(self.outlet, self.window, first=ping(self.window))
+        self.heartbeat.start()
 
     @property
     def fd(self) -> int:
         assert self.proc is not None and self.proc.stdout is not None
         return self.proc.stdout.fileno()
+
+    def silent_for(self, now: float) -> float:
+        return now - self.last_heard
+
+    def stderr_tail(self) -> list[str]:
+        """The last lines the transport wrote on its stderr."""
+        if self.stderr is None:
+            return []
+        self.stderr.seek(0)
+        lines = self.stderr.read().decode(errors="replace").splitlines()
+        return [line for line in lines if line.strip()][-STDERR_TAIL:]
 
     # -- sending -------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
@@ -72,22 +117,34 @@ class Session:
 
     def flush(self) -> None:
         """Write what is gathered; every wait for an answer flushes first."""
-        assert self.proc is not None and self.proc.stdin is not None
-        view, self.outgoing = memoryview(bytes(self.outgoing)), bytearray()
+        assert self.outlet is not None
+        data, self.outgoing = bytes(self.outgoing), bytearray()
+        if not data:
+            return
         try:
-            while view:
-                view = view[os.write(self.proc.stdin.fileno(), view) :]
+            self.outlet.write(data)
         except (BrokenPipeError, ConnectionResetError):
             raise Disconnected(self._why("the agent stopped reading")) from None
+        except OSError as exc:  # WriteStalled: a stopped agent, a frozen link
+            raise Disconnected(str(exc)) from None
 
     # -- receiving -----------------------------------------------------------------------------
     def receive(self, timeout: float) -> dict[str, Any]:
-        """The next message; raises Disconnected when the stream ends, breaks or stays silent."""
+        """The next message; raises Disconnected when the stream ends, breaks or stays silent.
+
+        ``timeout`` bounds the wait for the answer itself; a link silent for the heartbeat window
+        (no ping either) is dead sooner.
+        """
         self.flush()
         deadline = time.monotonic() + timeout
         while not self.queued:
-            if not self.read_ready(deadline - time.monotonic()):
+            now = time.monotonic()
+            if now >= deadline:
                 raise Disconnected(f"no answer from the agent within {timeout:g}s")
+            if self.heartbeat is not None and self.silent_for(now) >= self.window:
+                raise Disconnected(f"no answer for {self.window:g} s")
+            wait = min(deadline, self.last_heard + self.window if self.heartbeat else deadline) - now
+            self.read_ready(wait)
         frame = self.queued.pop(0)
         if isinstance(frame, Data):
             raise Disconnected("the agent sent file data unasked")
@@ -108,10 +165,12 @@ class Session:
             except ProtocolError as exc:
                 raise Disconnected(exc.message) from None
             raise Disconnected(self._why("the connection closed"))
+        self.last_heard = time.monotonic()
         try:
-            self.queued += self.reader.feed(chunk)
+            frames = self.reader.feed(chunk)
         except ProtocolError as exc:
             raise Disconnected(f"bad data from the agent: {exc.message}") from None
+        self.queued += [frame for frame in frames if isinstance(frame, Data) or frame["t"] != PING]
         return True
 
     def _why(self, what: str) -> str:
@@ -127,19 +186,35 @@ class Session:
             return None
 
     # -- ending --------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the agent's stdin (it cleans up and exits), then make sure the transport is gone."""
+    def close(self, dead: bool = False) -> None:
+        """End the session. Normally: close the agent's stdin (it cleans up and exits), then make sure
+        the transport is gone. ``dead``: the link is dead, so nothing would arrive: kill the
+        transport's whole process tree at once (kubectl would otherwise wait for its own timeouts)."""
         proc, self.proc = self.proc, None
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
         if proc is None:
             return
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+        if dead:
+            _kill_group(proc.pid)
+        if self.outlet is not None:
+            self.outlet.close()  # waits for a heartbeat write in progress, which a killed reader ends
+        if proc.stdout is not None:
+            proc.stdout.close()
         for step, wait in ((None, CLOSE_WAIT), (proc.terminate, TERM_WAIT), (proc.kill, None)):
             if step is not None:
                 step()
             try:
                 proc.wait(wait)
-                return
+                break
             except subprocess.TimeoutExpired:
                 continue
+        _kill_group(proc.pid)  # whatever the transport started and left behind
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone

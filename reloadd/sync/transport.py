@@ -10,16 +10,13 @@ agent's argv appended), so ``env`` runs the agent on this machine and ``docker e
 from __future__ import annotations
 
 import shlex
-import subprocess
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import ConfigError, ReloaddError
+from ..errors import ConfigError
 
 KUBECTL = "kubectl"
 AGENT_COMMAND = ["reloadd", "agent"]
-LIST_TIMEOUT = 30.0  # seconds `kubectl get pods` may take (a slow API server, an expired login prompt)
-RUNNING = "--field-selector=status.phase=Running"
 
 
 @dataclass(frozen=True)
@@ -39,7 +36,7 @@ def agent_argv(remote_dir: Optional[str]) -> list[str]:
     return AGENT_COMMAND + ([remote_dir] if remote_dir else [])
 
 
-def _kubectl_scope(where: Where) -> list[str]:
+def kubectl_scope(where: Where) -> list[str]:
     scope = []
     if where.namespace:
         scope += ["-n", where.namespace]
@@ -56,26 +53,10 @@ def exec_argv(where: Where, target: Optional[str]) -> list[str]:
             raise ConfigError("--transport: empty command")
         return prefix + agent_argv(where.remote_dir)
     assert target is not None
-    argv = [KUBECTL, "exec", "-i", *_kubectl_scope(where)]
+    argv = [KUBECTL, "exec", "-i", *kubectl_scope(where)]
     if where.container:
         argv += ["-c", where.container]
     return argv + [target, "--"] + agent_argv(where.remote_dir)
-
-
-def list_pods(where: Where) -> list[str]:
-    """``pod/NAME`` of every running pod the selector matches, from ``kubectl get pods -l``."""
-    assert where.selector is not None
-    argv = [KUBECTL, "get", "pods", "-l", where.selector, "-o", "name", RUNNING, *_kubectl_scope(where)]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=LIST_TIMEOUT, check=False)
-    except FileNotFoundError:
-        raise ReloaddError(f"{KUBECTL} not found on PATH: it lists the pods for --selector", 127) from None
-    except subprocess.TimeoutExpired:
-        raise ReloaddError(f"`{shlex.join(argv)}` took longer than {LIST_TIMEOUT:g}s", 1) from None
-    if done.returncode != 0:
-        message = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        raise ReloaddError(f"`{shlex.join(argv)}` failed: {message[0]}", 1)
-    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
 
 
 def split_to(value: str, transport: bool) -> tuple[Optional[str], Optional[str]]:

@@ -293,7 +293,7 @@ def test_reloadd_sync_pod_has_no_sidecar_and_its_role_grants_only_exec() -> None
     assert "RELOADD_SYNC" not in env_of(app) and "NODE_ENV" not in env_of(app)
     (role,) = by_kind(path, "Role")
     granted = {resource: set(rule["verbs"]) for rule in role["rules"] for resource in rule["resources"]}
-    assert granted == {"pods": {"get", "list"}, "pods/exec": {"create", "get"}, "deployments": {"get"}}
+    assert granted == {"pods": {"get", "list", "watch"}, "pods/exec": {"create", "get"}, "deployments": {"get"}}
     (binding,) = by_kind(path, "RoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
