@@ -130,7 +130,7 @@ def _transient(name: str, text: str) -> Optional[Failure]:
 
 def _other(name: str, status: Optional[int], lines: list[str]) -> Failure:
     said = lines[-1].strip() if lines else f"exit status {status}"
-    return Failure(f"{name}: could not start the agent: {said}", EXIT_FAILED)
+    return Failure(f"{name}: could not start the sync: {said}", EXIT_FAILED)
 
 
 def _last(text: str) -> str:

@@ -415,7 +415,7 @@ class Syncer:
             failure = explain(session.name, status, tail, self.options.where)
         else:
             said = f"; it said: {tail[-1]}" if tail else ""
-            failure = Failure(f"{session.name}: could not start the agent: {why}{said}", EXIT_AGENT_FAILED)
+            failure = Failure(f"{session.name}: could not start the sync: {why}{said}", EXIT_AGENT_FAILED)
         if failure.message != link.said:
             for line in tail:
                 out.detail(f"  {session.argv[0]}: {line}")

@@ -50,7 +50,7 @@ NOISE = 'E1204 16:59:07.424625   23803 memcache.go:265] "Unhandled Error" err="c
          EXIT_FAILED, True, "the API server answered with an error"),
         (1, ['Error from server (BadRequest): container "app" in pod "web-1" is waiting to start: ContainerCreating'],
          EXIT_FAILED, True, "the pod is not running yet"),
-        (3, ["something nobody foresaw"], EXIT_FAILED, False, "could not start the agent: something nobody foresaw"),
+        (3, ["something nobody foresaw"], EXIT_FAILED, False, "could not start the sync: something nobody foresaw"),
     ],
 )  # fmt: skip
 def test_kubectl_failures_become_one_line_of_ours(
