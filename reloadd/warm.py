@@ -1,11 +1,12 @@
 """The warm process: the next generation's node, started before it is needed.
 
-While the app runs, reloadd keeps one more ``node`` started with the app's node flags,
-environment, working directory and stdin arrangement, running ``warm_boot.cjs`` instead of the
-entry point. That script takes on the app's argv, execArgv and ``require.main``, requires the
-packages the previous generation's own code required (under ``node_modules`` only: the app's
-own files are never preloaded), and waits. On a restart, once the old tree is gone, reloadd
-tells it to run the entry point; node's boot and the dependencies' loading are already paid.
+While the app runs, reloadd keeps one more ``node`` started with the app's own command line,
+environment, working directory and stdin arrangement; only its NODE_OPTIONS gains
+``--require warm_boot.cjs``, which that script removes again before the app can see it. The
+script requires the packages the previous generation's own code required (under
+``node_modules`` only: the app's own files are never preloaded) and waits. On a restart, once the
+old tree is gone, reloadd says "go": the script returns and node runs the entry point itself, so
+stack traces, ``ps``, the inspector and ``require.main`` are those of a plain ``node server.js``.
 
 The supervisor calls: ``take`` instead of spawning, ``prepare`` after a start (``tick`` spawns
 it once the app has booted and no burst is open; ``deadline`` says when), ``reaped`` from its
@@ -258,6 +259,13 @@ def fingerprint(cwd: str, preload: list[str]) -> tuple[object, ...]:
     return tuple(stamps)
 
 
+def preload_env(env: dict[str, str]) -> dict[str, str]:
+    """The app's environment with the bootstrap added to NODE_OPTIONS (node's quoting: \\ and \" escaped)."""
+    quoted = str(BOOTSTRAP).replace("\\", "\\\\").replace('"', '\\"')
+    own = env.get("NODE_OPTIONS", "")
+    return {**env, "NODE_OPTIONS": f'{own} --require "{quoted}"'.lstrip()}
+
+
 def _high(fd: int) -> int:
     """Move a descriptor above FD_FLOOR (close-on-exec), so dup2 onto 3 or 4 never hits itself."""
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, FD_FLOOR)
@@ -425,9 +433,9 @@ class Warm:
         control_read, report_write = _high(control_read), _high(report_write)
         stdin_read, stdin_write = os.pipe() if launch.stdin_pipe else (None, None)
         fds = [(control_read, CONTROL_FD), (report_write, REPORT_FD)]
-        argv = [launch.argv[0], *launch.flags, str(BOOTSTRAP)]
+        argv = [launch.argv[0], *launch.flags, launch.script, *launch.args]
         try:
-            pid = spawn(argv, dict(launch.env), stdin_fd=stdin_read, extra_fds=fds)
+            pid = spawn(argv, preload_env(dict(launch.env)), stdin_fd=stdin_read, extra_fds=fds)
         except ReloaddError:
             for fd in (control_write, report_read, stdin_write):
                 _close(fd)
@@ -450,8 +458,7 @@ class Warm:
         waiting.fingerprint = fingerprint(launch.cwd, waiting.preload)
         inspect = {"host": launch.inspect[0], "port": launch.inspect[1]} if launch.inspect else None
         orders: dict[str, object] = {
-            "script": launch.script,
-            "args": list(launch.args),
+            "nodeOptions": dict(launch.env).get("NODE_OPTIONS"),  # put back as the app set it (None: unset)
             "inspect": inspect if launch.inspect_flag else None,
             "inspectFlag": launch.inspect_flag,
             "inspectIndex": launch.inspect_index,

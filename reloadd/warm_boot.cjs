@@ -1,19 +1,31 @@
 'use strict';
-// reloadd's warm process. reloadd starts `node [the app's node flags] warm_boot.cjs` with the
-// app's environment, working directory and stdio while the current generation still runs.
-// This file then:
-//   1. waits for its orders on descriptor 3 (one JSON line: the app's argv, execArgv, entry
-//      point, inspector and the dependencies to preload);
-//   2. becomes the app as far as the app can tell before its first line runs: process.argv,
-//      process.execArgv, require.main (this module object, renamed to the entry), and
-//      requires the dependencies the previous generation loaded;
+// reloadd's warm process. reloadd starts the app's own command line, `node [node flags] server.js
+// [args]`, with the app's environment, working directory and stdio while the current generation
+// still runs, and adds `--require <this file>` to NODE_OPTIONS in that one process's environment.
+// Node runs this file as a preload, before the entry point. It:
+//   1. reads its orders on descriptor 3 (one JSON line: the app's own NODE_OPTIONS, the inspector
+//      and the dependencies to preload) and puts process.env.NODE_OPTIONS back as the app set it;
+//   2. creates the entry's module object as node would (process.mainModule, require.main, id '.'),
+//      so a dependency required now sees the entry as require.main, and requires the packages the
+//      previous generation's own code required;
 //   3. says "ready" on descriptor 4 and blocks until reloadd writes "go" (or closes the pipe:
 //      reloadd is gone, and so is this process);
-//   4. opens the inspector if the app asked for one (only now: the old generation holds the
-//      port until it is stopped), runs the entry point exactly as `node entry.js` would, and
-//      reports which packages the app's own code required, for the next warm process.
+//   4. makes the clocks that count from the process's start count from now, opens the inspector
+//      if the app asked for one (only now: the old generation holds the port until it is
+//      stopped), removes itself from require.cache and returns. Node itself then runs the entry
+//      point: its own stack traces, argv, require.main, inspector title and exit codes.
+//   5. once the entry's first run is over (a tick later), reports which packages the app's own
+//      code required, for the next warm process.
 // Blocking reads keep the event loop empty while waiting: no timer, handle or listener of
 // ours is left for the app to see.
+
+const { isMainThread } = require('worker_threads');
+
+if (!isMainThread) {
+  // A worker inherits the process's --require: nothing to do there but to leave no trace.
+  delete require.cache[__filename];
+  return; // a CommonJS module's top level is a function body
+}
 
 const fs = require('fs');
 const path = require('path');
@@ -23,9 +35,9 @@ const CONTROL_FD = 3; // reloadd -> this process: orders
 const REPORT_FD = 4; // this process -> reloadd: what happened
 const SEP = path.sep;
 const IN_NODE_MODULES = `${SEP}node_modules${SEP}`;
-const bootModule = module;
-const FRESH_MAIN_SYMBOLS = new Set(['kIsMainSymbol', 'kIsCachedByESMLoader', 'kIsExecuting']);
 const bootFile = __filename;
+// Node keeps per-module state under symbols it does not export; this module has them all.
+const SYMBOLS = Object.fromEntries(Object.getOwnPropertySymbols(module).map((symbol) => [symbol.description, symbol]));
 
 // Re-open both pipes through /proc: node opens files close-on-exec, so a program the app
 // spawns does not inherit them (the descriptors reloadd handed over are inheritable).
@@ -81,8 +93,12 @@ function closeReport() {
 // -- which loader runs the entry (node 20's run_main.js shouldUseESMLoader, without the
 //    flags that make reloadd start cold: --loader, --import, --experimental-default-type) ----
 function resolveMain(script) {
-  const found = Module._findPath(path.resolve(script), null, true);
-  return found ? fs.realpathSync(found) : undefined;
+  try {
+    const found = Module._findPath(path.resolve(script), null, true);
+    return found ? fs.realpathSync(found) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function packageType(file) {
@@ -98,7 +114,7 @@ function packageType(file) {
 }
 
 function entryKind(mainPath) {
-  if (mainPath === undefined) return 'node'; // not found: let node's own runMain say so
+  if (mainPath === undefined) return 'node'; // not found: node's own runMain says so
   if (mainPath.endsWith('.mjs')) return 'esm';
   if (mainPath.endsWith('.cjs')) return 'cjs';
   try {
@@ -106,6 +122,46 @@ function entryKind(mainPath) {
   } catch {
     return 'node'; // an unreadable package.json: node reports it as it would on a cold start
   }
+}
+
+// -- the entry's module, made before its dependencies are required ---------------------------------
+// Module._load(entry, null, true) reuses a cached module that is not loaded yet when it is marked
+// as created by the ES module loader (node passes CommonJS modules from import to require that
+// way), and then loads it: the module object a preloaded dependency saw as require.main is the
+// one that runs the entry.
+function makeMain(mainPath) {
+  const entry = new Module(mainPath, null);
+  entry.filename = mainPath;
+  entry.paths = Module._nodeModulePaths(path.dirname(mainPath));
+  entry.id = '.';
+  entry[SYMBOLS.kIsMainSymbol] = true;
+  entry[SYMBOLS.kIsCachedByESMLoader] = true;
+  process.mainModule = entry;
+  Module.prototype.require.main = entry;
+  Module._cache[mainPath] = entry;
+  return entry;
+}
+
+function unmakeMain(entry) {
+  if (Module._cache[entry.filename] === entry) delete Module._cache[entry.filename];
+  delete process.mainModule;
+  delete Module.prototype.require.main;
+}
+
+// -- clocks that count from the process's start ---------------------------------------------------
+// The app starts now, not when this process was forked: process.uptime(), performance.now() and
+// performance.timeOrigin count from "go". (process.hrtime has no origin of its own: it is the
+// system's monotonic clock, the same in any process.)
+function restartClocks() {
+  const { performance } = require('perf_hooks');
+  const uptime = process.uptime;
+  const now = performance.now.bind(performance);
+  const uptimeBase = uptime();
+  const nowBase = now();
+  const origin = performance.timeOrigin + nowBase;
+  process.uptime = { uptime: () => uptime() - uptimeBase }.uptime;
+  Object.defineProperty(performance, 'now', { value: { now: () => now() - nowBase }.now, configurable: true, writable: true });
+  Object.defineProperty(performance, 'timeOrigin', { get: () => origin, configurable: true });
 }
 
 // -- preloading, watched for what makes it unsafe -----------------------------------------------
@@ -216,58 +272,47 @@ function appRoots() {
 
 // -- the sequence ---------------------------------------------------------------------------------
 const orders = readLine();
-const originalLoader = LOADER_PARTS();
-process.argv.splice(1, process.argv.length - 1, path.resolve(orders.script), ...orders.args);
+if (orders.nodeOptions === null) delete process.env.NODE_OPTIONS;
+else process.env.NODE_OPTIONS = orders.nodeOptions;
+// The inspector's flag was left off the command line (it would bind the port at start).
 if (orders.inspectFlag) process.execArgv.splice(orders.inspectIndex, 0, orders.inspectFlag);
-
-const mainPath = resolveMain(orders.script);
-const kind = entryKind(mainPath);
+const originalLoader = LOADER_PARTS();
 delete Module._cache[bootFile];
+
+const mainPath = resolveMain(process.argv[1]);
+const kind = entryKind(mainPath);
+let entry = null;
 let preloaded = { count: 0, unsafe: [] };
 if (kind === 'cjs') {
-  // This module object is already process.mainModule, marked main by node; it becomes the
-  // entry's module, so require.main in a preloaded dependency is the entry, as it would be.
-  // Node keeps per-module state under symbols; keep only what a fresh main module has (the
-  // bootstrap's own kFormat, 'commonjs' for a .cjs file, would stop node from detecting ES
-  // module syntax in an entry .js file without a "type").
-  for (const symbol of Object.getOwnPropertySymbols(bootModule)) {
-    if (!FRESH_MAIN_SYMBOLS.has(symbol.description)) delete bootModule[symbol];
-  }
-  bootModule.filename = mainPath;
-  bootModule.path = path.dirname(mainPath);
-  bootModule.paths = Module._nodeModulePaths(bootModule.path);
-  Module._cache[mainPath] = bootModule;
-  preloaded = preload(orders.preload, bootModule, orders.root);
-} else {
-  // An ES module entry has no require.main (process.mainModule is not even defined).
-  delete process.mainModule;
-  delete Module.prototype.require.main;
+  entry = makeMain(mainPath);
+  preloaded = preload(orders.preload, entry, orders.root);
+  entry.children = []; // the entry's own requires fill it, in its order
 }
 send({ ready: true, kind, preloaded: preloaded.count, unsafe: preloaded.unsafe });
 
 const go = readLine();
 fs.closeSync(control);
 if (!go.go) process.reallyExit(0);
+
+if (entry !== null && (resolveMain(process.argv[1]) !== mainPath || entryKind(mainPath) !== 'cjs')) {
+  unmakeMain(entry); // the entry moved or changed kind while waiting: node finds it afresh
+  entry = null;
+}
+restartClocks();
 if (orders.inspect) require('inspector').open(orders.inspect.port, orders.inspect.host, false);
 
-if (kind === 'cjs') {
+if (entry !== null) {
   const preloadedRoots = new Set(orders.preload.slice(0, preloaded.count));
-  bootModule.children = [];
-  bootModule.exports = {};
-  try {
-    bootModule.load(mainPath); // what Module._load(main, null, true) does for a module not yet loaded
-  } catch (err) {
-    delete Module._cache[mainPath];
+  // The entry's first run happens right after this file returns; a tick later it is over.
+  process.nextTick(() => {
+    entry[SYMBOLS.kIsCachedByESMLoader] = false;
+    const loaded = appRoots();
+    const patched = LOADER_PARTS().some((part, index) => part !== originalLoader[index]);
+    const required = new Set(loaded);
+    const unused = [...preloadedRoots].filter((file) => !required.has(file));
+    send({ loaded, patched, unused, unsafe: preloaded.unsafe });
     closeReport();
-    throw err;
-  }
-  const loaded = appRoots();
-  const patched = LOADER_PARTS().some((part, index) => part !== originalLoader[index]);
-  const required = new Set(loaded);
-  const unused = [...preloadedRoots].filter((file) => !required.has(file));
-  send({ loaded, patched, unused, unsafe: preloaded.unsafe });
-  closeReport();
+  });
 } else {
   closeReport();
-  Module.runMain();
 }

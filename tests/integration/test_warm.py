@@ -155,10 +155,14 @@ def test_a_warm_process_does_not_outlive_a_killed_reloadd(tmp_path: Path, run_re
 
 
 def warm_processes(parent: int) -> list[int]:
+    """Children of reloadd started as warm processes (waiting, or a generation that came from one).
+
+    Their command line is the app's own; only the environment they started with names the bootstrap.
+    """
     found = []
     for child in psutil.Process(parent).children():
         try:
-            if any(arg.endswith("warm_boot.cjs") for arg in child.cmdline()):
+            if "warm_boot.cjs" in child.environ().get("NODE_OPTIONS", ""):
                 found.append(child.pid)
         except psutil.Error:
             continue
