@@ -78,7 +78,7 @@ def parse_inspect(text: str) -> tuple[str, int]:
     host = host.strip()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not port_text.isdigit() or not 1 <= int(port_text) <= MAX_PORT or "[" in host or "]" in host:
+    if not port_text.isdigit() or not 0 <= int(port_text) <= MAX_PORT or "[" in host or "]" in host:
         raise ValueError("expected [HOST:]PORT such as 9229 or 127.0.0.1:9229")
     return host or INSPECT_DEFAULT_HOST, int(port_text)
 

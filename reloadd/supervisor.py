@@ -501,7 +501,7 @@ class Supervisor:
             self.hooks.fire("restart", child_pid=self.tree.pid, changed=changed, filename=",".join(changed))
             members = self.tree.members()
             self.old_ports = self.system.listening_ports(members)
-            if self.plan.command.inspect:
+            if self.plan.command.inspect and self.plan.command.inspect[1]:  # port 0: node picked a free one
                 self.old_ports.add(self.plan.command.inspect[1])
             self.begin_stop(State.RESTARTING, self.plan.settings.restart_signal, reason, members)
         elif self.state is State.CLEANING_UP:

@@ -62,6 +62,12 @@ function record(extra) {
     depLater: dep.later(),
     cacheKeys: Object.keys(cache).map((k) => path.relative(__root, k)).sort(),
     debugPort: process.debugPort,
+    inspectorUrl: require('inspector').url() || null,
+    // Clocks that count from the start (compared by the test: small when the app's first line runs).
+    uptime: process.uptime(),
+    performanceNow: performance.now(),
+    timeOriginIsStart: Math.abs(performance.timeOrigin + performance.now() - Date.now()) < 50,
+    hrtimeNs: String(process.hrtime.bigint()), // the system's monotonic clock, compared by the test
     ...extra,
   };
   setImmediate(() => {

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,33 +50,139 @@ def run_two_generations(
     return runner, first, second
 
 
+CLOCK_SMALL = 2.0  # seconds: process.uptime() and performance.now() when the app's first line runs
+HRTIME_NEAR = 30e9  # ns: process.hrtime is the system's monotonic clock, as read by the test moments later
+
+
 def comparable(probe: dict[str, Any], root: Path) -> dict[str, Any]:
-    """What must be equal between cold and warm: everything but the pids and the version."""
+    """What must be equal between cold and warm: everything but the pids, the version and values that
+    differ between any two runs (ports and ids of an ephemeral inspector; clocks are turned into facts),
+    plus what is seen from outside the process: its command line and the inspector's target list."""
     probe = dict(probe)
+    pid = probe["pid"]
     for key in ("pid", "ppid", "version"):
         probe.pop(key)
-    return dict(json.loads(json.dumps(probe).replace(str(root), "ROOT").replace(str(root.parent), "TMP")))
+    probe["uptime"] = probe["uptime"] < CLOCK_SMALL
+    probe["performanceNow"] = probe["performanceNow"] < CLOCK_SMALL * 1000
+    probe["hrtimeNs"] = abs(time.monotonic_ns() - int(probe["hrtimeNs"])) < HRTIME_NEAR
+    probe["cmdline"] = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    if probe["inspectorUrl"]:
+        probe["targets"] = inspector_targets(probe["inspectorUrl"])
+    text = json.dumps(probe).replace(str(root), "ROOT").replace(str(root.parent), "TMP")
+    if probe.get("ephemeral"):
+        text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
+        text = re.sub(r'"debugPort": \d+', '"debugPort": "PORT"', text)
+    text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "UUID", text)
+    return dict(json.loads(text))
 
 
-@pytest.mark.parametrize("kind", ["commonjs", "esm", "esm-syntax-in-js", "inspect"])
+def inspector_targets(url: str) -> list[dict[str, Any]]:
+    """What a debugger lists (Chrome's chrome://inspect, VS Code): /json/list of the inspector at ``url``."""
+    port = int(url.split("/")[2].rsplit(":", 1)[1])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as response:
+        targets: list[dict[str, Any]] = json.loads(response.read())
+    return targets
+
+
+KINDS = ["commonjs", "esm", "esm-syntax-in-js", "inspect", "inspect-esm", "inspect-ephemeral"]
+
+
+def script_name(kind: str) -> str:
+    return "server.mjs" if kind in ("esm", "inspect-esm") else "server.js"
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_warm_generation_sees_what_a_cold_one_sees(tmp_path: Path, run_reloadd: RunReloadd, kind: str) -> None:
     observed = {}
-    extra = [f"--inspect=127.0.0.1:{free_port()}"] if kind == "inspect" else []
-    esm = kind.startswith("esm")
+    port = "0" if kind == "inspect-ephemeral" else str(free_port())
+    extra = [f"--inspect=127.0.0.1:{port}"] if kind.startswith("inspect") else []
+    esm = "esm" in kind
     for mode in ("warm", "cold"):
-        root = make_probe_app(tmp_path / mode / "app", esm=kind == "esm", esm_in_js=kind == "esm-syntax-in-js")
+        root = make_probe_app(
+            tmp_path / mode / "app", esm=kind in ("esm", "inspect-esm"), esm_in_js=kind == "esm-syntax-in-js"
+        )
+        script = script_name(kind)
         runner, _, second = run_two_generations(
-            run_reloadd, root, warm=mode == "warm", esm=esm, extra=extra, script="server.mjs" if kind == "esm" else ""
+            run_reloadd, root, warm=mode == "warm", esm=esm, extra=extra, script=script
         )
         assert second["ppid"] == runner.pid  # reloadd is the app's parent, warm or cold
         assert os.getpgid(second["pid"]) == second["pid"]  # in its own process group, as a cold start
-        observed[mode] = comparable(second, root)
+        observed[mode] = comparable({**second, "ephemeral": port == "0"}, root)
         runner.stop()
+    if extra:  # the one known difference (README): the inspector's flag is not on the warm command line
+        cold_line = observed["cold"]["cmdline"]
+        assert observed["warm"]["cmdline"] == [arg for arg in cold_line if not arg.startswith("--inspect=")]
+        observed["warm"]["cmdline"] = cold_line
+        (target,) = observed["cold"]["targets"]
+        assert target["title"] == script_name(kind) and target["url"] == f"file://ROOT/{script_name(kind)}"
     assert observed["warm"] == observed["cold"]
     if kind == "commonjs":
         cold = observed["cold"]
         assert cold["mainIsModule"] and cold["moduleId"] == "." and cold["dep"]["mainAtRequire"].endswith("server.js")
         assert cold["argv"][1:] == ["ROOT/server.js", "one", "two words"]
+
+
+# What a developer breaks, appended to the entry point once the first generation runs: the error
+# node prints must be the same text warm or cold, the user's frames only, printed once.
+FAILURES = {
+    "start": ("throw new Error('thrown at start');\n", "Error: thrown at start"),
+    "required": ("REQUIRE_BOOM\n", "Error: thrown in a required module"),
+    "timer": (
+        "setTimeout(function tick() {\n  throw new Error('thrown in a timer');\n}, 1);\n",
+        "Error: thrown in a timer",
+    ),
+    "rejection": ("Promise.reject(new Error('an unhandled rejection'));\n", "Error: an unhandled rejection"),
+}
+BOOM = "function explode() {\n  throw new Error('thrown in a required module');\n}\nexplode();\n"
+
+
+def node_output(log: str) -> str:
+    return "".join(line for line in log.splitlines(keepends=True) if not line.startswith("[reloadd]"))
+
+
+@pytest.mark.parametrize("where", sorted(FAILURES))
+@pytest.mark.parametrize("kind", ["commonjs", "esm"])
+def test_an_error_prints_as_node_prints_it(tmp_path: Path, run_reloadd: RunReloadd, kind: str, where: str) -> None:
+    esm = kind == "esm"
+    script = "server.mjs" if esm else "server.js"
+    code, header = FAILURES[where]
+    code = code.replace("REQUIRE_BOOM", "import './lib/boom.mjs';" if esm else "require('./lib/boom.js');")
+    printed = {}
+    for mode in ("warm", "cold"):
+        root = make_probe_app(tmp_path / mode / "app", esm=esm)
+        (root / "lib").mkdir()
+        (root / "lib" / ("boom.mjs" if esm else "boom.js")).write_text(BOOM)
+        runner = run_reloadd(["-V", *([] if mode == "warm" else ["--no-warm"]), script], root)
+        read_probe(root, "v1")
+        if mode == "warm":
+            runner.wait_log(READY_PRELOADED if not esm else "ready in")
+        mark = len(runner.log())
+        with (root / script).open("a") as entry:
+            entry.write(code)
+        runner.wait_log("app crashed")
+        printed[mode] = node_output(runner.log()[mark:]).replace(str(root), "ROOT")
+        if mode == "warm":
+            assert runner.log().count(WARM_TAKEN) >= 2, runner.log()
+        runner.stop()
+    assert printed["warm"] == printed["cold"]
+    assert printed["warm"].count(header) == 1, printed["warm"]
+    assert "warm_boot" not in printed["warm"] and "reloadd" not in printed["warm"]
+    assert f"ROOT/{'lib/boom' if where == 'required' else 'server'}.{'mjs' if esm else 'js'}:" in printed["warm"]
+
+
+def test_the_clocks_count_from_the_apps_start(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    root = make_probe_app(tmp_path / "app")
+    runner = run_reloadd(["-V", "server.js"], root)
+    app = read_probe(root, "v1")["pid"]
+    runner.wait_log(READY_PRELOADED)
+    (waiting,) = wait_for(lambda: set(warm_processes(runner.pid)) - {app}, what="a waiting warm process")
+    born = psutil.Process(waiting).create_time()
+    wait_for(lambda: time.time() - born > CLOCK_SMALL + 0.5, what="the warm process to have waited a while")
+    set_version(root, "v2")
+    second = read_probe(root, "v2")
+    assert second["pid"] == waiting
+    assert second["uptime"] < CLOCK_SMALL and second["performanceNow"] < CLOCK_SMALL * 1000, second
+    assert second["timeOriginIsStart"]
 
 
 def test_the_dependency_was_preloaded_before_the_warm_generation_ran(tmp_path: Path, run_reloadd: RunReloadd) -> None:
