@@ -131,6 +131,7 @@ record({
   requireMain: require.main === undefined ? 'undefined' : typeof require.main,
 });
 if (process.env.PROBE_THROW) throw new Error('probe failed at start');
+if (process.env.PROBE_EXIT) process.exit(Number(process.env.PROBE_EXIT));
 """
 )
 

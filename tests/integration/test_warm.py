@@ -205,22 +205,28 @@ def test_a_changed_config_env_reaches_the_next_generation(tmp_path: Path, run_re
     assert third["env"]["CONFIG_ENV"] == "two", runner.log()
 
 
+@pytest.mark.parametrize("kind", ["commonjs", "esm"])
 @pytest.mark.parametrize("mode", ["warm", "cold"])
-def test_an_error_at_start_is_reported_and_exits_as_cold(tmp_path: Path, run_reloadd: RunReloadd, mode: str) -> None:
-    root = make_probe_app(tmp_path / "app")
+def test_an_error_at_start_is_reported_and_exits_as_cold(
+    tmp_path: Path, run_reloadd: RunReloadd, mode: str, kind: str
+) -> None:
+    root = make_probe_app(tmp_path / "app", esm=kind == "esm")
     flags = ["-V", "--exitcrash"] + ([] if mode == "warm" else ["--no-warm"])
-    runner = run_reloadd([*flags, "server.js"], root, env={"PROBE_THROW": "1"})
+    script = "server.mjs" if kind == "esm" else "server.js"
+    runner = run_reloadd([*flags, script], root, env={"PROBE_THROW": "1"})
     assert runner.wait_exit() == 1
     out = runner.log() + runner.out()
-    assert "Error: probe failed at start" in out
-    assert "server.js:" in out  # node points at the line that threw
+    assert out.count("Error: probe failed at start") == 1
+    assert f"{script}:" in out  # node points at the line that threw
 
 
+@pytest.mark.parametrize("kind", ["commonjs", "esm"])
 @pytest.mark.parametrize("mode", ["warm", "cold"])
-def test_the_exit_code_passes_through(tmp_path: Path, run_reloadd: RunReloadd, mode: str) -> None:
-    root = make_probe_app(tmp_path / "app")
+def test_the_exit_code_passes_through(tmp_path: Path, run_reloadd: RunReloadd, mode: str, kind: str) -> None:
+    root = make_probe_app(tmp_path / "app", esm=kind == "esm")
     flags = ["--exitcrash"] + ([] if mode == "warm" else ["--no-warm"])
-    runner = run_reloadd([*flags, "server.js"], root, env={"PROBE_EXIT": "7"})
+    script = "server.mjs" if kind == "esm" else "server.js"
+    runner = run_reloadd([*flags, script], root, env={"PROBE_EXIT": "7"})
     assert runner.wait_exit() == 7
 
 
