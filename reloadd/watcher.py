@@ -1,12 +1,17 @@
 """The watcher: turns file-system activity under the watch roots into matched changed paths.
 
-watchfiles (Rust notify) does the OS work. Handing it a root recursively would put an inotify
-watch on every directory, node_modules included (40,000 directories in a large app: the
-ENOSPC limit nodemon users hit, #907), and would make its poller stat every file in them.
-So reloadd walks the tree itself, prunes ignored directories, and hands watchfiles the
-remaining directories one by one, non-recursively. A directory created later is added by
-rebuilding the notifier (new one first, then the old one closed, so nothing is missed in
-between) and scanning the new directory, whose files count as changes.
+reloadd's own inotify reader (inotify.py) does the OS work. Watching a root recursively would
+put an inotify watch on every directory, node_modules included (40,000 directories in a large
+app: the ENOSPC limit nodemon users hit, #907), and would make a poller stat every file in them.
+So reloadd walks the tree itself, prunes ignored directories, and watches the remaining
+directories one by one, non-recursively. A directory created later is added by rebuilding the
+notifier (new one first, then the old one closed, so nothing is missed in between) and scanning
+the new directory, whose files count as changes.
+
+Idle, the watcher thread blocks in one ``select`` on the inotify descriptor and a wake pipe,
+with no timeout: no periodic wake-ups. A timeout is armed only when something needs one: a
+poller's next tick (polled mounts), or a look at roots that are missing or not watched by
+inotify. A root watched by inotify says itself when it is deleted or moved.
 
 Measured on the bench tree (2,000 files in 200 dirs + node_modules 40,000 files in 4,000
 dirs): recursive watchfiles holds ~4,200 inotify watches and polls 42,000 files; the pruned
@@ -18,29 +23,23 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Union
+from typing import Callable, Optional, Protocol, Union
 
+from .inotify import Inotify
 from .matching import Rules
 from .mounts import WatchMode, decide_mode, virtual_mount_points
 from .output import out
 from .poller import CHANGE_ADDED, CHANGE_DELETED, Poller, RawChanges, StopFlag
 
-# How watchfiles groups raw events before handing them to us. The real grouping (a burst is
-# one restart) happens in changes.Burst. watchfiles holds events while more keep coming, up to
-# the debounce; that must stay under changes.GROUP_QUIET, or a write stream longer
-# than the quiet window (a sync, a build, files landing in a directory just being scanned) is
-# delivered as one late batch after the burst was closed: two restarts (seen under load with
-# the old 200 ms).
-NOTIFY_STEP_MS = 2
-NOTIFY_DEBOUNCE_MS = 10
-ROOT_CHECK_INTERVAL_MS = 1000  # how often roots that are missing (or were replaced) are looked at
-# With an inotify and a polling notifier, each waits this long in turn: a poller's tick, or an
-# event, is late by at most this much (the poller promises interval + 100 ms with ~10 ms spare).
-SHARED_THREAD_TIMEOUT_MS = 5
+# Roots that are missing, or polled (a poller cannot say its root was replaced), are looked at
+# this often; a root watched by inotify reports its own deletion or move.
+ROOT_CHECK_INTERVAL_MS = 1000
+POLLER_NUDGE_MS = 1  # a poller whose tick is due is asked to wait this long: it polls once, then returns
 # The kernel caches a network or FUSE file's attributes (FUSE's default attr_timeout is 1 s,
 # NFS's acregmin 3 s but its change is only seen after that anyway): a file replaced on the far
 # side shows its new size up to that long after a new file next to it is listed. A sync that
@@ -50,6 +49,7 @@ SHARED_THREAD_TIMEOUT_MS = 5
 REMOTE_SETTLE = 1.0
 SCANNED_MEMORY = 10000  # files remembered from new-directory scans, to drop their echo events
 INOTIFY_FAIL_ENV = "RELOADD_INOTIFY_FAIL"  # test hook: make inotify fail with this errno name (e.g. ENOSPC)
+VANISHED_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR})  # a directory gone (or replaced) since the walk
 # After the watcher thread hit an unexpected error it waits this long, then builds its notifiers
 # again and looks for what changed meanwhile: a pause, so that an error that repeats at once
 # (a file system gone bad) costs one log line a second rather than a spinning core.
@@ -57,7 +57,6 @@ WATCHER_RETRY_PAUSE = 1.0
 # A file system stamps a change with its coarse clock (a jiffy behind time.time()): a catch-up
 # scan counts files changed this long before the last event it heard as changed, to be sure.
 CATCH_UP_MARGIN = 0.1
-IN_ALL_EVENTS = 0xFFF  # linux/inotify.h: what a probe watch asks for (any mask will do)
 # A walk past this many directories says so at once: a tree this big (`--watch /`) takes seconds
 # and hundreds of MB to watch, and silence would look like a hang.
 BIG_WALK_DIRS = 10_000
@@ -76,7 +75,7 @@ class WatchReport:
 class Notifier(Protocol):
     """A source of raw changes for a fixed set of directories (each watched non-recursively).
 
-    Implemented by InotifyNotifier (watchfiles' RustNotify) and by poller.Poller.
+    Implemented by InotifyNotifier (inotify.py) and by poller.Poller.
     """
 
     dirs: set[str]  # the directories it watches
@@ -102,20 +101,29 @@ class RootState:
 
 
 class InotifyNotifier:
-    """watchfiles' RustNotify on the directories it was given (inotify on Linux)."""
+    """reloadd's inotify reader on the directories it was given (non-recursive watches)."""
 
     polls = False
     settle = 0.0  # inotify hears every change itself: nothing to wait for
 
-    def __init__(self, rust: Any, dirs: set[str]) -> None:
-        self.rust = rust
+    def __init__(self, inotify: Inotify, dirs: set[str], wake_fd: int) -> None:
+        self.inotify = inotify
         self.dirs = dirs
+        self.wake_fd = wake_fd
+
+    @property
+    def fd(self) -> int:
+        return self.inotify.fd
 
     def wait(self, timeout_ms: int, stop: StopFlag) -> Union[RawChanges, str]:
-        return self.rust.watch(NOTIFY_DEBOUNCE_MS, NOTIFY_STEP_MS, timeout_ms, stop)  # type: ignore[no-any-return]
+        if stop.is_set():
+            return "stop"
+        if not self.inotify.wait(timeout_ms / 1000, self.wake_fd):
+            return "stop" if stop.is_set() else "timeout"
+        return self.inotify.read()
 
     def close(self) -> None:
-        self.rust.close()
+        self.inotify.close()
 
 
 def _identity(path: Path) -> Optional[tuple[int, int]]:
@@ -134,81 +142,15 @@ def _file_signature(path: str) -> Optional[tuple[int, int, int]]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _inotify_fds() -> set[int]:
-    """This process's inotify descriptors (empty where /proc is not there to say)."""
-    found: set[int] = set()
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return found
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
-                found.add(int(fd))
-        except (OSError, ValueError):
-            continue
-    return found
-
-
-def _watched_inodes(fds: set[int]) -> set[tuple[int, int]]:
-    """(st_dev, st_ino) of every directory the inotify descriptors ``fds`` watch, from fdinfo:
-    ``inotify wd:1 ino:20c2cd sdev:fe00000 ...`` (the kernel's dev_t: major << 20 | minor)."""
-    found: set[tuple[int, int]] = set()
-    for fd in fds:
-        try:
-            with open(f"/proc/self/fdinfo/{fd}") as info:
-                lines = [line.split() for line in info if line.startswith("inotify wd:")]
-        except OSError:
-            continue
-        for words in lines:
-            fields = dict(word.split(":", 1) for word in words[1:] if ":" in word)
-            sdev, ino = int(fields.get("sdev", "0"), 16), int(fields.get("ino", "0"), 16)
-            found.add((os.makedev(sdev >> 20, sdev & 0xFFFFF), ino))
-    return found
-
-
-def _probe_watch(path: str) -> int:
-    """Add an inotify watch on ``path`` in a fresh instance and drop it: 0, or the errno the kernel
-    gave (ENOSPC when the watch limit is reached). watchfiles skips a directory it cannot watch
-    without saying why; this is how reloadd finds out."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.inotify_init1(os.O_CLOEXEC)
-    if fd < 0:
-        return ctypes.get_errno()
-    try:
-        wd = libc.inotify_add_watch(fd, os.fsencode(path), ctypes.c_uint32(IN_ALL_EVENTS))
-        return 0 if wd >= 0 else ctypes.get_errno()
-    finally:
-        os.close(fd)
-
-
-def _unwatched_reason(path: str) -> Optional[str]:
-    """Why inotify holds no watch on the directory ``path``; None when the reason is the watch limit."""
-    try:
-        os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return "vanished"
-    except OSError as exc:
-        return f"cannot be looked at ({exc.strerror})"
-    if not os.access(path, os.R_OK):
-        return "cannot be read (permission denied)"
-    code = _probe_watch(path)
+def _unwatched_reason(code: int) -> Optional[str]:
+    """Why inotify_add_watch failed with errno ``code``, in a phrase; None for the watch limit."""
     if code == errno.ENOSPC:
         return None
-    if code == 0:  # watchable now: it was replaced while being watched, and its parent's events say so
+    if code in VANISHED_ERRNOS:
         return "vanished"
+    if code == errno.EACCES:
+        return "cannot be read (permission denied)"
     return f"cannot be watched ({os.strerror(code)})"
-
-
-def _utf8(path: str) -> bool:
-    """watchfiles takes paths as UTF-8 text: a name with other bytes (os.fsdecode'd) cannot be given to it."""
-    try:
-        path.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def inotify_limit() -> str:
@@ -243,6 +185,7 @@ class Watcher:
         self.roots = [RootState(root) for root in rules.roots]
         self.remote_settle = 0.0  # REMOTE_SETTLE while a root is on a network or FUSE mount
         self._stop = threading.Event()
+        self._wake_read, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # stop() ends a blocking wait
         self._thread = threading.Thread(target=self._run, name="reloadd-watcher", daemon=True)
         self._notifiers: list[Notifier] = []
         self._inotify_failed = False
@@ -250,8 +193,6 @@ class Watcher:
         self._heard = time.time()  # wall clock (file ctimes are): inotify has delivered every change before it
         self._scanned: dict[str, Optional[tuple[int, int, int]]] = {}  # files a new-directory scan reported
         self._said_unwatchable: set[str] = set()  # directories already named as impossible to watch
-        self._odd_names: set[str] = set()  # directories the last walk found a name that is not UTF-8 in
-        self._said_odd: set[str] = set()  # of those, the ones polled (and said so) since the last rebuild
         self._said_big: set[str] = set()  # roots whose walk was reported as big
         self._virtual: set[str] = set()  # mount points of kernel views (/proc...): never walked into
 
@@ -263,10 +204,19 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
+        try:
+            os.write(self._wake_write, b"x")
+        except OSError:
+            pass  # already woken (the pipe is full) or stopped before
         self._thread.join(timeout=2)
         for notifier in self._notifiers:
             notifier.close()
         self._notifiers = []
+        for fd in (self._wake_read, self._wake_write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     @property
     def settle(self) -> float:
@@ -283,7 +233,7 @@ class Watcher:
     def _run(self) -> None:
         """The watcher thread. An unexpected error is logged and watching starts again after a
         pause: a watcher that ended silently would leave the app supervised but never restarted."""
-        last_root_check = time.monotonic()
+        self._last_root_check = time.monotonic()
         while not self._stop.is_set():
             try:
                 if self._failed:
@@ -291,8 +241,8 @@ class Watcher:
                 raw = self._wait_for_raw()
                 if raw:
                     self._handle(raw)
-                if time.monotonic() - last_root_check >= ROOT_CHECK_INTERVAL_MS / 1000:
-                    last_root_check = time.monotonic()
+                if self._roots_due(time.monotonic()) == 0.0 or self._root_lost():
+                    self._last_root_check = time.monotonic()
                     self._check_roots()
             except Exception as exc:  # noqa: BLE001 - the thread's one guard; the error is logged, not lost
                 self._failed = True
@@ -310,31 +260,62 @@ class Watcher:
         self._send(matched, busy=False)
 
     def _wait_for_raw(self) -> RawChanges:
-        """Wait on every notifier; one thread serves them all by giving each a short timeout."""
-        if not self._notifiers:
-            self._stop.wait(ROOT_CHECK_INTERVAL_MS / 1000)
-            return set()
-        timeout = ROOT_CHECK_INTERVAL_MS if len(self._notifiers) == 1 else SHARED_THREAD_TIMEOUT_MS
+        """Block until inotify has events, a poller's tick is due or the roots must be looked at.
+
+        One ``select`` with only the timeouts actually armed: with every root watched by
+        inotify and present, none at all."""
+        now = time.monotonic()
+        waits = [self._roots_due(now), *(max(0.0, n.next_tick - now) for n in self._pollers())]
+        armed = [w for w in waits if w is not None]
+        timeout = min(armed) if armed else None
+        inotify = self._inotify_notifier()
+        watched = [self._wake_read] + ([inotify.fd] if inotify is not None else [])
+        started = time.time()
+        try:
+            readable, _, _ = select.select(watched, [], [], timeout)
+        except InterruptedError:
+            readable = []
         changes: RawChanges = set()
-        for notifier in list(self._notifiers):
-            started = time.time()
+        if inotify is not None and inotify.fd in readable:
             try:
-                result = notifier.wait(timeout, self._stop)
+                changes |= inotify.inotify.read()
             except RuntimeError as exc:
-                # watchfiles fails a whole batch when one path in it cannot be decoded (a file
-                # name that is not UTF-8) or a watched directory vanished under it: the batch
-                # is lost, so rebuild and look for what changed since the last one it delivered.
+                # The kernel's queue overflowed: events were lost, so rebuild and look for what
+                # changed since the last batch delivered.
                 out.detail(f"watcher error, rebuilding and looking for what changed: {exc}")
                 self._send(set(), busy=True)
                 heard_by_inotify = self._inotify_dirs()
                 self._rebuild()
                 self._send(self._matched(self._catch_up(heard_by_inotify | self._inotify_dirs())), busy=False)
-                return changes
-            if isinstance(result, set):
-                changes |= result
-            if not notifier.polls:
-                self._heard = started  # everything before this wait began has been delivered
+                return set()
+            self._heard = started  # everything before this wait began has been delivered
+        for poller in self._pollers():
+            if poller.next_tick <= time.monotonic():
+                result = poller.wait(POLLER_NUDGE_MS, self._stop)  # a due tick polls at once
+                if isinstance(result, set):
+                    changes |= result
         return changes
+
+    def _pollers(self) -> list[Poller]:
+        return [n for n in self._notifiers if isinstance(n, Poller)]
+
+    def _inotify_notifier(self) -> Optional[InotifyNotifier]:
+        return next((n for n in self._notifiers if isinstance(n, InotifyNotifier)), None)
+
+    def _roots_due(self, now: float) -> Optional[float]:
+        """Seconds until the roots must be looked at (0: now); None when inotify watches every root."""
+        watched = self._inotify_dirs()
+        if all(root.identity is not None and str(root.path) in watched for root in self.roots):
+            return None
+        return max(0.0, self._last_root_check + ROOT_CHECK_INTERVAL_MS / 1000 - now)
+
+    def _root_lost(self) -> bool:
+        """inotify said a watched directory was deleted, moved or unmounted: a root may be gone."""
+        inotify = self._inotify_notifier()
+        if inotify is None or not inotify.inotify.lost_self:
+            return False
+        inotify.inotify.lost_self = False
+        return True
 
     def _inotify_dirs(self) -> set[str]:
         return set().union(*(n.dirs for n in self._notifiers if not n.polls))
@@ -428,7 +409,6 @@ class Watcher:
         inotify_dirs: set[str] = set()
         poll_dirs: set[str] = set()
         settle = 0.0
-        self._odd_names = set()
         self._virtual = virtual_mount_points()
         for root in self.roots:
             root.identity = _identity(root.path)
@@ -453,7 +433,6 @@ class Watcher:
             parent = os.path.dirname(extra)
             if os.path.isdir(parent) and parent not in poll_dirs:
                 inotify_dirs.add(parent)
-        self._poll_odd_names(inotify_dirs, poll_dirs)
         old, self._notifiers = self._notifiers, []
         if inotify_dirs:
             self._add_inotify(inotify_dirs, poll_dirs)
@@ -464,20 +443,6 @@ class Watcher:
             out.detail(f"poller: {poller.describe()}")
         for notifier in old:
             notifier.close()
-
-    def _poll_odd_names(self, inotify_dirs: set[str], poll_dirs: set[str]) -> None:
-        """Move to the poller the directories whose own name, or a name inside, is not UTF-8.
-
-        watchfiles hands paths over as text and fails a whole batch, the real changes in it
-        included, on a name it cannot decode; an event about such a name comes from its
-        directory's watch (even opening a subdirectory to list it makes one). The poller
-        takes any name (os.fsdecode)."""
-        odd = {d for d in inotify_dirs if d in self._odd_names or not _utf8(d)}
-        for directory in sorted(odd - self._said_odd):
-            out.info(f"polling {directory}: a name in it (or its own) is not UTF-8, which inotify here cannot report")
-        self._said_odd = odd
-        inotify_dirs -= odd
-        poll_dirs |= odd
 
     def _mode_for(self, path: Path) -> WatchMode:
         if self._inotify_failed and self.legacy_watch is not False:
@@ -496,46 +461,31 @@ class Watcher:
             poll_dirs |= dirs
 
     def _inotify(self, dirs: set[str]) -> InotifyNotifier:
-        from watchfiles._rust_notify import RustNotify
-
         fail = os.environ.get(INOTIFY_FAIL_ENV)
         if fail:
             code = getattr(errno, fail, errno.ENOSPC)
             raise OSError(code, os.strerror(code))
-        before = _inotify_fds()
-        rust = RustNotify(sorted(dirs), False, False, 0, False, True)
-        new_fds = _inotify_fds() - before
-        if not new_fds:
-            return InotifyNotifier(rust, set(dirs))  # no /proc to check with (or not inotify): trust it
-        missed = self._unwatched(dirs, _watched_inodes(new_fds))
-        at_limit = [path for path, reason in missed.items() if reason is None]
-        if at_limit:
-            # watchfiles skips directories it cannot watch without saying so; the kernel said
-            # ENOSPC for these: the watch limit, and a directory left out would never restart the app.
-            rust.close()
-            raise OSError(errno.ENOSPC, f"{len(at_limit)} of {len(dirs)} directories got no inotify watch")
-        return InotifyNotifier(rust, set(dirs) - set(missed))
+        inotify = Inotify()
+        failed: dict[str, int] = {}
+        for directory in sorted(dirs):
+            code = inotify.add(directory)
+            if code == errno.ENOSPC:
+                # A directory left out would never restart the app: poll them all instead.
+                inotify.close()
+                missing = len(dirs) - len(inotify.paths)
+                raise OSError(errno.ENOSPC, f"{missing} of {len(dirs)} directories got no inotify watch")
+            if code:
+                failed[directory] = code
+        self._report_unwatched({path: _unwatched_reason(code) or "" for path, code in failed.items()})
+        return InotifyNotifier(inotify, set(dirs) - set(failed), self._wake_read)
 
-    def _unwatched(self, dirs: set[str], watched: set[tuple[int, int]]) -> dict[str, Optional[str]]:
-        """The directories of ``dirs`` inotify holds no watch on, each with why (None: the watch limit).
-        One that vanished since the walk is no concern: its parent's events bring it back if it returns."""
-        missed: dict[str, Optional[str]] = {}
-        at_limit = False
-        for path in dirs:
-            identity = _identity(Path(path))
-            if identity is not None and identity in watched:
-                continue
-            if at_limit:  # the kernel said ENOSPC once: the rest is the same limit
-                missed[path] = None if identity is not None else "vanished"
-            else:
-                missed[path] = _unwatched_reason(path)
-                at_limit = missed[path] is None
+    def _report_unwatched(self, missed: dict[str, str]) -> None:
+        """Say which directories inotify could not watch, and why. One that vanished since the walk
+        is no concern: its parent's events bring it back if it returns."""
         vanished = [path for path, reason in missed.items() if reason == "vanished"]
         if vanished:
             out.detail(f"{len(vanished)} dir(s) vanished before they could be watched, e.g. {vanished[0]}")
-        new = sorted(
-            p for p, reason in missed.items() if reason not in (None, "vanished") and p not in self._said_unwatchable
-        )
+        new = sorted(p for p, reason in missed.items() if reason != "vanished" and p not in self._said_unwatchable)
         for path in new[:UNWATCHABLE_NAMED]:
             out.warn(f"cannot watch {path}: it {missed[path]}; changes inside it are not seen")
         if len(new) > UNWATCHABLE_NAMED:
@@ -543,7 +493,6 @@ class Watcher:
             for path in new[UNWATCHABLE_NAMED:]:
                 out.detail(f"cannot watch {path}: it {missed[path]}")
         self._said_unwatchable.update(new)
-        return missed
 
     def _known_dirs(self) -> set[str]:
         known: set[str] = set()
@@ -553,8 +502,7 @@ class Watcher:
 
     # -- walking ---------------------------------------------------------------------------
     def _walk(self, top: str) -> list[str]:
-        """Every directory under ``top`` that is not pruned (symlinked directories are not followed).
-        Directories holding a name that is not UTF-8 are noted in ``_odd_names``."""
+        """Every directory under ``top`` that is not pruned (symlinked directories are not followed)."""
         found = [top]
         stack = [top]
         while stack:
@@ -562,8 +510,6 @@ class Watcher:
             try:
                 with os.scandir(current) as entries:
                     for entry in entries:
-                        if not _utf8(entry.name):
-                            self._odd_names.add(current)
                         if self._walks_into(entry):
                             found.append(entry.path)
                             stack.append(entry.path)
