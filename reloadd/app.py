@@ -16,9 +16,6 @@ from .output import out, use_colour
 from .plan import Plan
 from .sources import load_settings
 from .supervisor import Supervisor
-from .sync.agent import agent_main
-from .sync.laptop import sync_main
-from .sync.options import SYNC_HELP, parse_sync_args
 from .tree import START_FAILURE, resolve_program
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in reloadd, not in the app or its config
@@ -72,6 +69,8 @@ def run(argv: list[str]) -> int:
     if argv[:1] == [SYNC_COMMAND]:
         return run_sync(argv[1:])
     if argv[:1] == [AGENT_COMMAND]:
+        from .sync.agent import agent_main  # imported only for the subcommand: the supervisor's start pays nothing
+
         return agent_main(argv[1:], os.environ)
     cli = parse_args(argv)
     if cli.help:
@@ -121,6 +120,9 @@ def program_problem(plan: Plan) -> Optional[str]:
 
 
 def run_sync(argv: list[str]) -> int:
+    from .sync.laptop import sync_main  # imported only for the subcommand, as the agent is
+    from .sync.options import SYNC_HELP, parse_sync_args
+
     options = parse_sync_args(argv)
     if options is None:
         _print(SYNC_HELP)
