@@ -270,6 +270,44 @@ function appRoots() {
   return modules.filter((mod) => roots.has(mod)).map((mod) => mod.filename);
 }
 
+// -- ES module entries: what they imported --------------------------------------------------------
+// An ES module app imports CommonJS packages through node's CommonJS cache, so requiring them
+// here is what saves their loading; a package required here that the app imports again is
+// taken from that cache. Node has no public list of an app's ES modules, so: a CommonJS module
+// under node_modules that the ES module loader created itself, or a preloaded one that node
+// looked up in the cache while the entry loaded, counts as imported by the app. The lookups are
+// seen through a transparent proxy in place of Module._cache while the entry loads.
+const ESM_RUNNER_EXIT_LISTENER = 'handleProcessExit'; // node's run_main.js, while the entry loads
+const lookedUp = new Set();
+
+function watchLookups(files) {
+  const cache = Module._cache;
+  Module._cache = new Proxy(cache, {
+    get(target, key, receiver) {
+      if (files.has(key)) lookedUp.add(key);
+      return Reflect.get(target, key, receiver);
+    },
+  });
+  return () => {
+    Module._cache = cache;
+  };
+}
+
+function importedRoots() {
+  const modules = Object.values(Module._cache).filter((mod) => mod.filename && mod.filename.includes(IN_NODE_MODULES));
+  return modules
+    .filter((mod) => mod[SYMBOLS.kIsCachedByESMLoader] === true || lookedUp.has(mod.filename))
+    .map((mod) => mod.filename);
+}
+
+function reportLoaded(loaded, preloadedRoots, originalLoader, unsafe) {
+  const patched = LOADER_PARTS().some((part, index) => part !== originalLoader[index]);
+  const required = new Set(loaded);
+  const unused = [...preloadedRoots].filter((file) => !required.has(file));
+  send({ loaded, patched, unused, unsafe });
+  closeReport();
+}
+
 // -- the sequence ---------------------------------------------------------------------------------
 const orders = readLine();
 if (orders.nodeOptions === null) delete process.env.NODE_OPTIONS;
@@ -287,6 +325,8 @@ if (kind === 'cjs') {
   entry = makeMain(mainPath);
   preloaded = preload(orders.preload, entry, orders.root);
   entry.children = []; // the entry's own requires fill it, in its order
+} else if (kind === 'esm') {
+  preloaded = preload(orders.preload, undefined, orders.root); // no parent: as if imported
 }
 send({ ready: true, kind, preloaded: preloaded.count, unsafe: preloaded.unsafe });
 
@@ -301,18 +341,29 @@ if (entry !== null && (resolveMain(process.argv[1]) !== mainPath || entryKind(ma
 restartClocks();
 if (orders.inspect) require('inspector').open(orders.inspect.port, orders.inspect.host, false);
 
+const preloadedRoots = new Set(orders.preload.slice(0, preloaded.count));
 if (entry !== null) {
-  const preloadedRoots = new Set(orders.preload.slice(0, preloaded.count));
   // The entry's first run happens right after this file returns; a tick later it is over.
   process.nextTick(() => {
     entry[SYMBOLS.kIsCachedByESMLoader] = false;
-    const loaded = appRoots();
-    const patched = LOADER_PARTS().some((part, index) => part !== originalLoader[index]);
-    const required = new Set(loaded);
-    const unused = [...preloadedRoots].filter((file) => !required.has(file));
-    send({ loaded, patched, unused, unsafe: preloaded.unsafe });
-    closeReport();
+    reportLoaded(appRoots(), preloadedRoots, originalLoader, preloaded.unsafe);
   });
+} else if (kind === 'esm' && resolveMain(process.argv[1]) === mainPath) {
+  // Node's ES module runner listens for 'exit' while the entry's module graph loads and
+  // evaluates, and stops listening once it has: that moment is when the app's static imports
+  // are all in. Our listener goes with the report.
+  const unwatch = watchLookups(preloadedRoots);
+  const onRemove = (event, listener) => {
+    if (event !== 'exit' || listener.name !== ESM_RUNNER_EXIT_LISTENER) return;
+    process.off('removeListener', onRemove);
+    unwatch();
+    try {
+      reportLoaded(importedRoots(), preloadedRoots, originalLoader, preloaded.unsafe);
+    } catch {
+      closeReport(); // never the app's problem
+    }
+  };
+  process.on('removeListener', onRemove);
 } else {
   closeReport();
 }

@@ -192,6 +192,17 @@ def test_the_dependency_was_preloaded_before_the_warm_generation_ran(tmp_path: P
     assert second["dep"]["mainAtRequire"] == str(root / "server.js")  # required before "go", yet sees the entry
 
 
+def test_an_es_module_apps_commonjs_packages_are_preloaded(tmp_path: Path, run_reloadd: RunReloadd) -> None:
+    root = make_probe_app(tmp_path / "app", esm=True)
+    runner = run_reloadd(["-V", "server.mjs"], root)
+    read_probe(root, "v1")
+    runner.wait_log(READY_PRELOADED)  # the package the first generation imported
+    set_version(root, "v2", esm=True)
+    second = read_probe(root, "v2")
+    assert f"warm start: pid {second['pid']}, 1 package preloaded" in runner.log()
+    assert second["dep"]["mainIsUndefinedAtRequire"] is True  # required early, yet as an ES module app sees it
+
+
 def test_a_changed_config_env_reaches_the_next_generation(tmp_path: Path, run_reloadd: RunReloadd) -> None:
     root = make_probe_app(tmp_path / "app")
     (root / "nodemon.json").write_text(json.dumps({"env": {"CONFIG_ENV": "one"}}))
