@@ -44,7 +44,6 @@ from .tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
 from .warm import launch_for
 from .watcher import Watcher, WatchReport
 
-REAP_INTERVAL = 1.0  # wake at least this often to reap, as tini does, in case a SIGCHLD was coalesced
 QUIT_HOOK_WAIT = 2.0  # at exit, how long the `quit` hook may finish before it is killed
 ABANDON_SIGNAL = signal.SIGTERM  # sent to the app's tree when reloadd itself fails
 
@@ -205,22 +204,28 @@ class Supervisor:
             self.system.reap()
         self.system.reap()
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: Optional[float]) -> None:
         for key, _ in self.selector.select(timeout):
             if key.data == "stdin":
                 self.stdin_ready = True  # signals are drained in handle_signals
             elif key.data == "warm":
                 self.warm_ready = True
 
-    def timeout(self) -> float:
+    def timeout(self) -> Optional[float]:
+        """Seconds until the next armed timer; None when none is: the loop sleeps until an event.
+
+        No periodic wake-up to reap (tini has one): SIGCHLD writes to the signal wake-up pipe,
+        and every wake reaps every exited child, so SIGCHLDs that coalesce still wake us once
+        after the last exit."""
         now = self.system.now()
         holding = self.control is not None and self.control.holding  # the batch's commit wakes us instead
-        waits = [REAP_INTERVAL, None if holding else self.burst.wait_time(now)]
+        waits = [None if holding else self.burst.wait_time(now)]
         deadlines = [self.delay.until, self.backoff_until, self.hooks.next_deadline(), self.warm.deadline()]
         waits += [d - now for d in deadlines if d is not None]
         if self.ladder:
             waits.append(self.ladder.next_check())
-        return max(0.0, min(w for w in waits if w is not None))
+        armed = [w for w in waits if w is not None]
+        return max(0.0, min(armed)) if armed else None
 
     # -- the state --------------------------------------------------------------------------
     def transition(

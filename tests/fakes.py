@@ -21,6 +21,7 @@ from reloadd.supervisor import Supervisor
 from reloadd.watcher import WatchReport
 
 STEP = 0.001  # the smallest step the replay clock takes, so that "at once" still moves time
+IDLE_STEP = 1.0  # with no timer armed the replay still moves on, so that scheduled fake events happen
 
 
 def wait_status(code: int = 0, killed_by: int = 0) -> int:
@@ -266,7 +267,8 @@ class Replay:
     def until(self, when: float) -> None:
         """Run the loop as it would run, waking when it asks to, until the clock reads ``when``."""
         while self.system.clock < when:
-            wait = max(STEP, self.supervisor.timeout())
+            armed = self.supervisor.timeout()  # None: only an event would wake the real loop
+            wait = max(STEP, IDLE_STEP if armed is None else armed)
             self.system.clock = min(when, self.system.clock + wait)
             self.supervisor.step()
 
