@@ -12,7 +12,7 @@ def main() -> None:
 
     code = app_main(sys.argv[1:])
     # By now every child is reaped and every file reloadd wrote is closed; what is left is the
-    # interpreter's teardown of pydantic, watchfiles and the rest (~20 ms measured), which a pod
+    # interpreter's teardown of pydantic and the rest (~20 ms measured), which a pod
     # waiting for its container to stop has no use for. So flush and leave.
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing to save
