@@ -489,3 +489,41 @@ def test_verbose_explains_what_was_read_ignored_filtered_and_delayed(app: Path, 
     touch(app / "version.js")
     runner.wait_log("delaying restart for 300ms")
     wait_starts(runner, app, 2)
+
+
+# ---------------------------------------------------------------- idle
+
+IDLE_WINDOW = 3.0  # seconds watched for wake-ups; the old 2 ms watcher step woke ~1,500 times in it
+IDLE_WAKES = 1  # tolerated in that window (a stray signal); a periodic timer of even 1 s shows as 3
+
+
+def wakeups(pid: int) -> int:
+    """Context switches of every thread of ``pid``: a process blocked in one wait has none."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "no-warm"])
+def test_an_idle_reloadd_does_not_wake_up(app: Path, run_reloadd: RunReloadd, warm: bool) -> None:
+    runner = run_reloadd(["-V", *([] if warm else ["--no-warm"]), "server.js"], cwd=app)
+    wait_starts(runner, app, 1)
+    wait_for(lambda: (app / "port").exists(), what="the app to listen")  # its last write at start
+    if warm:
+        runner.wait_log("ready in")
+    last = [wakeups(runner.pid)]
+
+    def settled() -> bool:  # the start's own events (the app's output files, the warm process) are over
+        now = wakeups(runner.pid)
+        quiet, last[0] = now == last[0], now
+        return quiet
+
+    wait_for(settled, interval=0.5, what=f"reloadd to settle; log:\n{runner.log()}")
+    before = wakeups(runner.pid)
+    hold(lambda: wakeups(runner.pid) - before <= IDLE_WAKES, IDLE_WINDOW, "no wake-ups while idle")
