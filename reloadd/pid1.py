@@ -146,6 +146,10 @@ class Terminal:
         """Whether reloadd's own process group is the terminal's foreground group."""
         return self.usable and foreground_group(self.fd) == self.own_pgrp
 
+    def in_back(self) -> bool:
+        """Whether another group (the shell's) holds the terminal: neither reloadd's nor the app's it gave it to."""
+        return self.usable and foreground_group(self.fd) not in (self.own_pgrp, self.given_to)
+
     def hung_up(self) -> bool:
         """Whether a SIGHUP just received means the terminal went away (rather than `kill -HUP`).
 

@@ -44,6 +44,9 @@ from .tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
 from .warm import launch_for
 from .watcher import Watcher, WatchReport
 
+# `fg` sends a running background job no signal (bash, zsh): while reloadd waits to be brought
+# to the front (a paused stdin, or -I started with `&`) it looks this often; otherwise never.
+FRONT_CHECK_INTERVAL = 1.0
 QUIT_HOOK_WAIT = 2.0  # at exit, how long the `quit` hook may finish before it is killed
 ABANDON_SIGNAL = signal.SIGTERM  # sent to the app's tree when reloadd itself fails
 
@@ -224,6 +227,8 @@ class Supervisor:
         waits += [d - now for d in deadlines if d is not None]
         if self.ladder:
             waits.append(self.ladder.next_check())
+        if self._waiting_for_front():
+            waits.append(FRONT_CHECK_INTERVAL)
         armed = [w for w in waits if w is not None]
         return max(0.0, min(armed)) if armed else None
 
@@ -624,6 +629,11 @@ class Supervisor:
             self.selector.register(0, selectors.EVENT_READ, "stdin")
         if not self.reads_stdin and self.tree and self.tree.status is None and self.terminal.in_front():
             self.terminal.give_to(self.tree.pgid)
+
+    def _waiting_for_front(self) -> bool:
+        """_check_front has something to notice: reloadd is a background job that wants the terminal."""
+        wants = self.stdin_paused or (not self.reads_stdin and self.tree is not None and self.tree.status is None)
+        return wants and self.terminal.in_back()
 
     def _switch_stdin(self) -> None:
         """`stdin`/`restartable` changed in a config reload: the restart that follows gives the

@@ -130,6 +130,9 @@ class FakeTerminal:
     def in_front(self) -> bool:
         return False
 
+    def in_back(self) -> bool:
+        return False
+
     def app_suspended(self, pid: int) -> bool:
         return False
 

@@ -259,10 +259,12 @@ def recorded_pids(app: Path) -> list[int]:
 
 
 def waiting_warm_process(proc: psutil.Process, app: Path) -> bool:
-    """The next generation's node, waiting to run the app (warm restarts): not part of the old tree."""
+    """The next generation's node, waiting to run the app (warm restarts): not part of the old tree.
+
+    Its command line is the app's; the environment it started with names reloadd's preload."""
     try:
         started_app = proc.pid in recorded_pids(app)
-        return not started_app and any(arg.endswith("warm_boot.cjs") for arg in proc.cmdline())
+        return not started_app and "warm_boot.cjs" in proc.environ().get("NODE_OPTIONS", "")
     except psutil.Error:
         return False
 
