@@ -391,15 +391,20 @@ def main() -> None:
 
 
 NOTES = """
-Reading these figures: the warm restart saves node's boot and, for the Express app, the loading
-of its eleven packages (preloaded in the waiting process); what remains is detection and the
-20 ms burst window, stopping the old tree, and requiring the app's own files. A save that comes
-sooner after a start than the warm process needs to boot and preload (a few hundred ms here)
-waits for it to finish: never slower than a cold start, but not faster either. `--no-warm`
-is reloadd's cold restart: on par with nodemon or a little slower (the burst window, and reloadd
-waits until the old tree is gone, which nodemon does not). Idle CPU and startup goals are not
-met; docs/design.md ("reloadd's own cost") says why: watchfiles' wait loop wakes every 2 ms, and
-validating the config (pydantic) before the first spawn costs ~125 ms of imports.
+Reading these figures: the machine was shared with other work and heavily loaded during this run
+(a tiny app's cold start took well over a second, ~60 ms when quiet), so the absolute times are
+inflated and noisy; the tools ran alternately in the same run, so the ratios compare like with
+like. The warm restart saves node's boot and the loading of the preloaded packages; what remains
+is detection and the 20 ms burst window, stopping the old tree, and loading the app's own files.
+In the ES module app the CommonJS packages (express, cors, morgan, compression, cookie-parser,
+winston, lodash, dayjs) are preloaded, but helmet, zod and uuid are imported as their ES module
+builds, which a node 20 preload cannot load ahead, and every ES module of the app is linked and
+evaluated afresh: 0.41 of nodemon against a goal of 0.35 (not met). A save that comes sooner
+after a start than the warm process needs to boot and preload waits for it: never slower than
+a cold start, but not faster either. `--no-warm` is reloadd's cold restart, on par with nodemon.
+Startup is not met either: reloadd imports pydantic and builds its config model before the first
+spawn (docs/design.md, "reloadd's own cost"); under this load that costs more than nodemon's
+whole start difference. Idle CPU is bench/idle.py's section.
 """
 
 
