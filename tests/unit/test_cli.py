@@ -136,6 +136,7 @@ FLAG_CASES = [
     (["--inspect"], {"inspect": "127.0.0.1:9229"}),
     (["--inspect=9230"], {"inspect": "127.0.0.1:9230"}),
     (["--inspect=0.0.0.0:9229"], {"inspect": "0.0.0.0:9229"}),
+    (["--inspect=127.0.0.1:0"], {"inspect": "127.0.0.1:0"}),  # node picks a free port
     (["--inspect=[::1]:9229"], {"inspect": "[::1]:9229"}),
     (["--inspect-brk"], {"inspect": "brk:127.0.0.1:9229"}),
     (["--inspect-brk=localhost:1234"], {"inspect": "brk:localhost:1234"}),
