@@ -203,20 +203,22 @@ class Watcher:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the thread and close everything; a second call does nothing (its descriptors are gone)."""
+        if self._wake_write < 0:
+            return
         self._stop.set()
         try:
             os.write(self._wake_write, b"x")
         except OSError:
-            pass  # already woken (the pipe is full) or stopped before
+            pass  # already woken: the pipe is full
         self._thread.join(timeout=2)
         for notifier in self._notifiers:
             notifier.close()
         self._notifiers = []
-        for fd in (self._wake_read, self._wake_write):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        os.close(self._wake_write)
+        self._wake_write = -1
+        if not self._thread.is_alive():  # a thread stuck past the join still selects on it
+            os.close(self._wake_read)
 
     @property
     def settle(self) -> float:

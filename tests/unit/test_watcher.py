@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -133,3 +134,16 @@ def test_a_big_walk_says_so_at_once(
     watch()
     (line,) = [line for line in log.getvalue().splitlines() if "walking" in line]
     assert f"walking {tmp_path}: over 20 directories to watch so far" in line, log.getvalue()
+
+
+def test_a_second_stop_touches_no_descriptor(watch: Callable[[], tuple[Watcher, Reports]]) -> None:
+    watcher, _ = watch()
+    watcher.stop()
+    spare_read, spare_write = os.pipe()  # may take the numbers the watcher's wake pipe had
+    try:
+        watcher.stop()  # the fixture stops it once more too
+        os.write(spare_write, b"ok")
+        assert os.read(spare_read, 10) == b"ok"  # still open, and nothing else was written into it
+    finally:
+        os.close(spare_read)
+        os.close(spare_write)
