@@ -398,7 +398,7 @@ like. The warm restart saves node's boot and the loading of the preloaded packag
 is detection and the 20 ms burst window, stopping the old tree, and loading the app's own files.
 In the ES module app the CommonJS packages (express, cors, morgan, compression, cookie-parser,
 winston, lodash, dayjs) are preloaded, but helmet, zod and uuid are imported as their ES module
-builds, which a node 20 preload cannot load ahead, and every ES module of the app is linked and
+builds, which reloadd does not preload (it cannot see an app's ES modules), and every ES module of the app is linked and
 evaluated afresh: 0.41 of nodemon against a goal of 0.35 (not met). A save that comes sooner
 after a start than the warm process needs to boot and preload waits for it: never slower than
 a cold start, but not faster either. `--no-warm` is reloadd's cold restart, on par with nodemon.
