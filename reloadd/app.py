@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import __version__
-from .cli import HELP, CliArgs, parse_args
-from .command import build_command, child_env, missing_script_warning
 from .errors import EXIT_NOT_FOUND, ReloaddError
-from .matching import Rules
 from .output import out, use_colour
-from .plan import Plan
-from .sources import load_settings
-from .supervisor import Supervisor
-from .tree import START_FAILURE, resolve_program
+
+if TYPE_CHECKING:
+    from .cli import CliArgs
+    from .plan import Plan
+
+# The modules each command needs are imported when it runs: the pod-side agent, which every sync
+# start and reconnect waits for, needs none of the supervisor's (pydantic, watchfiles), and
+# importing them cost it most of its start (measured in bench/sync_start.py).
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug in reloadd, not in the app or its config
 EXIT_OUTPUT = 74  # EX_IOERR: --help, --version or --dump could not be written to stdout (a full disk)
@@ -33,6 +34,12 @@ def make_plan(cli: CliArgs, check_program: bool = True) -> Plan:
     would break it is reported (a ReloaddError) while the running app is left alone. ``--dump``
     passes ``check_program=False``: what would run matters most when the program is missing.
     """
+    from .command import build_command, child_env, missing_script_warning
+    from .matching import Rules
+    from .plan import Plan
+    from .sources import load_settings
+    from .tree import resolve_program
+
     loaded = load_settings(cli, env=os.environ)
     command = build_command(loaded.settings, cli, loaded.cwd)
     env = child_env(loaded.settings, os.environ, loaded.cwd)
@@ -72,6 +79,9 @@ def run(argv: list[str]) -> int:
         from .sync.agent import agent_main  # imported only for the subcommand: the supervisor's start pays nothing
 
         return agent_main(argv[1:], os.environ)
+    from .cli import HELP, parse_args
+    from .supervisor import Supervisor
+
     cli = parse_args(argv)
     if cli.help:
         _print(HELP)
@@ -109,6 +119,8 @@ def dump(plan: Plan) -> int:
 
 def program_problem(plan: Plan) -> Optional[str]:
     """Why the plan's program could not be started (not found on PATH, not executable), or None."""
+    from .tree import START_FAILURE, resolve_program
+
     program = plan.command.argv[0]
     try:
         resolve_program(program, plan.env.get("PATH"), str(plan.cwd))

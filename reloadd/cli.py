@@ -78,8 +78,6 @@ SCRIPT_SUFFIXES = (".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx",
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s)?\s*$", re.IGNORECASE)
 _MILLISECONDS = re.compile(r"^\s*(\d+)\s*(ms)?\s*$", re.IGNORECASE)
-_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 @dataclass
@@ -143,15 +141,6 @@ def parse_milliseconds(name: str, text: str) -> int:
             f"{name}: expected a whole number of milliseconds like 100 (1 to {MAX_POLL_INTERVAL_MS}, an hour), "
             f"got {text!r}"
         ) from None
-
-
-def parse_bool(name: str, text: str) -> bool:
-    word = text.strip().lower()
-    if word in _TRUE_WORDS:
-        return True
-    if word in _FALSE_WORDS:
-        return False
-    raise ConfigError(f"{name}: expected 1 or 0 (true or false), got {text!r}")
 
 
 def parse_log_format(name: str, text: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .cli import CliArgs, current_dir, is_file, parse_bool, parse_log_format, parse_milliseconds, parse_seconds
+from .cli import CliArgs, current_dir, is_file, parse_log_format, parse_milliseconds, parse_seconds
 from .config import (
     DEEP_MERGED_KEYS,
     DEFAULT_EXEC_MAP,
@@ -27,6 +27,7 @@ from .config import (
     validate,
 )
 from .errors import ConfigError
+from .switches import parse_bool
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Optional
 
-from ..cli import parse_bool
 from ..errors import ReloaddError
+from ..switches import parse_bool
 
 EXIT_REFUSED = 3  # the agent's status when it refuses to sync; the laptop stops instead of reconnecting
 PRODUCTION = "production"
