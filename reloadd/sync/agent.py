@@ -32,7 +32,8 @@ from .batch import Batch, failures, skips
 from .excludes import excluder
 from .guard import EXIT_REFUSED, refusal
 from .heartbeat import BEATS_PER_WINDOW, HEARTBEAT_WINDOW, MAX_WINDOW, MIN_WINDOW, PING, Heartbeat, Outlet, WriteStalled
-from .manifest import Exclude, file_hash, walk
+from .listing import digest_items, group
+from .manifest import Entry, Exclude, file_hash, walk
 from .paths import Blocked, Root, check_link_target, check_path, check_root, remove_tree, temp_name, temp_owner
 from .protocol import (
     CHUNK_ITEMS,
@@ -73,6 +74,7 @@ class Agent:
         self.exclude: Exclude = lambda path, is_dir: False
         self.batch: Optional[Batch] = None
         self.counter = 0
+        self.listings: dict[str, list[Entry]] = {}  # the last start's walk, by directory, until compared
 
     # -- dispatch ----------------------------------------------------------------------------------
     def handle(self, frame: Frame) -> None:
@@ -83,6 +85,7 @@ class Agent:
         kind = message["t"]
         handler = {
             "start": self._start,
+            "list": self._list,
             "hash": self._hash,
             "batch": self._begin,
             "delete": self._delete,
@@ -95,6 +98,8 @@ class Agent:
             raise ProtocolError(f"{kind!r} outside a batch")
         if self.batch is not None and self.batch.upload is not None:
             raise ProtocolError(f"{kind!r} before the file {self.batch.upload.path!r} was complete")
+        if kind in ("hash", "batch"):
+            self.listings = {}  # the comparison is over: the walk's entries are not needed any more
         handler(message)
 
     def abort(self) -> None:
@@ -110,18 +115,22 @@ class Agent:
 
     # -- manifest and hashes -----------------------------------------------------------------------
     def _start(self, message: dict[str, Any]) -> None:
+        """Walk the whole tree (the laptop walks its own meanwhile), then send each directory's digest."""
         self.exclude = excluder(self.root.path, message["exclude"])
-        count = 0
+        self.listings = group(walk(self.root.fd, self.exclude, self._stale_temp, self._warn))
+        for chunk in chunks(digest_items(self.listings)):
+            self.send({"t": "dirs", "items": chunk})
+        self.send({"t": "dirs-end", "count": len(self.listings)})
 
-        def wire() -> Iterator[list[Any]]:
-            nonlocal count
-            for entry in walk(self.root.fd, self.exclude, self._stale_temp, self._warn):
-                count += 1
-                yield entry.to_wire()
-
-        for chunk in chunks(wire()):
+    def _list(self, message: dict[str, Any]) -> None:
+        """The entries of the directories whose digests differed, from the walk of ``start``."""
+        directories = message["dirs"]
+        if len(directories) > CHUNK_ITEMS:
+            raise ProtocolError(f"list: more than {CHUNK_ITEMS} directories in one request")
+        entries = [entry.to_wire() for directory in directories for entry in self.listings.get(directory, [])]
+        for chunk in chunks(entries):
             self.send({"t": "manifest", "entries": chunk})
-        self.send({"t": "manifest-end", "count": count})
+        self.send({"t": "manifest-end", "count": len(entries)})
 
     def _warn(self, message: str) -> None:
         self.send({"t": "warn", "message": message})

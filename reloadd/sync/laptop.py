@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .. import __version__
 from ..changes import Burst
@@ -44,6 +44,7 @@ from ..matching import Rules, is_temp_file
 from ..output import out, use_colour
 from ..sources import load_settings
 from ..watcher import Watcher, WatchReport
+from . import listing
 from .excludes import check_include, excluder, sync_globs
 from .gitignore import GITIGNORE, IGNORE_FILE_MAX, GitIgnore
 from .gitignore import load as load_gitignore
@@ -213,6 +214,8 @@ class Syncer:
         self.pods_said: Optional[str] = None
         self.warned: set[str] = set()  # warnings already given (each is said once)
         self.not_written: set[str] = set()  # paths the pod could not write in the last batch
+        self.pod_warnings = 0  # the agent's warnings in this (re)connection: the first ones are shown
+        self.began = time.monotonic() - process_age()  # the first "in sync" counts from the command's start
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -309,7 +312,7 @@ class Syncer:
         name = where.target or where.remote_dir or str(where.transport)
         link = self._link(name, where.target)
         try:
-            self._connect(link)
+            self._connect(link, self.began)
         except NotStarted as exc:
             if not exc.failure.transient:
                 raise ReloaddError(exc.failure.message, exc.failure.exit_code) from None
@@ -380,10 +383,20 @@ class Syncer:
             pass
 
     # -- connecting ----------------------------------------------------------------------------------
-    def _connect(self, link: Link) -> None:
-        """Start the agent and resync; NotStarted when it never said hello, Disconnected after."""
+    def _connect(self, link: Link, began: Optional[float] = None) -> None:
+        """Start the agent and resync; NotStarted when it never said hello, Disconnected after.
+        ``began`` is when the user started waiting (the closing line counts from it)."""
+        timer = Phases(began)
+        timer.mark("start")  # this process's start (the first time), its config and its watcher
         session = link.session
         session.start()
+        # The agent gets the excludes before it has even said hello, so it walks the pod's tree
+        # while this side walks its own: a start costs the longer walk, not the sum of both.
+        asked = self._ask_start(session)
+        if asked:
+            session.beat()  # pings through this side's walk: the agent must not count the laptop as silent
+        local = self._local_manifest()
+        timer.mark("walk")
         try:
             hello = session.receive(HELLO_TIMEOUT)
         except Disconnected as exc:
@@ -396,10 +409,11 @@ class Syncer:
         if hello["t"] != "hello" or hello.get("version") != PROTOCOL_VERSION:
             session.close(dead=True)
             raise NotStarted(version_mismatch(session.name, hello))
+        if not asked:
+            raise Disconnected("the agent stopped reading before the sync began")
         link.greeted = True
         session.root = str(hello.get("root", ""))
-        session.beat()
-        self._resync(link)
+        self._resync(link, local, timer)
         link.ready, link.retry_at, link.failures = True, None, 0
         if link.said is not None:
             out.info(f"reconnected to {session.name}")
@@ -421,16 +435,41 @@ class Syncer:
                 out.detail(f"  {session.argv[0]}: {line}")
         return failure
 
-    def _resync(self, link: Link) -> None:
+    def _ask_start(self, session: Session) -> bool:
+        """Send ``start`` (the excludes); False if the agent already stopped (its first frame says why)."""
+        try:
+            session.send({"t": "start", "exclude": self.globs})
+            session.flush()
+        except Disconnected:
+            return False
+        return True
+
+    def _resync(self, link: Link, local: Optional[Manifest] = None, timer: Optional[Phases] = None) -> None:
+        """Compare by directory digests (listing.py), fetch the listings that differ, send the difference."""
         session = link.session
-        local = self._local_manifest()
-        session.send({"t": "start", "exclude": self.globs})
-        remote = self._remote_manifest(session)
-        result = diff(local, remote, self.delete)
+        self.pod_warnings = 0
+        if local is None or timer is None:  # a connected link (a .gitignore changed): ask, then walk alongside
+            timer = Phases(None)
+            self._ask_start(session)
+            local = self._local_manifest()
+            timer.mark("walk")
+        groups = listing.group(local.values())
+        mine = listing.digests(groups)
+        theirs = self._remote_digests(session)
+        timer.mark("pod's walk")
+        asked = listing.to_ask(mine, theirs)
+        remote = self._listings(session, asked)
+        compared = {entry.path: entry for d in listing.differing(mine, theirs) for entry in groups[d]}
+        result = diff(compared, remote, self.delete)
+        if result.delete and not self.options.allow_mass_delete:
+            # Whether the deletes remove too much is judged on the pod's whole tree: only now, with
+            # something to delete, are the listings that the digests made unnecessary fetched too.
+            remote.update(self._listings(session, sorted(set(theirs) - set(asked))))
         result.delete = self._resync_deletes(local, remote, result.delete)
+        timer.mark("compare")
         sends = result.send + self._differing(session, result.compare)
+        timer.mark("hash")
         entries = [local[path] for path in sorted(sends)]
-        started = time.monotonic()
         progress = Progress(sys.stderr.isatty() and not out.json_lines, len(entries))
         sent, deletes = 0, result.delete
         for group in _groups(entries):  # committed one by one: a drop keeps what is in
@@ -439,33 +478,60 @@ class Syncer:
         if not entries:
             sent += self._send_batch(session, [], deletes, progress)
         progress.done()
+        timer.mark("send")
         self.known = local
-        self._say(session, entries, result.delete, sent, started, "in sync with" if not entries else "synced")
+        files = sum(1 for entry in local.values() if entry.kind != DIR)  # links count as files, as in "synced"
+        self._say_start(session, entries, result.delete, sent, files, timer)
 
-    def _remote_manifest(self, session: Session) -> Manifest:
-        """The pod's manifest, chunk by chunk; the agent's warnings (what it cannot sync) are shown."""
+    def _listings(self, session: Session, directories: list[str]) -> Manifest:
+        """The pod's entries in ``directories``, asked for in chunks."""
         remote: Manifest = {}
-        warnings = 0
+        for chunk in chunks(directories):
+            session.send({"t": "list", "dirs": chunk})
+            remote.update(self._remote_manifest(session))
+        return remote
+
+    def _remote_digests(self, session: Session) -> dict[str, str]:
+        """The pod's directory digests, chunk by chunk (the agent's warnings come first, from its walk)."""
+        theirs: dict[str, str] = {}
+        while True:
+            message = self._receive_shown(session)
+            if message["t"] == "dirs-end":
+                return theirs
+            if message["t"] != "dirs":
+                raise Disconnected(f"unexpected answer to start: {message['t']}")
+            try:
+                theirs.update(listing.parse_digests(message["items"]))
+            except ValueError as exc:
+                raise Disconnected(f"bad data from the agent: {exc}") from None
+
+    def _receive_shown(self, session: Session) -> dict[str, Any]:
+        """The next message that is not a warning; the first warnings are shown, the rest counted."""
         while True:
             message = session.receive(REPLY_TIMEOUT)
+            if message["t"] != "warn":
+                return message
+            self.pod_warnings += 1
+            if self.pod_warnings <= LINES_SHOWN:
+                out.warn(f"{session.name}: {message['message']}")
+            elif self.pod_warnings == LINES_SHOWN + 1:
+                out.warn(f"{session.name}: more warnings like these are not shown")
+
+    def _remote_manifest(self, session: Session) -> Manifest:
+        """The entries of the directories asked for, chunk by chunk."""
+        remote: Manifest = {}
+        while True:
+            message = self._receive_shown(session)
             if message["t"] == "manifest-end":
-                break
-            if message["t"] == "warn":
-                warnings += 1
-                if warnings <= LINES_SHOWN:
-                    out.warn(f"{session.name}: {message['message']}")
-                continue
+                return remote
             if message["t"] != "manifest":
-                raise Disconnected(f"unexpected answer to a manifest request: {message['t']}")
+                raise Disconnected(f"unexpected answer to a list request: {message['t']}")
             for item in message["entries"]:
                 entry = Entry.from_wire(item)
                 if entry is None:
                     raise Disconnected(f"bad data from the agent: malformed manifest entry {str(item)[:80]}")
                 if not self.exclude(entry.path, entry.kind == DIR):
                     remote[entry.path] = entry
-        if warnings > LINES_SHOWN:
-            out.warn(f"{session.name}: {warnings - LINES_SHOWN} more warnings like these")
-        return remote
 
     def _differing(self, session: Session, paths: list[str]) -> list[str]:
         """Of the files whose size agrees but mtime does not, those whose content differs (or cannot be read
@@ -918,6 +984,36 @@ class Syncer:
         self, session: Session, entries: list[Entry], deletes: list[str], size: int, started: float, verb: str
     ) -> None:
         elapsed = round((time.monotonic() - started) * MS)
+        entries, count, what = self._what(entries, deletes, size)
+        where = self._where(session)
+        if not entries:
+            message = f"deleted {len(deletes)} in {where} in {elapsed} ms"
+        else:
+            message = f"{verb} {what} to {where} in {elapsed} ms"
+        out.status(message, event="synced", target=where, files=count, bytes=size, deleted=len(deletes), ms=elapsed)
+        self._list_sent(entries, deletes)
+
+    def _say_start(
+        self, session: Session, entries: list[Entry], deletes: list[str], size: int, files: int, timer: Phases
+    ) -> None:
+        """The line that ends a (re)connection: how long the user waited since it began, and for what."""
+        seconds = timer.total()
+        entries, count, what = self._what(entries, deletes, size)
+        where = self._where(session)
+        compared = f"{files:,} file{'' if files == 1 else 's'} compared"
+        if not entries and not deletes:
+            message = f"in sync with {where} ({compared}, nothing to send) in {seconds:.2f} s"
+        elif not entries:
+            message = f"in sync with {where} ({compared}, deleted {len(deletes)}) in {seconds:.2f} s"
+        else:
+            message = f"synced {what} to {where} ({compared}) in {seconds:.2f} s"
+        fields = {"files": count, "bytes": size, "deleted": len(deletes), "compared": files}
+        out.status(message, event="synced", target=where, ms=round(seconds * MS), **fields)
+        out.detail(f"  took {timer.describe()}")
+        self._list_sent(entries, deletes)
+
+    def _what(self, entries: list[Entry], deletes: list[str], size: int) -> tuple[list[Entry], int, str]:
+        """The entries written (not those the pod refused), how many, and "N files (SIZE)[ and deleted M]"."""
         entries = [entry for entry in entries if not _under_any(entry.path, self.not_written)]
         self.not_written = set()
         count = sum(1 for entry in entries if entry.kind != DIR)
@@ -926,18 +1022,48 @@ class Syncer:
             count = len(entries)
             files = f"{count} director" + ("y" if count == 1 else "ies")
         gone = f" and deleted {len(deletes)}" if deletes else ""
-        where = session.name if not session.root or self.options.where.transport is None else session.root
-        if verb == "in sync with" and not deletes:
-            message = f"in sync with {where} (nothing to send) in {elapsed} ms"
-        elif not entries:
-            message = f"deleted {len(deletes)} in {where} in {elapsed} ms"
-        else:
-            message = f"synced {files} ({human_size(size)}){gone} to {where} in {elapsed} ms"
-        out.status(message, event="synced", target=where, files=count, bytes=size, deleted=len(deletes), ms=elapsed)
+        return entries, count, f"{files} ({human_size(size)}){gone}"
+
+    def _where(self, session: Session) -> str:
+        return session.name if not session.root or self.options.where.transport is None else session.root
+
+    def _list_sent(self, entries: list[Entry], deletes: list[str]) -> None:
         for entry in entries:
             out.detail(f"  {entry.path}{'/' if entry.kind == DIR else ''}")
         for path in deletes:
             out.detail(f"  deleted {path}")
+
+
+class Phases:
+    """Where a (re)connection's time went, phase by phase, for the closing line and -V."""
+
+    def __init__(self, began: Optional[float]) -> None:
+        self.began = time.monotonic() if began is None else began
+        self.last = self.began
+        self.parts: list[tuple[str, float]] = []
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.parts.append((name, now - self.last))
+        self.last = now
+
+    def total(self) -> float:
+        return time.monotonic() - self.began
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.parts)
+
+
+def process_age() -> float:
+    """Seconds since this process started (its interpreter and imports are part of the user's wait),
+    or 0 where /proc cannot tell (macOS): then the wait is counted from the sync's own start."""
+    try:
+        with open("/proc/self/stat", "rb") as stat_file:
+            fields = stat_file.read().rpartition(b")")[2].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # starttime, field 22: clock ticks after boot
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
 
 
 def _groups(entries: list[Entry]) -> list[list[Entry]]:

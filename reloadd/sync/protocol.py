@@ -94,14 +94,17 @@ MESSAGES: dict[str, Schema] = {
     "refused": Schema({"message": _STR}, {}),  # the pod forbids syncing (production): no retry
     "error": Schema({"message": _STR}, {}),  # the agent stops; one line
     "warn": Schema({"message": _STR}, {}),  # something in the pod is not synced (an unreadable dir...)
+    "dirs": Schema({"items": _LIST}, {}),  # a chunk of [directory, digest] (listing.py), the answer to start
+    "dirs-end": Schema({"count": _SIZE}, {}),
     "manifest": Schema({"entries": _LIST}, {}),  # a chunk of [path, kind, size, mtime_ns, exec, target]
-    "manifest-end": Schema({"count": _SIZE}, {}),
+    "manifest-end": Schema({"count": _SIZE}, {}),  # the end of the answer to one list request
     "hashes": Schema({"hashes": _hashes}, {}),  # one reply per hash request; null: not a readable file
     "skipped": Schema({"id": _ID, "items": _strs}, {}),  # paths refused by the gate, one line each
     "failed": Schema({"id": _ID, "items": _LIST}, {}),  # [path, errno name, strerror]: the batch rolled back
     "done": Schema({"id": _ID, "ok": _BOOL}, {}),  # the last reply of a batch: committed, or not at all
     # laptop -> agent
     "start": Schema({"exclude": _strs}, {}),
+    "list": Schema({"dirs": _strs}, {}),  # the entries of these directories, please (their digests differ)
     "hash": Schema({"paths": _strs}, {}),
     "batch": Schema({"id": _ID}, {}),
     "delete": Schema({"paths": _strs}, {}),  # a chunk of the open batch's deletes

@@ -82,7 +82,8 @@ class Session:
         self.last_heard = time.monotonic()
 
     def beat(self) -> None:
-        """Start the heartbeat (after the agent's hello); the first ping tells the agent the window."""
+        """Start the heartbeat (once the agent is asked to start: it walks while this side does); the first
+        ping tells the agent the window."""
         assert self.outlet is not None
         self.heartbeat = Heartbeat(self.outlet, self.window, first=ping(self.window))
         self.heartbeat.start()

@@ -80,7 +80,7 @@ def test_namespace_container_and_context_reach_kubectl_exec(run_reloadd, tmp_pat
         "exec", "-i", "-n", "dev", "--context", "kind-dev", "-c", "app", "pod/api-7d9f", "--", "reloadd", "agent"
     ]  # fmt: skip
     assert tree(pod) == tree(laptop)  # no REMOTE_DIR: the container's working directory
-    assert "synced 2 files (524 B) to pod/api-7d9f in " in sync.log()
+    assert "synced 2 files (524 B) to pod/api-7d9f (2 files compared) in " in sync.log()
 
 
 @pytest.mark.parametrize(
