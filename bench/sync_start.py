@@ -1,6 +1,6 @@
 """How long a ``reloadd sync`` start takes to reach "in sync", against rsync -a and a tar pipe.
 
-    python bench/sync_start.py [--rounds 5] [--trees 20k,100k,mixed] [--profile]
+    python bench/sync_start.py [--rounds 5] [--trees 20k,100k,mixed] [--baseline BIN] [--profile]
 
 Trees, built once in a temp dir (no names the default excludes drop):
 
@@ -18,7 +18,9 @@ Cases, each from the same prepared pod state for every tool:
 Times ``reloadd sync LAPTOP --transport env --to POD --log-format json`` from the spawn to its
 first "synced" record on stderr (then it is stopped), against ``rsync -a LAPTOP/ POD/`` for
 (a), (c), (d) and ``tar -cf - . | env tar -xf -`` (the receiving tar through the same ``env``
-transport) for (b). Tools alternate within each round (A B, then B A); the table shows medians.
+transport) for (b). ``--baseline`` adds another ``reloadd`` executable (say, main's, installed in
+its own venv) to the same rounds, for before/after figures from one run. Tools alternate within
+each round (A B C, then C B A); the table shows medians.
 ``--profile`` also runs one (a) start and one (c) start of the first tree under cProfile on both
 sides, and times the parts of a start in this process. Figures go into BENCHMARKS.md by hand.
 """
@@ -124,12 +126,17 @@ def quiet_env(control: Path) -> dict[str, str]:
     return env
 
 
-def run_reloadd(laptop: Path, pod: Path, control: Path, prefix: Optional[list[str]] = None) -> tuple[float, str]:
+def run_reloadd(
+    laptop: Path, pod: Path, control: Path, prefix: Optional[list[str]] = None, binary: str = ""
+) -> tuple[float, str]:
     """Seconds from spawning ``reloadd sync`` to its first "synced" record, and that record's message."""
-    argv = (prefix or [reloadd_bin()]) + ["sync", str(laptop), "--transport", "env", "--to", str(pod)]
+    binary = binary or reloadd_bin()
+    argv = (prefix or [binary]) + ["sync", str(laptop), "--transport", "env", "--to", str(pod)]
     argv += ["--log-format", "json"]
+    env = quiet_env(control)
+    env["PATH"] = f"{Path(binary).parent}:{env['PATH']}"  # `env reloadd agent`: the agent of the same install
     began = time.perf_counter()
-    proc = subprocess.Popen(argv, env=quiet_env(control), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)  # fmt: skip
     assert proc.stderr is not None
     try:
@@ -172,7 +179,10 @@ def run_tar(laptop: Path, pod: Path) -> float:
 
 
 # -- the run ------------------------------------------------------------------------------------------
-def measure(base: Path, name: str, rounds: int, control: Path, results: dict[tuple[str, str, str], list[float]],
+Results = dict[tuple[str, str, str], list[float]]  # (tree, case, tool) -> seconds of each round
+
+
+def measure(base: Path, name: str, rounds: int, control: Path, baseline: str, results: Results,
             messages: dict[tuple[str, str], str]) -> None:  # fmt: skip
     folders, count, size = TREES[name]
     laptop = base / f"{name}-laptop"
@@ -181,7 +191,7 @@ def measure(base: Path, name: str, rounds: int, control: Path, results: dict[tup
     for round_index in range(rounds):
         for case in CASES:
             pod = base / f"{name}-pod-{case}"
-            tools = ["reloadd", "reference"]
+            tools = ["reloadd", "baseline", "reference"] if baseline else ["reloadd", "reference"]
             if round_index % 2:
                 tools.reverse()
             for tool in tools:
@@ -189,29 +199,35 @@ def measure(base: Path, name: str, rounds: int, control: Path, results: dict[tup
                 if tool == "reloadd":
                     took, message = run_reloadd(laptop, pod, control)
                     messages[(name, case)] = message
+                elif tool == "baseline":
+                    took, _ = run_reloadd(laptop, pod, control, binary=baseline)
                 else:
                     took = run_tar(laptop, pod) if case == "b" else run_rsync(laptop, pod)
-                results[(name, case, tool)].append(took)
+                results.setdefault((name, case, tool), []).append(took)
             print(f"  {name} round {round_index + 1} ({case}) done", file=sys.stderr, flush=True)
     shutil.rmtree(base / f"{name}-laptop", ignore_errors=True)
     for case in CASES:
         shutil.rmtree(base / f"{name}-pod-{case}", ignore_errors=True)
 
 
-def report(results: dict[tuple[str, str, str], list[float]], messages: dict[tuple[str, str], str]) -> None:
-    print("| tree | case | reloadd sync median s (min-max) | reference | median s | ratio | goal |")
-    print("|---|---|---|---|---|---|---|")
-    for (name, case, tool), values in results.items():
+def report(results: Results, messages: dict[tuple[str, str], str]) -> None:
+    baseline = any(tool == "baseline" for _, _, tool in results)
+    extra = " baseline median s | baseline ratio |" if baseline else ""
+    print(f"| tree | case | reloadd sync median s (min-max) |{extra} reference | median s | ratio | goal |")
+    print("|---|---|---|" + ("---|---|" if baseline else "") + "---|---|---|---|")
+    for (name, case, tool), ours in results.items():
         if tool != "reloadd":
             continue
-        ours, theirs = values, results[(name, case, "reference")]
-        ratio = statistics.median(ours) / statistics.median(theirs)
+        theirs = statistics.median(results[(name, case, "reference")])
         goal = f"<= {GOAL_RATIO[case]:g}x"
         if (name, case) in GOAL_SECONDS:
             goal += f" and <= {GOAL_SECONDS[(name, case)]:g} s"
-        spread = f"{statistics.median(ours):.2f} ({min(ours):.2f}-{max(ours):.2f})"
-        print(f"| {name} | ({case}) {CASES[case]} | {spread} | {REFERENCE[case]} | "
-              f"{statistics.median(theirs):.2f} | {ratio:.2f} | {goal} |")  # fmt: skip
+        row = f"| {name} | ({case}) {CASES[case]} | {statistics.median(ours):.2f} ({min(ours):.2f}-{max(ours):.2f}) |"
+        if baseline:
+            before = statistics.median(results[(name, case, "baseline")])
+            row += f" {before:.2f} | {before / theirs:.2f} |"
+        row += f" {REFERENCE[case]} | {theirs:.2f} | {statistics.median(ours) / theirs:.2f} | {goal} |"
+        print(row)
     print("\nreloadd's own summary lines (last round):")
     for (name, case), message in messages.items():
         print(f"- {name} ({case}): {message}")
@@ -342,23 +358,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--trees", default="20k,100k,mixed")
+    parser.add_argument("--baseline", default="", help="another reloadd executable to time in the same rounds")
     parser.add_argument("--profile", action="store_true", help="also profile one 20k start (cases a and c)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped: the temp trees are still removed
     base = Path(tempfile.mkdtemp(prefix="reloadd-sync-start-"))
     control = base / "control"
     control.mkdir(mode=0o700)
-    results: dict[tuple[str, str, str], list[float]] = {}
+    results: Results = {}
     messages: dict[tuple[str, str], str] = {}
     try:
         for name in args.trees.split(","):
-            for case in CASES:
-                for tool in ("reloadd", "reference"):
-                    results[(name, case, tool)] = []
             if args.rounds:
-                measure(base, name, args.rounds, control, results, messages)
+                measure(base, name, args.rounds, control, args.baseline, results, messages)
         if args.rounds:
             print(f"sync start -> in sync, {args.rounds} rounds, tools alternating, one run (medians)\n")
-            report({key: value for key, value in results.items() if value}, messages)
+            report(results, messages)
         if args.profile:
             profile_parts(base)
             profile_start(base, control, "a")

@@ -37,6 +37,7 @@ from .manifest import Entry, Exclude, file_hash, walk
 from .paths import Blocked, Root, check_link_target, check_path, check_root, remove_tree, temp_name, temp_owner
 from .protocol import (
     CHUNK_ITEMS,
+    INT64,
     PROTOCOL_VERSION,
     Data,
     Frame,
@@ -87,6 +88,7 @@ class Agent:
             "start": self._start,
             "list": self._list,
             "hash": self._hash,
+            "stamp": self._stamp,
             "batch": self._begin,
             "delete": self._delete,
             "op": self._op,
@@ -98,7 +100,7 @@ class Agent:
             raise ProtocolError(f"{kind!r} outside a batch")
         if self.batch is not None and self.batch.upload is not None:
             raise ProtocolError(f"{kind!r} before the file {self.batch.upload.path!r} was complete")
-        if kind in ("hash", "batch"):
+        if kind in ("hash", "stamp", "batch"):
             self.listings = {}  # the comparison is over: the walk's entries are not needed any more
         handler(message)
 
@@ -162,6 +164,27 @@ class Agent:
             finally:
                 os.close(parent)
         self.send({"t": "hashes", "hashes": hashes})
+
+    def _stamp(self, message: dict[str, Any]) -> None:
+        """Give files whose content matched the laptop's mtime, so the next start's size-and-mtime check
+        settles them without hashing. Best effort: a file that cannot be stamped is hashed next time."""
+        items = message["items"]
+        if len(items) > CHUNK_ITEMS:
+            raise ProtocolError(f"stamp: more than {CHUNK_ITEMS} items in one request")
+        for item in items:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and _is_time(item[1])):
+                raise ProtocolError(f"stamp: malformed item {str(item)[:80]}")
+            parts = check_path(item[0])
+            try:
+                parent = self.root.open_dir(parts[:-1], create=False)
+            except (OSError, Blocked):
+                continue
+            try:
+                os.utime(parts[-1], ns=(item[1], item[1]), dir_fd=parent, follow_symlinks=False)
+            except OSError:
+                pass
+            finally:
+                os.close(parent)
 
     # -- a batch -----------------------------------------------------------------------------------
     def _begin(self, message: dict[str, Any]) -> None:
@@ -227,6 +250,10 @@ class Agent:
         finally:
             batch.close()
         self.send({"t": "done", "id": batch.ident, "ok": outcome.committed})
+
+
+def _is_time(value: Any) -> bool:
+    return type(value) is int and -INT64 <= value <= INT64
 
 
 def _alive(pid: int) -> bool:

@@ -106,6 +106,7 @@ MESSAGES: dict[str, Schema] = {
     "start": Schema({"exclude": _strs}, {}),
     "list": Schema({"dirs": _strs}, {}),  # the entries of these directories, please (their digests differ)
     "hash": Schema({"paths": _strs}, {}),
+    "stamp": Schema({"items": _LIST}, {}),  # [path, mtime_ns]: same content, the laptop's mtime (no reply)
     "batch": Schema({"id": _ID}, {}),
     "delete": Schema({"paths": _strs}, {}),  # a chunk of the open batch's deletes
     "op": Schema({"op": _STR, "path": _STR}, {"size": _SIZE, "exec": _BOOL, "mtime": _NS, "target": _STR}),
