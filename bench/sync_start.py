@@ -230,7 +230,8 @@ def report(results: Results, messages: dict[tuple[str, str], str]) -> None:
         print(row)
     print("\nreloadd's own summary lines (last round):")
     for (name, case), message in messages.items():
-        print(f"- {name} ({case}): {message}")
+        if any(key[0] == name for key in results):
+            print(f"- {name} ({case}): {message}")
 
 
 # -- profiling ------------------------------------------------------------------------------------------
@@ -368,12 +369,14 @@ def main() -> None:
     results: Results = {}
     messages: dict[tuple[str, str], str] = {}
     try:
+        if args.rounds:
+            print(f"sync start -> in sync, {args.rounds} rounds, tools alternating, one run (medians)")
         for name in args.trees.split(","):
             if args.rounds:
                 measure(base, name, args.rounds, control, args.baseline, results, messages)
-        if args.rounds:
-            print(f"sync start -> in sync, {args.rounds} rounds, tools alternating, one run (medians)\n")
-            report(results, messages)
+                print(f"\n{name} tree, after it (a long run can be cut short with what is done so far):\n")
+                report({key: value for key, value in results.items() if key[0] == name}, messages)
+                sys.stdout.flush()
         if args.profile:
             profile_parts(base)
             profile_start(base, control, "a")

@@ -66,7 +66,7 @@ from .options import SyncOptions
 from .pods import PodEvent, PodWatch
 from .protocol import DATA_CHUNK, PROTOCOL_VERSION, chunks
 from .session import Disconnected, Session
-from .transport import exec_argv
+from .transport import Where, exec_argv
 
 HELLO_TIMEOUT = 60.0  # seconds for the transport to start the agent (kubectl may pull credentials first)
 REPLY_TIMEOUT = 120.0  # seconds for an answer to a manifest, hash or commit request (pings keep a slow one alive)
@@ -184,9 +184,16 @@ class Progress:
 
 class Syncer:
     def __init__(
-        self, options: SyncOptions, settings: Settings, root: Path, base_globs: list[str], env: Mapping[str, str]
+        self,
+        options: SyncOptions,
+        settings: Settings,
+        root: Path,
+        base_globs: list[str],
+        env: Mapping[str, str],
+        first: Optional[Session] = None,
     ) -> None:
         self.options = options
+        self.first = first  # the single target's session, started before the config was even read
         self.settings = settings
         self.root = root
         self.env = dict(env)
@@ -310,9 +317,12 @@ class Syncer:
             self.pods.start()
             return None
         name = where.target or where.remote_dir or str(where.transport)
-        link = self._link(name, where.target)
+        if self.first is not None:  # started before the config was read
+            link = self.links[name] = Link(self.first)
+        else:
+            link = self._link(name, where.target)
         try:
-            self._connect(link, self.began)
+            self._connect(link, self.began, spawned=self.first is not None)
         except NotStarted as exc:
             if not exc.failure.transient:
                 raise ReloaddError(exc.failure.message, exc.failure.exit_code) from None
@@ -383,13 +393,14 @@ class Syncer:
             pass
 
     # -- connecting ----------------------------------------------------------------------------------
-    def _connect(self, link: Link, began: Optional[float] = None) -> None:
-        """Start the agent and resync; NotStarted when it never said hello, Disconnected after.
-        ``began`` is when the user started waiting (the closing line counts from it)."""
+    def _connect(self, link: Link, began: Optional[float] = None, spawned: bool = False) -> None:
+        """Start the agent (unless ``spawned``) and resync; NotStarted when it never said hello, Disconnected
+        after. ``began`` is when the user started waiting (the closing line counts from it)."""
         timer = Phases(began)
         timer.mark("start")  # this process's start (the first time), its config and its watcher
         session = link.session
-        session.start()
+        if not spawned:
+            session.start()
         # The agent gets the excludes before it has even said hello, so it walks the pod's tree
         # while this side walks its own: a start costs the longer walk, not the sum of both.
         asked = self._ask_start(session)
@@ -1144,8 +1155,29 @@ def _parents(path: str) -> list[str]:
     return ["/".join(parts[:count]) for count in range(1, len(parts))]
 
 
+def first_session(where: Where, window: float) -> Session:
+    """The session to the one target of a sync without ``--selector``."""
+    name = where.target or where.remote_dir or str(where.transport)
+    return Session(name, exec_argv(where, where.target), window)
+
+
 def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
     """``reloadd sync``: load LOCAL_DIR's config, then sync until Ctrl-C."""
+    options.heartbeat = window_from(options.heartbeat_flag, env)
+    first = None
+    if options.where.selector is None:
+        # The agent starts first: its interpreter, imports and walk of the pod overlap this side's
+        # config, watcher and walk. (With --selector the pods are not known yet.)
+        first = first_session(options.where, options.heartbeat)
+        first.start()
+    try:
+        return _sync(options, env, first)
+    finally:
+        if first is not None:
+            first.close()  # after a config error; otherwise the loop has closed it already
+
+
+def _sync(options: SyncOptions, env: Mapping[str, str], first: Optional[Session]) -> int:
     root = Path(options.local_dir).resolve()
     loaded = load_settings(CliArgs(cwd=str(root), config_file=options.config_file), env)
     settings = loaded.settings
@@ -1156,8 +1188,7 @@ def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
         quiet=options.quiet,
         json_lines=log_format == "json",
     )
-    options.heartbeat = window_from(options.heartbeat_flag, env)
     include = check_include(list(settings.sync.include) + options.includes, "sync.include")
     globs = sync_globs(list(settings.ignore_root), list(settings.sync.exclude) + list(options.excludes), include)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` ends the sync as Ctrl-C does
-    return Syncer(options, settings, root, globs, env).run()
+    return Syncer(options, settings, root, globs, env, first).run()
