@@ -1,6 +1,6 @@
 """How long a ``reloadd sync`` start takes to reach "in sync", against rsync -a and a tar pipe.
 
-    python bench/sync_start.py [--rounds 5] [--trees 20k,100k,mixed] [--baseline BIN] [--profile]
+    python bench/sync_start.py [--rounds 5] [--trees 20k,100k,mixed] [--cases a,b,c,d] [--baseline BIN] [--profile]
 
 Trees, built once in a temp dir (no names the default excludes drop):
 
@@ -183,13 +183,13 @@ Results = dict[tuple[str, str, str], list[float]]  # (tree, case, tool) -> secon
 
 
 def measure(base: Path, name: str, rounds: int, control: Path, baseline: str, results: Results,
-            messages: dict[tuple[str, str], str]) -> None:  # fmt: skip
+            messages: dict[tuple[str, str], str], cases: list[str]) -> None:  # fmt: skip
     folders, count, size = TREES[name]
     laptop = base / f"{name}-laptop"
     made = build_tree(laptop, folders, count, size)
     changed = random.Random(7).sample(made, max(1, count // 100))
     for round_index in range(rounds):
-        for case in CASES:
+        for case in cases:
             pod = base / f"{name}-pod-{case}"
             tools = ["reloadd", "baseline", "reference"] if baseline else ["reloadd", "reference"]
             if round_index % 2:
@@ -359,6 +359,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--trees", default="20k,100k,mixed")
+    parser.add_argument("--cases", default=",".join(CASES), help="which of the cases a, b, c, d to time")
     parser.add_argument("--baseline", default="", help="another reloadd executable to time in the same rounds")
     parser.add_argument("--profile", action="store_true", help="also profile one 20k start (cases a and c)")
     args = parser.parse_args()
@@ -373,7 +374,7 @@ def main() -> None:
             print(f"sync start -> in sync, {args.rounds} rounds, tools alternating, one run (medians)")
         for name in args.trees.split(","):
             if args.rounds:
-                measure(base, name, args.rounds, control, args.baseline, results, messages)
+                measure(base, name, args.rounds, control, args.baseline, results, messages, args.cases.split(","))
                 print(f"\n{name} tree, after it (a long run can be cut short with what is done so far):\n")
                 report({key: value for key, value in results.items() if key[0] == name}, messages)
                 sys.stdout.flush()
