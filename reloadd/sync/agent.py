@@ -129,10 +129,11 @@ class Agent:
         directories = message["dirs"]
         if len(directories) > CHUNK_ITEMS:
             raise ProtocolError(f"list: more than {CHUNK_ITEMS} directories in one request")
-        entries = [entry.to_wire() for directory in directories for entry in self.listings.get(directory, [])]
-        for chunk in chunks(entries):
+        count = 0
+        for chunk in chunks(entry.to_wire() for directory in directories for entry in self.listings.get(directory, [])):
             self.send({"t": "manifest", "entries": chunk})
-        self.send({"t": "manifest-end", "count": len(entries)})
+            count += len(chunk)
+        self.send({"t": "manifest-end", "count": count})
 
     def _warn(self, message: str) -> None:
         self.send({"t": "warn", "message": message})

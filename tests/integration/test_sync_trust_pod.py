@@ -131,6 +131,13 @@ def msg(kind: str, **fields: Any) -> bytes:
     return encode_message({"t": kind, **fields})
 
 
+def start_and_list(pod: Path, dirs: Optional[list[str]] = None) -> bytes:
+    """``start``, then a ``list`` of every directory (``dirs``, or those in ``pod`` now): the whole manifest."""
+    if dirs is None:
+        dirs = [""] + sorted(os.path.relpath(d, pod) for d, _, _ in os.walk(pod) if d != str(pod))
+    return msg("start", exclude=[]) + msg("list", dirs=dirs)
+
+
 def put(path: str, body: bytes = b"new", executable: bool = False) -> bytes:
     op = msg("op", op="file", path=path, size=len(body), exec=executable, mtime=MTIME)
     return op + (encode_data(body) if body else b"")
@@ -316,7 +323,7 @@ def test_temporary_files_of_a_killed_agent_are_removed_when_the_next_one_starts(
     proc.wait(DEADLINE)
     proc.stdin.close()
     proc.stdout.close()  # type: ignore[union-attr]
-    run = run_agent(pod, msg("start", exclude=[]))
+    run = run_agent(pod, start_and_list(pod))
     assert run.status == 0 and run.last("manifest-end")["count"] == 7
     assert temps(pod) == []
 
@@ -361,7 +368,7 @@ def test_special_files_are_never_opened_and_a_hash_of_a_fifo_does_not_block(pod:
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(pod / "sock.js"))
     try:
-        run = run_agent(pod, msg("start", exclude=[]) + msg("hash", paths=["pipe.js", "sock.js", "app.js"]), timeout=20)
+        run = run_agent(pod, start_and_list(pod) + msg("hash", paths=["pipe.js", "sock.js", "app.js"]), timeout=20)
     finally:
         listener.close()
     assert run.status == 0, run.stderr
@@ -373,7 +380,7 @@ def test_special_files_are_never_opened_and_a_hash_of_a_fifo_does_not_block(pod:
 
 def test_a_name_that_is_not_utf8_is_skipped_with_a_warning_naming_it(pod: Path) -> None:
     os.close(os.open(os.fsencode(pod) + b"/caf\xe9.js", os.O_CREAT | os.O_WRONLY, 0o644))
-    run = run_agent(pod, msg("start", exclude=[]))
+    run = run_agent(pod, start_and_list(pod))
     assert run.status == 0, run.stderr
     assert run.last("warn")["message"] == "caf\\xe9.js: the name is not UTF-8; not synced"
     assert run.last("manifest-end")["count"] == 7  # everything else is listed
@@ -430,13 +437,15 @@ def test_a_pod_of_100k_files_is_listed_and_synced_into_under_100_mb(tmp_path: Pa
     pod = tmp_path / "pod"
     pod.mkdir()
     count = 100_000
-    frames = [msg("start", exclude=[]), *(batch(n, *[put(f"new/d{n}/f{i}.js") for i in range(2000)]) for n in (1, 2))]
+    dirs = ["", "src"] + [f"src/d{index:03d}" for index in range(count // 1000)]  # the tree MAKE_TREE makes
+    frames = [start_and_list(pod, dirs), *(batch(n, *[put(f"new/d{n}/f{i}.js") for i in range(2000)]) for n in (1, 2))]
     frames.append(msg("hash", paths=[f"src/d000/f{i:06d}.js" for i in range(CHUNK_ITEMS)]))
     prefix = mounts(tmpfs=[pod])  # tmpfs: the cost is the agent's, not a disk's; the tree is made in it first
     make_tree = shlex.join([sys.executable, "-c", MAKE_TREE, str(pod), str(count)])
     prefix[-2] = prefix[-2].replace('exec "$@"', f'{make_tree} && exec "$@"')
     run = run_agent(pod, frames, prefix=prefix, timeout=200, until=lambda replies: replies[-1]["t"] == "hashes")
     assert run.status == 0, run.stderr
+    assert run.last("dirs-end")["count"] == len(dirs)  # one digest per directory
     assert run.last("manifest-end")["count"] == count + count // 1000 + 1  # the files, their directories, src
     assert len([r for r in run.replies if r["t"] == "manifest"]) > 1
     assert [r["ok"] for r in run.replies if r["t"] == "done"] == [True, True]
