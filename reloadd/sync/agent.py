@@ -87,6 +87,7 @@ class Agent:
         handler = {
             "start": self._start,
             "list": self._list,
+            "compared": self._drop_walk,
             "hash": self._hash,
             "stamp": self._stamp,
             "batch": self._begin,
@@ -101,7 +102,7 @@ class Agent:
         if self.batch is not None and self.batch.upload is not None:
             raise ProtocolError(f"{kind!r} before the file {self.batch.upload.path!r} was complete")
         if kind in ("hash", "stamp", "batch"):
-            self.listings = {}  # the comparison is over: the walk's entries are not needed any more
+            self._drop_walk(message)  # the comparison is over, even if the laptop did not say so
         handler(message)
 
     def abort(self) -> None:
@@ -123,6 +124,10 @@ class Agent:
         for chunk in chunks(digest_items(self.listings)):
             self.send({"t": "dirs", "items": chunk})
         self.send({"t": "dirs-end", "count": len(self.listings)})
+
+    def _drop_walk(self, message: dict[str, Any]) -> None:
+        """The laptop has compared (``compared``, not answered): the walk's entries are not needed any more."""
+        self.listings = {}
 
     def _list(self, message: dict[str, Any]) -> None:
         """The entries of the directories whose digests differed, from the walk of ``start``."""

@@ -477,6 +477,7 @@ class Syncer:
             # something to delete, are the listings that the digests made unnecessary fetched too.
             remote.update(self._listings(session, sorted(set(theirs) - set(asked))))
         result.delete = self._resync_deletes(local, remote, result.delete)
+        session.send({"t": "compared"})  # the agent may drop its walk now (it is not answered)
         timer.mark("compare")
         differing = self._differing(session, result.compare)
         self._stamp(session, local, sorted(set(result.compare) - set(differing)))

@@ -105,6 +105,7 @@ MESSAGES: dict[str, Schema] = {
     # laptop -> agent
     "start": Schema({"exclude": _strs}, {}),
     "list": Schema({"dirs": _strs}, {}),  # the entries of these directories, please (their digests differ)
+    "compared": Schema({}, {}),  # the comparison is over: the agent drops its walk (no reply)
     "hash": Schema({"paths": _strs}, {}),
     "stamp": Schema({"items": _LIST}, {}),  # [path, mtime_ns]: same content, the laptop's mtime (no reply)
     "batch": Schema({"id": _ID}, {}),

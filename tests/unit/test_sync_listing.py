@@ -134,6 +134,15 @@ def test_the_agent_lists_only_the_directories_asked_for(pod: Pod) -> None:
     assert pod.sent[-1] == {"t": "manifest-end", "count": 1}
 
 
+def test_the_agent_drops_its_walk_once_the_laptop_has_compared(pod: Pod) -> None:
+    pod.agent.handle({"t": "start", "exclude": ["node_modules"]})
+    assert pod.agent.listings
+    pod.agent.handle({"t": "compared"})
+    assert pod.agent.listings == {} and pod.sent[-1]["t"] == "dirs-end"  # not answered
+    pod.agent.handle({"t": "list", "dirs": ["src"]})
+    assert pod.sent[-1] == {"t": "manifest-end", "count": 0}  # nothing left to list
+
+
 def test_a_stamp_sets_the_mtime_and_never_follows_a_symlink(pod: Pod, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
