@@ -67,6 +67,12 @@ class Burst:
         self.paths, self.first = set(), None
         return paths, first
 
+    def drop(self, paths: set[str]) -> None:
+        """Take these paths out of the burst (they were no change after all); an emptied burst is no burst."""
+        self.paths -= paths
+        if not self.paths:
+            self.first = None
+
 
 @dataclass
 class Delay:

@@ -16,6 +16,8 @@ One connection per batch, newline-separated JSON:
   agent -> supervisor  ``{"begin": ROOT}``     before the first rename; the supervisor holds its
   supervisor -> agent  ``ok``                  own change bursts until the batch is committed
   agent -> supervisor  ``{"commit": [PATH...]}`` after the last rename, then the agent closes
+or, instead of the commit, when the agent only gave files the laptop's mtime (same content):
+  agent -> supervisor  ``{"stamped": [PATH...]}`` no restart; the watcher's report of it is an echo
 A connection that closes (or stays silent for ``HOLD_MAX``) without a commit releases the hold:
 that is how a batch that failed and was rolled back ends, with no restart.
 With no supervisor listening the agent just writes, and the watcher does its usual job.
@@ -102,6 +104,7 @@ class ControlServer:
 
     def __init__(self, directory: Path, watched: list[str]) -> None:
         self.connections: dict[int, _Connection] = {}
+        self.stamped: list[str] = []  # files whose mtime alone the agent changed: taken with take_stamped()
         self._poll = selectors.DefaultSelector()
         self.listeners: dict[Path, socket.socket] = {}
         try:
@@ -143,6 +146,11 @@ class ControlServer:
             if done:
                 self._drop(conn)
         return batches
+
+    def take_stamped(self) -> list[str]:
+        """The files given a new mtime (and nothing else) since the last call; read after take_batches()."""
+        stamped, self.stamped = self.stamped, []
+        return stamped
 
     def close(self) -> None:
         for conn in list(self.connections.values()):
@@ -191,8 +199,10 @@ class ControlServer:
                 conn.begun = True
                 _send(conn.sock, ACK)
             elif "commit" in message:
-                paths = message["commit"] if isinstance(message["commit"], list) else []
-                return [p for p in paths if isinstance(p, str) and p.startswith("/")], True
+                return _absolute(message["commit"]), True
+            elif "stamped" in message:
+                self.stamped += _absolute(message["stamped"])
+                return None, True
         return None, False
 
     def _drop(self, conn: _Connection) -> None:
@@ -207,6 +217,10 @@ def _json(line: bytes) -> dict[str, object]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _absolute(paths: object) -> list[str]:
+    return [p for p in paths if isinstance(p, str) and p.startswith("/")] if isinstance(paths, list) else []
 
 
 def _send(sock: socket.socket, data: bytes) -> None:
@@ -274,7 +288,14 @@ class Announcement:
             _wait_ack(sock, deadline)
 
     def commit(self, paths: list[str]) -> None:
-        message = (json.dumps({"commit": paths}) + "\n").encode()
+        self._end("commit", paths)
+
+    def stamped(self, paths: list[str]) -> None:
+        """Only the mtimes of these files changed (their content is the laptop's already): no restart."""
+        self._end("stamped", paths)
+
+    def _end(self, kind: str, paths: list[str]) -> None:
+        message = (json.dumps({kind: paths}) + "\n").encode()
         for sock in self.socks:
             try:
                 sock.sendall(message)

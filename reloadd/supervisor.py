@@ -541,7 +541,14 @@ class Supervisor:
         """A synced batch is complete: restart once now, for it and whatever the watcher already held."""
         if self.control is None:
             return
-        for batch in self.control.take_batches():
+        batches = self.control.take_batches()
+        stamped = self.control.take_stamped()
+        if stamped:  # only mtimes changed: remember them as echoes, and drop what the watcher already held
+            self.echoes.remember(stamped)
+            self._take_reports(self.system.now())
+            self.burst.drop(set(stamped))
+            out.detail(f"sync gave {len(stamped)} file(s) the laptop's mtime: no restart")
+        for batch in batches:
             self.echoes.remember(batch)
             paths = {p for p in batch if p in self.config_files or self.rules.matches(p)}
             out.detail(f"sync batch committed: {len(batch)} path(s), {len(paths)} watched")

@@ -173,24 +173,31 @@ class Agent:
 
     def _stamp(self, message: dict[str, Any]) -> None:
         """Give files whose content matched the laptop's mtime, so the next start's size-and-mtime check
-        settles them without hashing. Best effort: a file that cannot be stamped is hashed next time."""
+        settles them without hashing. Best effort: a file that cannot be stamped is hashed next time.
+        The supervisor is told, so that an mtime alone is not taken for an edit and restarts nothing."""
         items = message["items"]
         if len(items) > CHUNK_ITEMS:
             raise ProtocolError(f"stamp: more than {CHUNK_ITEMS} items in one request")
         for item in items:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and _is_time(item[1])):
                 raise ProtocolError(f"stamp: malformed item {str(item)[:80]}")
-            parts = check_path(item[0])
-            try:
-                parent = self.root.open_dir(parts[:-1], create=False)
-            except (OSError, Blocked):
-                continue
-            try:
-                os.utime(parts[-1], ns=(item[1], item[1]), dir_fd=parent, follow_symlinks=False)
-            except OSError:
-                pass
-            finally:
-                os.close(parent)
+        wanted = [(check_path(path), mtime_ns) for path, mtime_ns in items]
+        announcement = Announcement(self.root.path, self.env)
+        stamped = [parts for parts, mtime_ns in wanted if self._stamp_one(parts, mtime_ns)]
+        announcement.stamped([f"{self.root.path}/{'/'.join(parts)}" for parts in stamped])
+
+    def _stamp_one(self, parts: tuple[str, ...], mtime_ns: int) -> bool:
+        try:
+            parent = self.root.open_dir(parts[:-1], create=False)
+        except (OSError, Blocked):
+            return False
+        try:
+            os.utime(parts[-1], ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(parent)
 
     # -- a batch -----------------------------------------------------------------------------------
     def _begin(self, message: dict[str, Any]) -> None:

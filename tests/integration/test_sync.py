@@ -25,6 +25,7 @@ from reloadd.sync.protocol import EXIT_PROTOCOL, MAX_FRAME, FrameReader, encode_
 
 QUIET = 1.5  # seconds without another restart that count as "exactly one restart for this batch"
 CHECKOUT_FILES = 1000
+OLD_MTIME_NS = 1_000_000_000_000_000_000  # 2001: older than any file the test writes
 
 
 @pytest.fixture
@@ -224,6 +225,22 @@ def test_a_committed_batch_restarts_at_once_and_the_watchers_later_echo_does_not
     wait_for(lambda: served(port).startswith("v2 "), timeout=CHANNEL_BOUND, what=f"v2 served:\n{app.log()}")
     time.sleep(SLOW_POLL_MS / 1000 + QUIET)  # the poller has now seen the same file
     assert len(starts(pod)) == 2, app.log()
+
+
+def test_a_start_that_only_gives_the_pod_the_laptops_mtimes_restarts_nothing(
+    run_reloadd, laptop: Path, pod: Path
+) -> None:
+    shutil.copytree(laptop, pod, dirs_exist_ok=True)  # the same code, as in an image built from the same commit
+    for path in ("server.js", "version.js"):
+        os.utime(pod / path, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
+    app, _ = start_app(run_reloadd, pod)
+    start_sync(run_reloadd, laptop, pod)
+    wait_for(
+        lambda: (pod / "version.js").stat().st_mtime_ns == (laptop / "version.js").stat().st_mtime_ns,
+        what="the pod's file to take the laptop's mtime",
+    )
+    time.sleep(QUIET)  # room for a restart, if the mtime change were taken for an edit
+    assert len(starts(pod)) == 1, app.log()
 
 
 def test_without_a_supervisor_listening_the_agent_just_writes(run_reloadd, laptop: Path, pod: Path) -> None:

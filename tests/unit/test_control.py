@@ -75,6 +75,30 @@ def test_begin_holds_the_supervisor_and_commit_hands_over_the_paths(directory: P
     assert not server.holding and os.listdir(directory) == []  # its socket is gone
 
 
+def test_stamped_files_are_handed_over_apart_from_batches_and_release_the_hold(directory: Path) -> None:
+    server = ControlServer(directory, ["/app"])
+    stop = threading.Event()
+    batches: list[list[str]] = []
+    holds: list[bool] = []
+    thread = threading.Thread(target=serve_until, args=(server, stop, batches, holds))
+    thread.start()
+    try:
+        announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
+        assert server.holding
+        announcement.stamped(["/app/a.js", "relative/ignored"])
+        for _ in range(100):
+            if not server.holding:
+                break
+            threading.Event().wait(0.02)
+    finally:
+        stop.set()
+        thread.join()
+        stamped = server.take_stamped()
+        server.close()
+    assert batches == [] and stamped == ["/app/a.js"]  # no batch: nothing to restart for
+    assert not server.holding and server.take_stamped() == []
+
+
 def test_a_connection_closed_without_commit_releases_the_hold(directory: Path) -> None:
     server = ControlServer(directory, ["/app"])
     stop = threading.Event()

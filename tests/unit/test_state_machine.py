@@ -292,6 +292,15 @@ def test_a_burst_stays_open_for_the_watchers_settle_time() -> None:
     assert burst2.ready(GROUP_QUIET)
 
 
+def test_dropping_every_path_of_a_burst_leaves_no_burst() -> None:
+    burst = Burst()
+    burst.add({"/a.js", "/b.js"}, now=0.0)
+    burst.drop({"/a.js"})
+    assert burst.ready(GROUP_QUIET) and burst.paths == {"/b.js"}
+    burst.drop({"/b.js"})
+    assert not burst.ready(GROUP_QUIET) and burst.wait_time(GROUP_QUIET) is None
+
+
 def test_delay_gives_the_union_of_its_bursts() -> None:
     delay = Delay(1.0)
     delay.add(["/a.js"], 0.0)
