@@ -17,10 +17,16 @@ Measured on the bench tree (2,000 files in 200 dirs + node_modules 40,000 files 
 dirs): recursive watchfiles holds ~4,200 inotify watches and polls 42,000 files; the pruned
 set holds 201 watches and polls 2,000 files (bench/ prints both). Polling is reloadd's own
 (poller.py explains why).
+
+Where libc has no inotify (macOS, the BSDs: ``reloadd sync`` runs on a laptop), the same pruned
+directories are handed to watchfiles (FSEvents on macOS) behind the same Notifier interface;
+its wait wakes every few milliseconds to look at its change set, so the idle cost there is
+watchfiles'. Which one is used is decided by what libc offers, not by the platform's name.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import select
@@ -28,13 +34,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Union
+from typing import Any, Callable, Literal, Optional, Protocol, Union
 
 from .inotify import Inotify
 from .matching import Rules
 from .mounts import WatchMode, decide_mode, virtual_mount_points
 from .output import out
 from .poller import CHANGE_ADDED, CHANGE_DELETED, Poller, RawChanges, StopFlag
+
+NotifierKind = Literal["inotify", "watchfiles"]  # what hears changes on mounts that are not polled
+NOTIFIER_WHY = {
+    "inotify": "reloadd's own inotify reader",
+    "watchfiles": "no inotify in libc: watchfiles, FSEvents on macOS",
+}
 
 # Roots that are missing, or polled (a poller cannot say its root was replaced), are looked at
 # this often; a root watched by inotify reports its own deletion or move.
@@ -60,6 +72,11 @@ CATCH_UP_MARGIN = 0.1
 # A walk past this many directories says so at once: a tree this big (`--watch /`) takes seconds
 # and hundreds of MB to watch, and silence would look like a hang.
 BIG_WALK_DIRS = 10_000
+# How watchfiles groups raw events (where it is the notifier): it looks at its change set every
+# step and holds events while more keep coming, up to the debounce, which must stay under
+# changes.GROUP_QUIET or a long write stream would arrive after its burst closed.
+WATCHFILES_STEP_MS = 2
+WATCHFILES_DEBOUNCE_MS = 10
 UNWATCHABLE_NAMED = 3  # directories named one by one in a warning; the rest are counted
 
 
@@ -126,6 +143,52 @@ class InotifyNotifier:
         self.inotify.close()
 
 
+class WatchfilesNotifier:
+    """watchfiles' RustNotify on the directories it was given (non-recursive), where libc has no inotify.
+
+    It has no descriptor to select on: the watcher thread waits in it, and it looks at ``stop``
+    every step."""
+
+    polls = False
+    settle = 0.0  # the OS tells it of every change (FSEvents on macOS)
+
+    def __init__(self, dirs: set[str]) -> None:
+        from watchfiles._rust_notify import RustNotify  # only where it is used: Linux never loads it
+
+        self.rust: Any = RustNotify(sorted(dirs), False, False, 0, False, True)
+        self.dirs = dirs
+
+    def wait(self, timeout_ms: int, stop: StopFlag) -> Union[RawChanges, str]:
+        """Raw changes, "timeout" or "stop"; ``timeout_ms`` 0 waits until something happens or ``stop`` is set."""
+        result = self.rust.watch(WATCHFILES_DEBOUNCE_MS, WATCHFILES_STEP_MS, timeout_ms, stop)
+        if isinstance(result, set):
+            return {(int(change), str(path)) for change, path in result}
+        return str(result)
+
+    def close(self) -> None:
+        self.rust.close()
+
+
+def notifier_kind(libc: object) -> NotifierKind:
+    """inotify when ``libc`` has it (Linux); otherwise watchfiles (FSEvents on macOS, kqueue on the BSDs)."""
+    return "inotify" if hasattr(libc, "inotify_init1") else "watchfiles"
+
+
+def native_notifier() -> NotifierKind:
+    """The notifier this machine's libc allows."""
+    return notifier_kind(ctypes.CDLL(None))
+
+
+def _wake_pipe() -> tuple[int, int]:
+    """A non-blocking, close-on-exec pipe. macOS has no pipe2; os.pipe's ends are close-on-exec already."""
+    if hasattr(os, "pipe2"):
+        return os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    read_fd, write_fd = os.pipe()
+    for fd in (read_fd, write_fd):
+        os.set_blocking(fd, False)
+    return read_fd, write_fd
+
+
 def _identity(path: Path) -> Optional[tuple[int, int]]:
     try:
         st = path.stat()
@@ -175,6 +238,7 @@ class Watcher:
         report: Callable[[WatchReport], None],
         extra_files: Optional[list[Path]] = None,
         report_dirs: bool = False,
+        notifier: Optional[NotifierKind] = None,
     ) -> None:
         self.rules = rules
         self.report_dirs = report_dirs  # also report directories created or removed (`reloadd sync` mirrors them)
@@ -185,7 +249,8 @@ class Watcher:
         self.roots = [RootState(root) for root in rules.roots]
         self.remote_settle = 0.0  # REMOTE_SETTLE while a root is on a network or FUSE mount
         self._stop = threading.Event()
-        self._wake_read, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # stop() ends a blocking wait
+        self.notifier: NotifierKind = notifier or native_notifier()  # None: what libc offers
+        self._wake_read, self._wake_write = _wake_pipe()  # stop() ends a blocking wait
         self._thread = threading.Thread(target=self._run, name="reloadd-watcher", daemon=True)
         self._notifiers: list[Notifier] = []
         self._inotify_failed = False
@@ -198,6 +263,7 @@ class Watcher:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        out.detail(f"notifier: {self.notifier} ({NOTIFIER_WHY[self.notifier]})")
         self._rebuild(initial=True)
         self._send(set(), busy=False)  # the settle time of the notifiers just built
         self._thread.start()
@@ -271,25 +337,33 @@ class Watcher:
         armed = [w for w in waits if w is not None]
         timeout = min(armed) if armed else None
         inotify = self._inotify_notifier()
-        watched = [self._wake_read] + ([inotify.fd] if inotify is not None else [])
+        watchfiles = self._watchfiles_notifier()
         started = time.time()
-        try:
-            readable, _, _ = select.select(watched, [], [], timeout)
-        except InterruptedError:
-            readable = []
         changes: RawChanges = set()
-        if inotify is not None and inotify.fd in readable:
-            try:
-                changes |= inotify.inotify.read()
-            except RuntimeError as exc:
-                # The kernel's queue overflowed: events were lost, so rebuild and look for what
-                # changed since the last batch delivered.
-                out.detail(f"watcher error, rebuilding and looking for what changed: {exc}")
-                self._send(set(), busy=True)
-                heard_by_inotify = self._inotify_dirs()
-                self._rebuild()
-                self._send(self._matched(self._catch_up(heard_by_inotify | self._inotify_dirs())), busy=False)
-                return set()
+        try:
+            if watchfiles is not None:
+                # No descriptor to select on: wait in watchfiles itself (0: until a change or stop).
+                result = watchfiles.wait(0 if timeout is None else max(1, int(timeout * 1000)), self._stop)
+                if isinstance(result, set):
+                    changes |= result
+            else:
+                watched = [self._wake_read] + ([inotify.fd] if inotify is not None else [])
+                try:
+                    readable, _, _ = select.select(watched, [], [], timeout)
+                except InterruptedError:
+                    readable = []
+                if inotify is not None and inotify.fd in readable:
+                    changes |= inotify.inotify.read()
+        except RuntimeError as exc:
+            # The kernel's queue overflowed (or watchfiles failed a batch): events were lost, so
+            # rebuild and look for what changed since the last batch delivered.
+            out.detail(f"watcher error, rebuilding and looking for what changed: {exc}")
+            self._send(set(), busy=True)
+            heard_by_inotify = self._inotify_dirs()
+            self._rebuild()
+            self._send(self._matched(self._catch_up(heard_by_inotify | self._inotify_dirs())), busy=False)
+            return set()
+        if inotify is not None or watchfiles is not None:
             self._heard = started  # everything before this wait began has been delivered
         for poller in self._pollers():
             if poller.next_tick <= time.monotonic():
@@ -304,9 +378,14 @@ class Watcher:
     def _inotify_notifier(self) -> Optional[InotifyNotifier]:
         return next((n for n in self._notifiers if isinstance(n, InotifyNotifier)), None)
 
+    def _watchfiles_notifier(self) -> Optional[WatchfilesNotifier]:
+        return next((n for n in self._notifiers if isinstance(n, WatchfilesNotifier)), None)
+
     def _roots_due(self, now: float) -> Optional[float]:
-        """Seconds until the roots must be looked at (0: now); None when inotify watches every root."""
-        watched = self._inotify_dirs()
+        """Seconds until the roots must be looked at (0: now); None when inotify watches every root
+        (watchfiles does not say that a watched root itself went away: those are looked at)."""
+        inotify = self._inotify_notifier()
+        watched = inotify.dirs if inotify is not None else set()
         if all(root.identity is not None and str(root.path) in watched for root in self.roots):
             return None
         return max(0.0, self._last_root_check + ROOT_CHECK_INTERVAL_MS / 1000 - now)
@@ -423,7 +502,7 @@ class Watcher:
                 verb = (
                     f"polling {root.path} every {self.poll_interval_ms}ms"
                     if mode.poll
-                    else f"watching {root.path} with inotify"
+                    else f"watching {root.path} with {self.notifier}"
                 )
                 out.info(f"{verb}: {mode.reason}")
             root.mode = mode
@@ -448,10 +527,21 @@ class Watcher:
 
     def _mode_for(self, path: Path) -> WatchMode:
         if self._inotify_failed and self.legacy_watch is not False:
+            if self.notifier == "watchfiles":
+                return WatchMode(True, "watchfiles unavailable")
             return WatchMode(True, f"inotify unavailable (fs.inotify.max_user_watches = {inotify_limit()})")
         return decide_mode(str(path), self.legacy_watch)
 
     def _add_inotify(self, dirs: set[str], poll_dirs: set[str]) -> None:
+        """The notifier for the directories not polled; if it cannot be had, they are polled."""
+        if self.notifier == "watchfiles":
+            try:
+                self._notifiers.append(WatchfilesNotifier(set(dirs)))
+            except (OSError, RuntimeError, ImportError) as exc:
+                self._inotify_failed = True
+                out.warn(f"cannot use watchfiles ({type(exc).__name__}: {exc}); polling instead")
+                poll_dirs |= dirs
+            return
         try:
             self._notifiers.append(self._inotify(dirs))
         except (OSError, RuntimeError) as exc:

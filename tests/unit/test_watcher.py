@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 from support import wait_for
@@ -17,7 +18,7 @@ from reloadd import watcher as watcher_module
 from reloadd.config import Settings
 from reloadd.matching import Rules
 from reloadd.output import out
-from reloadd.watcher import Watcher, WatchReport
+from reloadd.watcher import InotifyNotifier, NotifierKind, Watcher, WatchfilesNotifier, WatchReport, notifier_kind
 
 
 class Reports:
@@ -45,13 +46,16 @@ def log(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
 
 
 @pytest.fixture
-def watch(tmp_path: Path) -> Iterator[Callable[[], tuple[Watcher, Reports]]]:
+def watch_with(tmp_path: Path) -> Iterator[Callable[[Optional[NotifierKind], bool], tuple[Watcher, Reports]]]:
+    """Start a watcher on tmp_path with the given notifier (and report_dirs, as `reloadd sync` asks)."""
     started: list[Watcher] = []
 
-    def start() -> tuple[Watcher, Reports]:
+    def start(notifier: Optional[NotifierKind], report_dirs: bool) -> tuple[Watcher, Reports]:
         reports = Reports()
         rules = Rules(Settings(), cwd=tmp_path, script=None, extensions=["js"])
-        watcher = Watcher(rules, legacy_watch=False, poll_interval_ms=100, report=reports)
+        watcher = Watcher(
+            rules, legacy_watch=False, poll_interval_ms=100, report=reports, report_dirs=report_dirs, notifier=notifier
+        )
         watcher.start()
         started.append(watcher)
         return watcher, reports
@@ -59,6 +63,13 @@ def watch(tmp_path: Path) -> Iterator[Callable[[], tuple[Watcher, Reports]]]:
     yield start
     for watcher in started:
         watcher.stop()
+
+
+@pytest.fixture
+def watch(
+    watch_with: Callable[[Optional[NotifierKind], bool], tuple[Watcher, Reports]],
+) -> Callable[[], tuple[Watcher, Reports]]:
+    return lambda: watch_with(None, False)
 
 
 def test_start_reports_the_settle_time_with_nothing_busy(watch: Callable[[], tuple[Watcher, Reports]]) -> None:
@@ -147,3 +158,62 @@ def test_a_second_stop_touches_no_descriptor(watch: Callable[[], tuple[Watcher, 
     finally:
         os.close(spare_read)
         os.close(spare_write)
+
+
+class LibcWithInotify:
+    def inotify_init1(self, flags: int) -> int:
+        return -1
+
+
+def test_the_notifier_is_inotify_where_libc_has_it_and_watchfiles_where_it_has_not() -> None:
+    """macOS and the BSDs have no inotify_init1: calling it there raised AttributeError at start."""
+    assert notifier_kind(LibcWithInotify()) == "inotify"
+    assert notifier_kind(object()) == "watchfiles"
+
+
+def test_on_linux_the_watcher_chooses_the_inotify_reader_by_itself(
+    watch: Callable[[], tuple[Watcher, Reports]], log: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(out, "verbose", True)
+    watcher, _ = watch()  # no notifier given: what libc offers
+    assert watcher.notifier == "inotify" and [type(n) for n in watcher._notifiers] == [InotifyNotifier]
+    assert "notifier: inotify (reloadd's own inotify reader)" in log.getvalue(), log.getvalue()
+
+
+@pytest.mark.parametrize("report_dirs", [False, True], ids=["supervisor", "sync-laptop"])
+def test_the_watchfiles_notifier_reports_a_change_a_new_directorys_file_and_a_delete(
+    tmp_path: Path,
+    watch_with: Callable[[Optional[NotifierKind], bool], tuple[Watcher, Reports]],
+    log: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
+    report_dirs: bool,
+) -> None:
+    """What a Mac gets (watchfiles, FSEvents there): the same reports through the same Watcher."""
+    monkeypatch.setattr(out, "verbose", True)
+    (tmp_path / "old.js").write_text("1")
+    (tmp_path / "gone.js").write_text("1")
+    (tmp_path / "node_modules" / "pkg").mkdir(parents=True)
+    watcher, reports = watch_with("watchfiles", report_dirs)
+    assert [type(n) for n in watcher._notifiers] == [WatchfilesNotifier]
+    assert watcher._notifiers[0].dirs == {str(tmp_path)}  # node_modules pruned, as with inotify
+    text = log.getvalue()
+    assert "notifier: watchfiles" in text and f"watching {tmp_path} with watchfiles" in text, text
+    assert "max_user_watches" not in text and "polling" not in text, text
+
+    (tmp_path / "old.js").write_text("2")
+    wait_for(lambda: str(tmp_path / "old.js") in reports.paths(), what=f"the change: {reports.all()}")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "new.js").write_text("x")
+    wait_for(lambda: str(tmp_path / "src" / "new.js") in reports.paths(), what=f"the new dir's file: {reports.all()}")
+    wait_for(lambda: str(tmp_path / "src") in watcher._known_dirs(), what="src watched")
+    (tmp_path / "src" / "later.js").write_text("y")  # heard through the rebuilt notifier, not the scan
+    wait_for(lambda: str(tmp_path / "src" / "later.js") in reports.paths(), what=f"a file in src: {reports.all()}")
+    (tmp_path / "gone.js").unlink()
+    wait_for(lambda: str(tmp_path / "gone.js") in reports.paths(), what=f"the delete: {reports.all()}")
+    (tmp_path / "node_modules" / "pkg" / "index.js").write_text("z")
+    assert str(tmp_path / "src") in reports.paths() if report_dirs else str(tmp_path / "src") not in reports.paths()
+    if report_dirs:  # `reloadd sync` mirrors directories: a removed one is reported too
+        shutil.rmtree(tmp_path / "src")
+        wait_for(lambda: str(tmp_path / "src") in reports.all()[-1].paths, what=f"src removed: {reports.all()}")
+    assert str(tmp_path / "node_modules" / "pkg" / "index.js") not in reports.paths()
+    assert not reports.all()[-1].busy
