@@ -39,12 +39,22 @@ PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 CONTROLLING_TERMINAL = "/dev/tty"  # opens the calling process's controlling terminal, whatever fd 0 is
 
 
+def wake_pipe() -> tuple[int, int]:
+    """A non-blocking, close-on-exec pipe. macOS has no pipe2; os.pipe's ends are close-on-exec already."""
+    if hasattr(os, "pipe2"):
+        return os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    read_fd, write_fd = os.pipe()
+    for fd in (read_fd, write_fd):
+        os.set_blocking(fd, False)
+    return read_fd, write_fd
+
+
 class SignalInbox:
     """Signal handlers append to a queue and wake the loop through a pipe; nothing else."""
 
     def __init__(self) -> None:
         self.pending: collections.deque[int] = collections.deque()
-        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.read_fd, self.write_fd = wake_pipe()
 
     def install(self) -> None:
         for sig in HANDLED_SIGNALS:

@@ -40,6 +40,7 @@ from .inotify import Inotify
 from .matching import Rules
 from .mounts import WatchMode, decide_mode, virtual_mount_points
 from .output import out
+from .pid1 import wake_pipe
 from .poller import CHANGE_ADDED, CHANGE_DELETED, Poller, RawChanges, StopFlag
 
 NotifierKind = Literal["inotify", "watchfiles"]  # what hears changes on mounts that are not polled
@@ -179,16 +180,6 @@ def native_notifier() -> NotifierKind:
     return notifier_kind(ctypes.CDLL(None))
 
 
-def _wake_pipe() -> tuple[int, int]:
-    """A non-blocking, close-on-exec pipe. macOS has no pipe2; os.pipe's ends are close-on-exec already."""
-    if hasattr(os, "pipe2"):
-        return os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    read_fd, write_fd = os.pipe()
-    for fd in (read_fd, write_fd):
-        os.set_blocking(fd, False)
-    return read_fd, write_fd
-
-
 def _identity(path: Path) -> Optional[tuple[int, int]]:
     try:
         st = path.stat()
@@ -250,7 +241,7 @@ class Watcher:
         self.remote_settle = 0.0  # REMOTE_SETTLE while a root is on a network or FUSE mount
         self._stop = threading.Event()
         self.notifier: NotifierKind = notifier or native_notifier()  # None: what libc offers
-        self._wake_read, self._wake_write = _wake_pipe()  # stop() ends a blocking wait
+        self._wake_read, self._wake_write = wake_pipe()  # stop() ends a blocking wait
         self._thread = threading.Thread(target=self._run, name="reloadd-watcher", daemon=True)
         self._notifiers: list[Notifier] = []
         self._inotify_failed = False
