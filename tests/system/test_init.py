@@ -262,7 +262,8 @@ def test_a_restart_storm_leaks_no_zombie_and_no_descriptor(init: Callable[..., I
         os.kill(target, signal.SIGHUP)
         wait_for(starts_reach(app, count), what=f"restart {count}:\n{one.runner.log()[-2000:]}")
     wait_for(lambda: not one.zombies(), timeout=3, what="no zombies after the storm")
-    assert fd_count(target) <= before, (before, os.listdir(f"/proc/{target}/fd"))
+    # A descriptor may be open for a moment (the next warm process being started): a leak stays.
+    wait_for(lambda: fd_count(target) <= before, timeout=3, what=f"no more than {before} descriptors")
 
 
 def test_subreaper_adopts_double_forked_daemons(tmp_path: Path, run_reloadd: Callable[..., Reloadd]) -> None:
