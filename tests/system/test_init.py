@@ -248,6 +248,9 @@ def live_sleepers(pid: int) -> list[psutil.Process]:
     return found
 
 
+WARM_START_FDS = 2  # both ends of two pipes are held while the next warm process starts, one of each after
+
+
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -262,8 +265,9 @@ def test_a_restart_storm_leaks_no_zombie_and_no_descriptor(init: Callable[..., I
         os.kill(target, signal.SIGHUP)
         wait_for(starts_reach(app, count), what=f"restart {count}:\n{one.runner.log()[-2000:]}")
     wait_for(lambda: not one.zombies(), timeout=3, what="no zombies after the storm")
-    # A descriptor may be open for a moment (the next warm process being started): a leak stays.
-    wait_for(lambda: fd_count(target) <= before, timeout=3, what=f"no more than {before} descriptors")
+    # The pipes to the next warm process come and go with its start (two more while it starts);
+    # a leak of one descriptor per restart would be fifty more.
+    assert fd_count(target) <= before + WARM_START_FDS, (before, os.listdir(f"/proc/{target}/fd"))
 
 
 def test_subreaper_adopts_double_forked_daemons(tmp_path: Path, run_reloadd: Callable[..., Reloadd]) -> None:
