@@ -16,6 +16,13 @@ from typing import Optional
 from ..errors import ConfigError
 
 KUBECTL = "kubectl"
+# --to spellings that need no cluster: the container's own exec is the transport, as with kubectl.
+# `docker exec -i` keeps stdin open for the protocol; `compose exec -T` gives no terminal (its default
+# would put one between the two sides and mangle the frames).
+ENGINE_SCHEMES = {
+    "docker://": ["docker", "exec", "-i"],
+    "compose://": ["docker", "compose", "exec", "-T"],
+}
 AGENT_COMMAND = ["reloadd", "agent"]
 
 
@@ -57,6 +64,17 @@ def exec_argv(where: Where, target: Optional[str]) -> list[str]:
     if where.container:
         argv += ["-c", where.container]
     return argv + [target, "--"] + agent_argv(where.remote_dir)
+
+
+def engine_to(value: str) -> Optional[tuple[str, str, Optional[str]]]:
+    """``docker://CONTAINER[:DIR]`` or ``compose://SERVICE[:DIR]``: (name as given, transport, DIR), else None."""
+    for scheme, prefix in ENGINE_SCHEMES.items():
+        if value.startswith(scheme):
+            name, _, remote = value[len(scheme) :].partition(":")
+            if not name or "/" in name:
+                raise ConfigError(f"--to {value!r}: expected {scheme}NAME[:DIR], e.g. {scheme}api:/app")
+            return f"{scheme}{name}", shlex.join([*prefix, name]), remote or None
+    return None
 
 
 def split_to(value: str, transport: bool) -> tuple[Optional[str], Optional[str]]:

@@ -81,3 +81,49 @@ def test_a_script_named_like_the_subcommand_is_still_a_script(tmp_path: Path) ->
 )
 def test_the_production_rule(env: dict[str, str], refused: bool) -> None:
     assert (refusal(env) is not None) is refused
+
+
+@pytest.mark.parametrize(
+    ("to", "argv", "name"),
+    [
+        ("docker://box", ["docker", "exec", "-i", "box", "reloadd", "agent"], "docker://box"),
+        ("docker://box:/app", ["docker", "exec", "-i", "box", "reloadd", "agent", "/app"], "docker://box"),
+        (
+            "compose://api:/srv/app",
+            ["docker", "compose", "exec", "-T", "api", "reloadd", "agent", "/srv/app"],
+            "compose://api",
+        ),
+        ("compose://web", ["docker", "compose", "exec", "-T", "web", "reloadd", "agent"], "compose://web"),
+    ],
+)
+def test_docker_and_compose_targets_are_the_docker_transport(
+    tmp_path: Path, to: str, argv: list[str], name: str
+) -> None:
+    options = parse_sync_args([str(tmp_path), "--to", to])
+    assert options is not None
+    assert exec_argv(options.where, options.where.target) == argv
+    assert options.where.target == name  # what the sync's lines and errors call it
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "docker://"], "expected docker://NAME"),
+        (["--to", "docker://:/app"], "expected docker://NAME"),
+        (["--to", "compose://a/b"], "expected compose://NAME"),
+        (["--to", "docker://box", "--transport", "env"], "--transport cannot be used with --to docker://box"),
+        (["--to", "docker://box", "-n", "dev"], "-n cannot be used"),
+        (["--to", "docker://box", "-c", "app"], "-c is for kubectl"),
+        (["--to", "compose://api", "--context", "kind"], "--context is for kubectl"),
+        (["/no/such/dir", "--to", "docker://box"], "is not a directory"),
+    ],
+)
+def test_docker_target_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("+", r"\+")):
+        parse_sync_args(args)
+
+
+def test_a_container_name_with_odd_characters_is_passed_as_one_argument(tmp_path: Path) -> None:
+    options = parse_sync_args([str(tmp_path), "--to", "docker://my box;rm -rf:/app"])
+    assert options is not None
+    assert exec_argv(options.where, None)[:4] == ["docker", "exec", "-i", "my box;rm -rf"]
