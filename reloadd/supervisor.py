@@ -23,6 +23,7 @@ from typing import Callable, Optional
 
 from . import console, policy
 from .changes import Burst, Delay
+from .command import script_missing
 from .control import ControlServer, Echoes
 from .errors import ReloaddError, exit_status
 from .hooks import Hooks
@@ -175,6 +176,8 @@ class Supervisor:
             )
         if self.watching and settings.run_on_change_only:
             out.info("waiting for the first change before starting (--on-change-only)")
+        elif self.watching and script_missing(command, self.plan.cwd):
+            pass  # make_plan's warning said it starts when it appears; node would only print its trace
         else:
             self.start("first start")
 
@@ -394,7 +397,8 @@ class Supervisor:
     def begin_stop(self, then: State, sig: int, reason: str, members: Optional[set[int]] = None) -> None:
         assert self.tree is not None
         self.timing.stop_begin = time.time()
-        ladder = self.system.stop(self.tree, sig, self.plan.settings.stop_timeout, reason, members)
+        restart = then is State.RESTARTING
+        ladder = self.system.stop(self.tree, sig, self.plan.settings.stop_timeout, reason, members, quiet=restart)
         self.transition(then, reason, ladder=ladder)
         self._check_ladder()
 

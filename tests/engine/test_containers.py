@@ -30,6 +30,9 @@ STOP_TIMEOUT = 3
 SIGKILLED = 128 + signal.SIGKILL
 ORPHANS = 40  # grandchildren the fork-heavy app leaves behind for PID 1 to reap
 EXAMPLE_IMAGE = "reloadd-example-express:engine-test"  # examples/express/Dockerfile.dev on BASE_IMAGE
+# The first test also waits for the images: on a fresh machine the node stand-in (Debian minbase)
+# and Dockerfile.base take minutes to build; later runs find them in the engine's cache.
+pytestmark = pytest.mark.timeout(engine.BUILD_TIMEOUT * 2)
 
 
 def say(config: pytest.Config, line: str) -> None:
