@@ -135,12 +135,15 @@ def program_problem(plan: Plan) -> Optional[str]:
 
 def run_sync(argv: list[str]) -> int:
     from .sync.laptop import sync_main  # imported only for the subcommand, as the agent is
-    from .sync.options import SYNC_HELP, parse_sync_args
+    from .sync.options import SYNC_HELP, parse_sync_args, whole_repository_warning
 
     options = parse_sync_args(argv)
     if options is None:
         _print(SYNC_HELP)
         return 0
+    warning = whole_repository_warning(options.local_dir)
+    if warning:
+        out.warn(warning)
     return sync_main(options, os.environ)
 
 

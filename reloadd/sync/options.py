@@ -91,6 +91,32 @@ class SyncOptions:
     heartbeat_flag: Optional[str] = None  # --heartbeat as given; sync_main resolves it with the environment
 
 
+APP_SEARCH_DEPTH = 2  # how far below LOCAL_DIR to look for app folders to suggest (examples/express)
+
+
+def whole_repository_warning(local_dir: str) -> Optional[str]:
+    """A warning when LOCAL_DIR looks like a whole repository rather than an app (a .git, no package.json):
+    run from a repository's root, ``reloadd sync --to ...`` would send all of it into the container."""
+    root = os.path.abspath(local_dir)
+    if os.path.exists(os.path.join(root, "package.json")) or not os.path.exists(os.path.join(root, ".git")):
+        return None
+    apps = _app_folders(root)
+    hint = f"; did you mean {' or '.join(apps[:3])} (reloadd sync {apps[0]} --to ...)?" if apps else ""
+    return f"syncing {local_dir}, a whole git repository with no package.json{hint}"
+
+
+def _app_folders(root: str) -> list[str]:
+    """Folders below ``root`` (up to APP_SEARCH_DEPTH deep) that hold a package.json."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        relative = os.path.relpath(folder, root)
+        depth = 0 if relative == "." else relative.count(os.sep) + 1
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "node_modules" and depth < APP_SEARCH_DEPTH)
+        if depth and "package.json" in files:
+            found.append(relative)
+    return sorted(found)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"sync: {message} (reloadd sync --help)")

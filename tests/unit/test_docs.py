@@ -41,3 +41,17 @@ def test_the_quiet_flag_means_the_same_in_both() -> None:
     row = next(line for line in readme_section("### Options").splitlines() if "`-q, --quiet`" in line)
     assert "only errors and warnings" in row
     assert re.search(r"-q, --quiet\s+only errors and warnings", HELP)
+
+
+def sh_commands(text: str) -> list[str]:
+    return [line.strip() for block in re.findall(r"```sh\n(.+?)\n```", text, re.S) for line in block.splitlines()]
+
+
+def test_the_kubernetes_walkthrough_syncs_the_example_folder_not_the_repository() -> None:
+    """Its commands run from the repository root, where `reloadd sync --to ...` would send everything."""
+    commands = [c for c in sh_commands((REPO / "docs/kubernetes.md").read_text()) if c.startswith("reloadd sync")]
+    assert commands
+    for command in commands:
+        words = command.split("#")[0].split()
+        local = words[2] if len(words) > 2 and not words[2].startswith("-") else "."
+        assert (REPO / local / "package.json").exists(), f"`{command}` sends {local}, not an app"

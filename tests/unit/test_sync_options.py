@@ -9,7 +9,7 @@ import pytest
 from reloadd.cli import parse_args
 from reloadd.errors import ConfigError
 from reloadd.sync.guard import refusal
-from reloadd.sync.options import parse_sync_args
+from reloadd.sync.options import parse_sync_args, whole_repository_warning
 from reloadd.sync.transport import exec_argv
 
 
@@ -127,3 +127,22 @@ def test_a_container_name_with_odd_characters_is_passed_as_one_argument(tmp_path
     options = parse_sync_args([str(tmp_path), "--to", "docker://my box;rm -rf:/app"])
     assert options is not None
     assert exec_argv(options.where, None)[:4] == ["docker", "exec", "-i", "my box;rm -rf"]
+
+
+def test_a_whole_repository_without_package_json_is_warned_about(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    for app in ("examples/express", "web", "node_modules/dep", ".hidden/app", "a/b/too-deep"):
+        (tmp_path / app).mkdir(parents=True)
+        (tmp_path / app / "package.json").write_text("{}")
+    warning = whole_repository_warning(str(tmp_path))
+    assert warning is not None and "a whole git repository with no package.json" in warning
+    assert "did you mean examples/express or web (reloadd sync examples/express --to ...)" in warning
+
+
+@pytest.mark.parametrize("layout", ["app", "plain folder", "repository of one app"])
+def test_an_app_folder_is_not_warned_about(tmp_path: Path, layout: str) -> None:
+    if layout != "plain folder":
+        (tmp_path / "package.json").write_text("{}")
+    if layout == "repository of one app":
+        (tmp_path / ".git").mkdir()
+    assert whole_repository_warning(str(tmp_path)) is None
