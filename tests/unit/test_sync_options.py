@@ -9,6 +9,7 @@ import pytest
 from reloadd.cli import parse_args
 from reloadd.errors import ConfigError
 from reloadd.sync.guard import refusal
+from reloadd.sync.laptop import human_duration
 from reloadd.sync.options import parse_sync_args, whole_repository_warning
 from reloadd.sync.transport import exec_argv
 
@@ -146,3 +147,11 @@ def test_an_app_folder_is_not_warned_about(tmp_path: Path, layout: str) -> None:
     if layout == "repository of one app":
         (tmp_path / ".git").mkdir()
     assert whole_repository_warning(str(tmp_path)) is None
+
+
+LONG_SYNCS = [(0, "0 ms"), (41, "41 ms"), (999, "999 ms"), (1000, "1.0 s"), (8074, "8.1 s")]
+
+
+@pytest.mark.parametrize(("ms", "said"), LONG_SYNCS)
+def test_a_long_sync_says_seconds(ms: int, said: str) -> None:
+    assert human_duration(ms) == said
