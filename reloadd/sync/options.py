@@ -30,9 +30,11 @@ Kubernetes' pods/exec permission is the authentication.
 Where to:
   --to TARGET[:REMOTE_DIR]  pod/NAME, deploy/NAME or NAME; REMOTE_DIR defaults to the container's
                             working directory
-  --to docker://CONTAINER[:REMOTE_DIR]    a container of this machine's Docker (docker exec -i)
-  --to compose://SERVICE[:REMOTE_DIR]     a Compose service's container (docker compose exec -T;
-                            run it where `docker compose` finds your compose file)
+  --to docker://CONTAINER[:REMOTE_DIR]
+                            a container of this machine's Docker, through `docker exec -i`
+  --to compose://SERVICE[:REMOTE_DIR]
+                            a Compose service's container, through `docker compose exec -T`
+                            (run it where `docker compose` finds your compose file)
   -l, --selector SELECTOR   every running pod with these labels (app=api), one stream each;
                             pods that appear later are picked up
   -n, --namespace NS        -c, --container NAME        --context CTX      (passed to kubectl)
