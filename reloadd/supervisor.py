@@ -28,7 +28,7 @@ from .control import ControlServer, Echoes
 from .errors import ReloaddError, exit_status
 from .hooks import Hooks
 from .hot import HOT_FILE_ENV, SoftReload
-from .output import out
+from .output import out, plural
 from .pid1 import (
     CONTINUE_SIGNAL,
     FORWARDED_SIGNALS,
@@ -555,7 +555,7 @@ class Supervisor:
         for batch in batches:
             self.echoes.remember(batch)
             paths = {p for p in batch if p in self.config_files or self.rules.matches(p)}
-            out.detail(f"sync batch committed: {len(batch)} path(s), {len(paths)} watched")
+            out.detail(f"sync batch committed: {plural(len(batch), 'path')}, {len(paths)} watched")
             if paths:
                 now = self.system.now()
                 self._take_reports(now)
@@ -587,7 +587,7 @@ class Supervisor:
         assert self.tree is not None
         self.soft.hand_over(paths)
         name = signal.Signals(self.soft.signal).name
-        out.status(f"hot reload: {len(paths)} file(s) changed, sending {name} to pid {self.tree.pid}")
+        out.status(f"hot reload: {plural(len(paths), 'file')} changed, sending {name} to pid {self.tree.pid}")
         self.system.send(self.tree.pid, self.soft.signal)
 
     # -- timers -----------------------------------------------------------------------------
