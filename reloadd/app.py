@@ -136,11 +136,13 @@ def program_problem(plan: Plan) -> Optional[str]:
 def run_sync(argv: list[str]) -> int:
     from .sync.laptop import sync_main  # imported only for the subcommand, as the agent is
     from .sync.options import SYNC_HELP, parse_sync_args, whole_repository_warning
+    from .sync.transport import check_engine
 
     options = parse_sync_args(argv)
     if options is None:
         _print(SYNC_HELP)
         return 0
+    check_engine(options.where)
     warning = whole_repository_warning(options.local_dir)
     if warning:
         out.warn(warning)

@@ -10,10 +10,12 @@ agent's argv appended), so ``env`` runs the agent on this machine and ``docker e
 from __future__ import annotations
 
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ReloaddError
 
 KUBECTL = "kubectl"
 # --to spellings that need no cluster: the container's own exec is the transport, as with kubectl.
@@ -24,6 +26,7 @@ ENGINE_SCHEMES = {
     "compose://": ["docker", "compose", "exec", "-T"],
 }
 AGENT_COMMAND = ["reloadd", "agent"]
+ENGINE_CHECK_TIMEOUT = 30.0  # seconds `docker compose version` may take (a slow docker CLI)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,30 @@ def engine_to(value: str) -> Optional[tuple[str, str, Optional[str]]]:
                 raise ConfigError(f"--to {value!r}: expected {scheme}NAME[:DIR], e.g. {scheme}api:/app")
             return f"{scheme}{name}", shlex.join([*prefix, name]), remote or None
     return None
+
+
+def check_engine(where: Where) -> None:
+    """Before a docker:// or compose:// sync: the docker CLI (and its compose plugin) must be there.
+
+    Without this, a missing compose plugin shows as docker's whole usage text and a closed stream.
+    """
+    if where.target is None or not where.target.startswith(tuple(ENGINE_SCHEMES)):
+        return
+    if shutil.which("docker") is None:
+        raise ReloaddError(f"{where.target}: docker not found on PATH", 127)
+    if not where.target.startswith("compose://"):
+        return
+    try:
+        done = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=ENGINE_CHECK_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return  # a slow docker CLI: let the exec itself say what is wrong
+    if done.returncode != 0:
+        service = where.target.removeprefix("compose://")
+        raise ReloaddError(
+            f"{where.target}: `docker compose` (Compose v2) is not installed; use the container's name "
+            f"(--to docker://NAME, see docker ps) or --transport 'docker-compose exec -T {service}'",
+            1,
+        )
 
 
 def split_to(value: str, transport: bool) -> tuple[Optional[str], Optional[str]]:

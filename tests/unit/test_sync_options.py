@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from reloadd.cli import parse_args
-from reloadd.errors import ConfigError
+from reloadd.errors import ConfigError, ReloaddError
 from reloadd.sync.guard import refusal
 from reloadd.sync.laptop import human_duration
 from reloadd.sync.options import parse_sync_args, whole_repository_warning
-from reloadd.sync.transport import exec_argv
+from reloadd.sync.transport import check_engine, exec_argv
 
 
 def argv_for(*args: str) -> list[str]:
@@ -155,3 +155,36 @@ LONG_SYNCS = [(0, "0 ms"), (41, "41 ms"), (999, "999 ms"), (1000, "1.0 s"), (807
 @pytest.mark.parametrize(("ms", "said"), LONG_SYNCS)
 def test_a_long_sync_says_seconds(ms: int, said: str) -> None:
     assert human_duration(ms) == said
+
+
+def stub_docker(folder: Path, compose_works: bool) -> None:
+    """A docker CLI whose compose plugin is there or not (the one thing check_engine asks it)."""
+    folder.mkdir(exist_ok=True)
+    script = folder / "docker"
+    script.write_text(f'#!/bin/sh\n[ "$1" = compose ] && exit {0 if compose_works else 1}\nexit 0\n')
+    script.chmod(0o755)
+
+
+def test_compose_without_the_compose_plugin_is_one_line_naming_the_ways_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub_docker(tmp_path / "bin", compose_works=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    options = parse_sync_args([str(tmp_path), "--to", "compose://api:/app"])
+    assert options is not None
+    with pytest.raises(ReloaddError, match=r"not installed; use .*docker://NAME.*docker-compose exec -T api"):
+        check_engine(options.where)
+    stub_docker(tmp_path / "bin", compose_works=True)
+    check_engine(options.where)
+
+
+def test_docker_target_without_docker_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    options = parse_sync_args([str(tmp_path), "--to", "docker://box"])
+    assert options is not None
+    with pytest.raises(ReloaddError, match="docker not found on PATH") as raised:
+        check_engine(options.where)
+    assert raised.value.exit_code == 127
+    kubectl = parse_sync_args([str(tmp_path), "--to", "deploy/api"])
+    assert kubectl is not None
+    check_engine(kubectl.where)  # not a docker target: nothing to check here
