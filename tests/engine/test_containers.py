@@ -34,6 +34,11 @@ EXAMPLE_IMAGE = "reloadd-example-express:engine-test"  # examples/express/Docker
 # and Dockerfile.base take minutes to build; later runs find them in the engine's cache.
 pytestmark = pytest.mark.timeout(engine.BUILD_TIMEOUT * 2)
 
+# No engine: the whole layer is one skip with one line saying why (not one per test).
+MISSING = engine.engine_missing()
+if MISSING:
+    pytest.skip(MISSING, allow_module_level=True)
+
 
 def say(config: pytest.Config, line: str) -> None:
     """A figure worth seeing in CI's log (image sizes, build times), whatever -q or -s say."""
@@ -47,9 +52,6 @@ def say(config: pytest.Config, line: str) -> None:
 @pytest.fixture(scope="session")
 def base_image(pytestconfig: pytest.Config) -> str:
     """Dockerfile.base built from this checkout, on the engine's (or a locally built) node image."""
-    missing = engine.engine_missing()
-    if missing:
-        pytest.skip(missing)
     began = time.monotonic()
     try:
         engine.ensure_node_image()
