@@ -92,7 +92,9 @@ def check_engine(where: Where) -> None:
     if not where.target.startswith("compose://"):
         return
     try:
-        done = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=ENGINE_CHECK_TIMEOUT, check=False)
+        done = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=ENGINE_CHECK_TIMEOUT, check=False
+        )
     except subprocess.TimeoutExpired:
         return  # a slow docker CLI: let the exec itself say what is wrong
     if done.returncode != 0:
