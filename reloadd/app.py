@@ -24,6 +24,8 @@ EXIT_OUTPUT = 74  # EX_IOERR: --help, --version or --dump could not be written t
 # Subcommands: only as the very first argument, and only these bare words. `reloadd sync.js`
 # and `reloadd server.js sync` still run a script, as nodemon would.
 SYNC_COMMAND = "sync"
+# `reloadd -V` alone is usually someone asking for the version (-V is nodemon's --verbose).
+VERBOSE_IS_NOT_VERSION = " (-V is --verbose, as in nodemon; the version is -v)"
 AGENT_COMMAND = "agent"
 
 
@@ -46,7 +48,7 @@ def make_plan(cli: CliArgs, check_program: bool = True) -> Plan:
     if check_program:
         resolve_program(command.argv[0], env.get("PATH"), str(loaded.cwd))
     rules = Rules(loaded.settings, cwd=loaded.cwd, script=command.script, extensions=command.extensions)
-    missing = missing_script_warning(command, loaded.cwd)
+    missing = missing_script_warning(command, loaded.cwd, loaded.settings.watching)
     warnings = [*loaded.warnings, *([missing] if missing else [])]
     return Plan(loaded.settings, command, env, loaded.cwd, rules, list(loaded.files), warnings, loaded.notices)
 
@@ -133,12 +135,17 @@ def program_problem(plan: Plan) -> Optional[str]:
 
 def run_sync(argv: list[str]) -> int:
     from .sync.laptop import sync_main  # imported only for the subcommand, as the agent is
-    from .sync.options import SYNC_HELP, parse_sync_args
+    from .sync.options import SYNC_HELP, parse_sync_args, whole_repository_warning
+    from .sync.transport import check_engine
 
     options = parse_sync_args(argv)
     if options is None:
         _print(SYNC_HELP)
         return 0
+    check_engine(options.where)
+    warning = whole_repository_warning(options.local_dir)
+    if warning:
+        out.warn(warning)
     return sync_main(options, os.environ)
 
 
@@ -148,9 +155,9 @@ def main(argv: list[str]) -> int:
     try:
         return run(argv)
     except ReloaddError as exc:
-        out.error(exc.message)
-        if verbose:
-            out.traceback()
+        # An expected failure (a usage or config error, a missing program) is its one line, also
+        # with --verbose: a traceback would bury it. Tracebacks are for reloadd's own bugs, below.
+        out.error(exc.message + (VERBOSE_IS_NOT_VERSION if argv == ["-V"] else ""))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

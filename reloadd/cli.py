@@ -237,9 +237,10 @@ FLAGS: tuple[Flag, ...] = (
          key="eventTimeout", parse=lambda name, text: parse_seconds(name, text, positive=True),
          metavar="SECONDS", section=STOP),
     Flag(("-V", "--verbose"),
-         "say more: config files read, ignore rules, each change and why it restarts or not, delays, tracebacks",
+         "say more: config files read, ignore rules, each change and why it restarts or not, delays, "
+         "tracebacks of internal errors",
          key="verbose", attr="verbose", section=OUTPUT),
-    Flag(("-q", "--quiet"), "only errors", key="quiet", section=OUTPUT),
+    Flag(("-q", "--quiet"), "only errors and warnings", key="quiet", section=OUTPUT),
     Flag(("--no-colours", "--no-colors"), "no colour (also NO_COLOR=1; FORCE_COLOR=1 forces it)",
          key="colours", const=False, section=OUTPUT),
     Flag(("--log-format",), "text, or json for one JSON object per line",

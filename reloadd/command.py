@@ -316,12 +316,18 @@ def _own_inspect(argv: list[str]) -> Optional[tuple[str, int]]:
     return found
 
 
-def missing_script_warning(command: Command, cwd: Path) -> Optional[str]:
-    """A script named like one (``server.js``) runs even when it does not exist yet: in a dev pod the code
-    may arrive after the container starts. Say so, rather than leave node's "Cannot find module" unexplained."""
-    if command.script is None or exists(cwd / command.script):
+def script_missing(command: Command, cwd: Path) -> bool:
+    """The script is named (``server.js``) but not on disk: in a dev pod the code may arrive after the start."""
+    return command.script is not None and not exists(cwd / command.script)
+
+
+def missing_script_warning(command: Command, cwd: Path, watching: bool) -> Optional[str]:
+    """Say why the app does not start yet, rather than leave node's 15-line "Cannot find module" to explain it."""
+    if not script_missing(command, cwd):
         return None
-    return f"{command.script} does not exist (yet): starting it anyway; when it appears, it is started again"
+    if watching:
+        return f"{command.script} does not exist (yet): it starts when it appears"
+    return f"{command.script} does not exist: starting it anyway (not watching, so nothing would start it later)"
 
 
 def is_node_program(program: str) -> bool:

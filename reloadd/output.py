@@ -178,6 +178,15 @@ def format_pids(pids: Any) -> str:
     return ",".join(str(pid) for pid in sorted(pids))
 
 
+def pids(found: Any) -> str:
+    """``pid 7`` or ``pids 7,9``, for the parentheses after a count of processes."""
+    return ("pid " if len(found) == 1 else "pids ") + format_pids(found)
+
+
+def exited(count: int) -> str:
+    return "the process exited" if count == 1 else f"all {count} processes exited"
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}es" if word.endswith("s") else f"{count} {word}s"
 

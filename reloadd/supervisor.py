@@ -23,11 +23,12 @@ from typing import Callable, Optional
 
 from . import console, policy
 from .changes import Burst, Delay
+from .command import script_missing
 from .control import ControlServer, Echoes
 from .errors import ReloaddError, exit_status
 from .hooks import Hooks
 from .hot import HOT_FILE_ENV, SoftReload
-from .output import out
+from .output import out, plural
 from .pid1 import (
     CONTINUE_SIGNAL,
     FORWARDED_SIGNALS,
@@ -175,6 +176,8 @@ class Supervisor:
             )
         if self.watching and settings.run_on_change_only:
             out.info("waiting for the first change before starting (--on-change-only)")
+        elif self.watching and script_missing(command, self.plan.cwd):
+            pass  # make_plan's warning said it starts when it appears; node would only print its trace
         else:
             self.start("first start")
 
@@ -394,7 +397,8 @@ class Supervisor:
     def begin_stop(self, then: State, sig: int, reason: str, members: Optional[set[int]] = None) -> None:
         assert self.tree is not None
         self.timing.stop_begin = time.time()
-        ladder = self.system.stop(self.tree, sig, self.plan.settings.stop_timeout, reason, members)
+        restart = then is State.RESTARTING
+        ladder = self.system.stop(self.tree, sig, self.plan.settings.stop_timeout, reason, members, quiet=restart)
         self.transition(then, reason, ladder=ladder)
         self._check_ladder()
 
@@ -551,7 +555,7 @@ class Supervisor:
         for batch in batches:
             self.echoes.remember(batch)
             paths = {p for p in batch if p in self.config_files or self.rules.matches(p)}
-            out.detail(f"sync batch committed: {len(batch)} path(s), {len(paths)} watched")
+            out.detail(f"sync batch committed: {plural(len(batch), 'path')}, {len(paths)} watched")
             if paths:
                 now = self.system.now()
                 self._take_reports(now)
@@ -583,7 +587,7 @@ class Supervisor:
         assert self.tree is not None
         self.soft.hand_over(paths)
         name = signal.Signals(self.soft.signal).name
-        out.status(f"hot reload: {len(paths)} file(s) changed, sending {name} to pid {self.tree.pid}")
+        out.status(f"hot reload: {plural(len(paths), 'file')} changed, sending {name} to pid {self.tree.pid}")
         self.system.send(self.tree.pid, self.soft.signal)
 
     # -- timers -----------------------------------------------------------------------------

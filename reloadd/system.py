@@ -50,8 +50,10 @@ class System:
     def tree(self, pid: int, exclude: Callable[[], set[int]]) -> ChildTree:
         return ChildTree(pid, started=self.now(), exclude=exclude)
 
-    def stop(self, child: ChildTree, sig: int, timeout: float, reason: str, members: Optional[set[int]]) -> StopLadder:
-        return StopLadder(child, sig, timeout, reason, members)
+    def stop(
+        self, child: ChildTree, sig: int, timeout: float, reason: str, members: Optional[set[int]], quiet: bool = False
+    ) -> StopLadder:
+        return StopLadder(child, sig, timeout, reason, members, quiet)
 
     def listening_ports(self, pids: set[int]) -> set[int]:
         return ports.listening_ports(pids)

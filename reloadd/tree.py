@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
 
 from .errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, ReloaddError
-from .output import format_pids, out, plural
+from .output import exited, out, pids, plural
 from .pid1 import RESET_IN_CHILD
 
 START_FAILURE = "failed to start process, "  # nodemon's words for a program that cannot be run
 KILL_WAIT = 2.0  # seconds to wait for the kernel to finish SIGKILLed processes before giving up on them
 STOP_POLL_INTERVAL = 0.01  # seconds between looks at the tree while it stops (the restart path: keep it short)
+SLOW_STOP = 1.0  # seconds: a restart whose old tree took this long says so even without --verbose
 
 
 class ProcInfo(NamedTuple):
@@ -200,9 +201,17 @@ class StopLadder:
     """Stopping a tree: signal -> wait up to stop_timeout -> SIGKILL -> wait, each step logged."""
 
     def __init__(
-        self, tree: ChildTree, sig: int, timeout: float, reason: str, members: Optional[set[int]] = None
+        self,
+        tree: ChildTree,
+        sig: int,
+        timeout: float,
+        reason: str,
+        members: Optional[set[int]] = None,
+        quiet: bool = False,
     ) -> None:
+        """``quiet``: a restart; say the steps only with --verbose, unless the tree is slow or needs SIGKILL."""
         self.tree = tree
+        self.quiet = quiet
         self.sig = sig
         self.timeout = timeout
         self.began = time.monotonic()
@@ -212,9 +221,10 @@ class StopLadder:
         self.signalled = members if members is not None else tree.members()
         name = signal.Signals(sig).name
         if self.signalled:
-            out.info(
-                f"sending {name} to {plural(len(self.signalled), 'process')} "
-                f"(pids {format_pids(self.signalled)}): {reason}"
+            # A restart that goes as planned is nodemon's two lines ("restarting due to changes...",
+            # "starting ..."); its stop steps are detail. A stop (the container ending) says them.
+            (out.detail if quiet else out.info)(
+                f"sending {name} to {plural(len(self.signalled), 'process')} ({pids(self.signalled)}): {reason}"
             )
             tree.signal_all(sig, self.signalled)
         self.poll()
@@ -236,19 +246,20 @@ class StopLadder:
         now = time.monotonic()
         if not alive:
             self.done = True
+            took = now - self.began
             if self.signalled:
-                out.info(f"all {plural(len(self.signalled), 'process')} exited after {now - self.began:.2f}s")
+                slow = took >= SLOW_STOP or self.killed_at is not None
+                say = out.detail if self.quiet and not slow else out.info
+                say(f"{exited(len(self.signalled))} after {took:.2f}s")
         elif self.killed_at is None and now >= self.deadline:
             self._kill(alive, f"still running after {self.timeout:g}s stop-timeout")
         elif self.killed_at is not None and now >= self.killed_at + KILL_WAIT:
-            out.error(
-                f"{plural(len(alive), 'process')} survived SIGKILL (pids {format_pids(alive)}); giving up on them"
-            )
+            out.error(f"{plural(len(alive), 'process')} survived SIGKILL ({pids(alive)}); giving up on them")
             self.done = True
         return self.done
 
     def _kill(self, alive: set[int], reason: str) -> None:
-        out.warn(f"{plural(len(alive), 'process')} {reason}: sending SIGKILL (pids {format_pids(alive)})")
+        out.warn(f"{plural(len(alive), 'process')} {reason}: sending SIGKILL ({pids(alive)})")
         self.killed_at = time.monotonic()
         self.tree.signal_all(signal.SIGKILL, alive)
 

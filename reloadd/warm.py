@@ -546,7 +546,8 @@ class Warm:
         preloaded = message.get("preloaded", 0)
         waiting.preloaded = preloaded if isinstance(preloaded, int) else 0
         took = time.monotonic() - waiting.started
-        out.detail(f"warm process {waiting.channel.pid} ready in {took:.2f}s: {preloaded} package(s) preloaded")
+        packages = plural(waiting.preloaded, "package")
+        out.detail(f"warm process {waiting.channel.pid} ready in {took:.2f}s: {packages} preloaded")
 
     def _record_unsafe(self, unsafe: object) -> bool:
         """Remember packages that must never be preloaded again; True if there were any."""

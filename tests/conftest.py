@@ -2,7 +2,8 @@
 
 Layers are folders: ``unit/`` (logic with fakes, no reloadd process), ``integration/`` (the
 installed ``reloadd`` on real node apps in ``tmp_path``) and ``system/`` (reloadd as PID 1 in a
-PID namespace, FUSE-mounted dev pods). Each test gets its folder's marker, so ``pytest -m unit``
+PID namespace, FUSE-mounted dev pods), plus ``engine/`` (real containers: ``.ci/engine``). Each
+test gets its folder's marker, so ``pytest -m unit``
 and ``scripts/check --fast`` pick the fast layer. Shared helpers live in ``support.py`` and
 ``fs_support.py`` beside this file.
 """
@@ -17,7 +18,7 @@ import pytest
 from support import Reloadd, make_app
 from unprivileged import CopyFailed, unprivileged_reloadd
 
-LAYERS = ("unit", "integration", "system")
+LAYERS = ("unit", "integration", "system", "engine")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

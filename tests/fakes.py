@@ -198,7 +198,9 @@ class FakeSystem:
     def tree(self, pid: int, exclude: Callable[[], set[int]]) -> FakeTree:
         return FakeTree(self, pid, self.clock)
 
-    def stop(self, child: FakeTree, sig: int, timeout: float, reason: str, members: Optional[set[int]]) -> FakeLadder:
+    def stop(
+        self, child: FakeTree, sig: int, timeout: float, reason: str, members: Optional[set[int]], quiet: bool = False
+    ) -> FakeLadder:
         return FakeLadder(self, child, sig, timeout)
 
     def listening_ports(self, pids: set[int]) -> set[int]:

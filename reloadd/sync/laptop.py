@@ -104,6 +104,11 @@ def human_size(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
+def human_duration(ms: int) -> str:
+    """``41 ms`` for a quick batch; seconds from one second up, where a count of ms reads badly (8.1 s)."""
+    return f"{ms} ms" if ms < MS else f"{ms / MS:.1f} s"
+
+
 class NotStarted(Exception):
     """The agent did not say hello: kubectl (or the transport) failed; ``failure`` says how."""
 
@@ -484,7 +489,7 @@ class Syncer:
         sends = result.send + differing
         timer.mark("hash")
         entries = [local[path] for path in sorted(sends)]
-        progress = Progress(sys.stderr.isatty() and not out.json_lines, len(entries))
+        progress = Progress(sys.stderr.isatty() and not out.json_lines, sum(e.kind != DIR for e in entries))
         sent, deletes = 0, result.delete
         for group in _groups(entries):  # committed one by one: a drop keeps what is in
             sent += self._send_batch(session, group, deletes, progress)
@@ -951,7 +956,7 @@ class Syncer:
         for entry in entries:
             size = self._send_entry(session, entry)
             total += size
-            if progress is not None:
+            if progress is not None and entry.kind != DIR:  # counted as "synced N files" counts them
                 progress.add(size)
         session.send({"t": "commit", "id": self.batch_id})
         failed: list[tuple[str, str, str]] = []
@@ -1009,9 +1014,9 @@ class Syncer:
         entries, count, what = self._what(entries, deletes, size)
         where = self._where(session)
         if not entries:
-            message = f"deleted {len(deletes)} in {where} in {elapsed} ms"
+            message = f"deleted {len(deletes)} in {where} in {human_duration(elapsed)}"
         else:
-            message = f"{verb} {what} to {where} in {elapsed} ms"
+            message = f"{verb} {what} to {where} in {human_duration(elapsed)}"
         out.status(message, event="synced", target=where, files=count, bytes=size, deleted=len(deletes), ms=elapsed)
         self._list_sent(entries, deletes)
 

@@ -11,12 +11,14 @@ from ..cli import parse_log_format
 from ..errors import ConfigError
 from .excludes import check_include
 from .heartbeat import HEARTBEAT_WINDOW, parse_window
-from .transport import Where, split_to
+from .transport import Where, engine_to, split_to
 
 SYNC_HELP = """\
 Usage:
   reloadd sync [LOCAL_DIR] --to TARGET[:REMOTE_DIR] [-n NAMESPACE] [-c CONTAINER] [--context CTX]
   reloadd sync [LOCAL_DIR] -l SELECTOR [--to :REMOTE_DIR] [-n NAMESPACE] [-c CONTAINER] [--context CTX]
+  reloadd sync [LOCAL_DIR] --to docker://CONTAINER[:REMOTE_DIR]
+  reloadd sync [LOCAL_DIR] --to compose://SERVICE[:REMOTE_DIR]
   reloadd sync [LOCAL_DIR] --transport 'COMMAND ...' [--to REMOTE_DIR]
 
 Sends LOCAL_DIR (default .) into a dev pod and keeps it there: first only the differences,
@@ -28,6 +30,11 @@ Kubernetes' pods/exec permission is the authentication.
 Where to:
   --to TARGET[:REMOTE_DIR]  pod/NAME, deploy/NAME or NAME; REMOTE_DIR defaults to the container's
                             working directory
+  --to docker://CONTAINER[:REMOTE_DIR]
+                            a container of this machine's Docker, through `docker exec -i`
+  --to compose://SERVICE[:REMOTE_DIR]
+                            a Compose service's container, through `docker compose exec -T`
+                            (run it where `docker compose` finds your compose file)
   -l, --selector SELECTOR   every running pod with these labels (app=api), one stream each;
                             pods that appear later are picked up
   -n, --namespace NS        -c, --container NAME        --context CTX      (passed to kubectl)
@@ -86,6 +93,32 @@ class SyncOptions:
     heartbeat_flag: Optional[str] = None  # --heartbeat as given; sync_main resolves it with the environment
 
 
+APP_SEARCH_DEPTH = 2  # how far below LOCAL_DIR to look for app folders to suggest (examples/express)
+
+
+def whole_repository_warning(local_dir: str) -> Optional[str]:
+    """A warning when LOCAL_DIR looks like a whole repository rather than an app (a .git, no package.json):
+    run from a repository's root, ``reloadd sync --to ...`` would send all of it into the container."""
+    root = os.path.abspath(local_dir)
+    if os.path.exists(os.path.join(root, "package.json")) or not os.path.exists(os.path.join(root, ".git")):
+        return None
+    apps = _app_folders(root)
+    hint = f"; did you mean {' or '.join(apps[:3])} (reloadd sync {apps[0]} --to ...)?" if apps else ""
+    return f"syncing {local_dir}, a whole git repository with no package.json{hint}"
+
+
+def _app_folders(root: str) -> list[str]:
+    """Folders below ``root`` (up to APP_SEARCH_DEPTH deep) that hold a package.json."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        relative = os.path.relpath(folder, root)
+        depth = 0 if relative == "." else relative.count(os.sep) + 1
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "node_modules" and depth < APP_SEARCH_DEPTH)
+        if depth and "package.json" in files:
+            found.append(relative)
+    return sorted(found)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"sync: {message} (reloadd sync --help)")
@@ -123,12 +156,32 @@ def parse_sync_args(argv: list[str]) -> Optional[SyncOptions]:
         raise ConfigError("sync: --transport and --selector cannot be used together")
     if args.to is None and args.selector is None and args.transport is None:
         raise ConfigError("sync: say where to: --to TARGET[:REMOTE_DIR], -l SELECTOR or --transport CMD")
+    if args.to is not None and engine_to(args.to) is not None:
+        return _options(args, _engine_where(args))
     target, remote = split_to(args.to or "", transport=args.transport is not None or args.selector is not None)
     if args.to is not None and args.transport is None and args.selector is None and not target:
         raise ConfigError(f"sync: --to {args.to!r}: expected TARGET[:REMOTE_DIR], e.g. deploy/api:/app")
+    where = Where(target, remote, args.namespace, args.container, args.context, args.selector, args.transport)
+    return _options(args, where)
+
+
+def _engine_where(args: argparse.Namespace) -> Where:
+    """``--to docker://...`` / ``compose://...``: the docker transport under a name people know."""
+    found = engine_to(args.to)
+    assert found is not None
+    name, transport, remote = found
+    for flag, value in (("--transport", args.transport), ("-l", args.selector), ("-n", args.namespace)):
+        if value is not None:
+            raise ConfigError(f"sync: {flag} cannot be used with --to {name}")
+    for flag, value in (("-c", args.container), ("--context", args.context)):
+        if value is not None:
+            raise ConfigError(f"sync: {flag} is for kubectl; --to {name} names the container itself")
+    return Where(name, remote, transport=transport)
+
+
+def _options(args: argparse.Namespace, where: Where) -> SyncOptions:
     if not os.path.isdir(args.local_dir):
         raise ConfigError(f"sync: {args.local_dir!r} is not a directory")
-    where = Where(target, remote, args.namespace, args.container, args.context, args.selector, args.transport)
     log_format = parse_log_format("--log-format", args.log_format) if args.log_format is not None else None
     if args.heartbeat is not None:
         parse_window(args.heartbeat, "--heartbeat")  # a bad value is a usage error now, not later

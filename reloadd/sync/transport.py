@@ -10,13 +10,23 @@ agent's argv appended), so ``env`` runs the agent on this machine and ``docker e
 from __future__ import annotations
 
 import shlex
+import shutil
+import subprocess
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ReloaddError
 
 KUBECTL = "kubectl"
+# --to spellings that need no cluster: the container's own exec is the transport, as with kubectl.
+# `docker exec -i` keeps stdin open for the protocol; `compose exec -T` gives no terminal (its default
+# would put one between the two sides and mangle the frames).
+ENGINE_SCHEMES = {
+    "docker://": ["docker", "exec", "-i"],
+    "compose://": ["docker", "compose", "exec", "-T"],
+}
 AGENT_COMMAND = ["reloadd", "agent"]
+ENGINE_CHECK_TIMEOUT = 30.0  # seconds `docker compose version` may take (a slow docker CLI)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,43 @@ def exec_argv(where: Where, target: Optional[str]) -> list[str]:
     if where.container:
         argv += ["-c", where.container]
     return argv + [target, "--"] + agent_argv(where.remote_dir)
+
+
+def engine_to(value: str) -> Optional[tuple[str, str, Optional[str]]]:
+    """``docker://CONTAINER[:DIR]`` or ``compose://SERVICE[:DIR]``: (name as given, transport, DIR), else None."""
+    for scheme, prefix in ENGINE_SCHEMES.items():
+        if value.startswith(scheme):
+            name, _, remote = value[len(scheme) :].partition(":")
+            if not name or "/" in name:
+                raise ConfigError(f"--to {value!r}: expected {scheme}NAME[:DIR], e.g. {scheme}api:/app")
+            return f"{scheme}{name}", shlex.join([*prefix, name]), remote or None
+    return None
+
+
+def check_engine(where: Where) -> None:
+    """Before a docker:// or compose:// sync: the docker CLI (and its compose plugin) must be there.
+
+    Without this, a missing compose plugin shows as docker's whole usage text and a closed stream.
+    """
+    if where.target is None or not where.target.startswith(tuple(ENGINE_SCHEMES)):
+        return
+    if shutil.which("docker") is None:
+        raise ReloaddError(f"{where.target}: docker not found on PATH", 127)
+    if not where.target.startswith("compose://"):
+        return
+    try:
+        done = subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=ENGINE_CHECK_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return  # a slow docker CLI: let the exec itself say what is wrong
+    if done.returncode != 0:
+        service = where.target.removeprefix("compose://")
+        raise ReloaddError(
+            f"{where.target}: `docker compose` (Compose v2) is not installed; use the container's name "
+            f"(--to docker://NAME, see docker ps) or --transport 'docker-compose exec -T {service}'",
+            1,
+        )
 
 
 def split_to(value: str, transport: bool) -> tuple[Optional[str], Optional[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from typing import Callable
 
 import psutil
 import pytest
-from support import Reloadd, free_port, make_app, served_version, starts, touch, wait_for
+from support import Reloadd, free_port, make_app, served_version, starts, starts_reach, touch, wait_for
 
 RunReloadd = Callable[..., Reloadd]
 QUIET = 1.0  # seconds to watch for an extra restart that must not come (a bounded negative check)
@@ -77,7 +78,7 @@ def test_changes_while_the_old_tree_stops_join_that_restart(app: Path, run_reloa
     runner = run_reloadd(["server.js"], app)
     wait_starts(app, 1, runner)
     touch(app / "version.js", "module.exports = 'v2';\n")
-    runner.wait_log("sending SIGUSR2")
+    runner.wait_log("restarting due to changes")  # the signal goes out with this line
     touch(app / "version.js", "module.exports = 'v3';\n")
     touch(app / "b.js")
     wait_starts(app, 2, runner)
@@ -340,7 +341,33 @@ def test_a_script_that_is_not_there_yet_is_started_once_it_appears(
     """In a dev pod the code may arrive after the container starts: reloadd says so and waits for it."""
     app = make_app(tmp_path / "app")
     runner = run_reloadd(args, app)
-    runner.wait_log("later.js does not exist (yet)")
-    runner.wait_log("app crashed")
+    runner.wait_log("later.js does not exist (yet): it starts when it appears")
     shutil.copy(app / "server.js", app / "later.js")
     wait_for(lambda: len(starts(app)) == 1, what=f"the script to start once it appeared; log:\n{runner.log()}")
+    # One line of reloadd's, not node's "Cannot find module" trace and a crash before the file came.
+    assert "Cannot find module" not in runner.log() + runner.out() and "crashed" not in runner.log(), runner.log()
+
+
+def test_a_quick_restart_says_what_nodemon_says_and_no_more(app: Path, run_reloadd: RunReloadd) -> None:
+    """nodemon prints two lines per restart ("restarting due to changes...", "starting ..."); so does reloadd."""
+    runner = run_reloadd(["server.js"], app)
+    wait_for(starts_reach(app, 1), what=f"the first start; log:\n{runner.log()}")
+    runner.wait_log("starting `node server.js`")
+    before = runner.log()
+    touch(app / "version.js", "module.exports = 'v2';\n")
+    wait_for(lambda: served_version(app) == "v2", what=f"v2 served; log:\n{runner.log()}")
+    runner.wait_log("starting `node server.js`", count=2)
+    assert runner.log()[len(before) :].splitlines() == [
+        "[reloadd] restarting due to changes...",
+        "[reloadd] starting `node server.js`",
+    ], runner.log()
+
+
+def test_a_stop_names_one_pid_as_a_pid(app: Path, run_reloadd: RunReloadd) -> None:
+    runner = run_reloadd(["--no-warm", "server.js"], app)
+    wait_for(starts_reach(app, 1), what=f"the first start; log:\n{runner.log()}")
+    runner.signal(signal.SIGTERM)
+    runner.wait_exit()
+    log = runner.log()
+    assert re.search(r"sending SIGTERM to 1 process \(pid \d+\): SIGTERM received", log), log
+    assert "the process exited after" in log and "pids" not in log and "all 1" not in log, log

@@ -22,7 +22,7 @@ from support import Reloadd, free_port, wait_for
 from warm_support import inspector_evaluate, listeners, make_probe_app, read_probe, set_version
 
 RunReloadd = Callable[..., Reloadd]
-READY_PRELOADED = "1 package(s) preloaded"  # the warm process that follows generation 1 has the dependency loaded
+READY_PRELOADED = "s: 1 package preloaded"  # the warm process that follows generation 1 has the dependency loaded
 WARM_TAKEN = "warm start: pid"
 
 
@@ -420,7 +420,7 @@ def test_a_preloaded_dependency_the_new_code_no_longer_requires_is_dropped(
     server.write_text("require('polyfill');\n" + original + "\nconsole.log('polyfilled ' + globalThis.polyfilled);\n")
     runner = run_reloadd(["-V", "server.js"], root)
     read_probe(root, "v1")
-    runner.wait_log("2 package(s) preloaded")
+    runner.wait_log("s: 2 packages preloaded")
     server.write_text(original + "\nconsole.log('polyfilled ' + globalThis.polyfilled);\n")
     runner.wait_log("the new code no longer requires polyfill, which was preloaded")
     wait_for(lambda: runner.out().rstrip().endswith("polyfilled undefined") or "polyfilled undefined" in runner.out())

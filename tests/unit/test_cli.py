@@ -397,9 +397,19 @@ def test_bad_invocations_exit_2_with_one_line_and_no_traceback(
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
-def test_verbose_shows_the_traceback_of_a_usage_error(app: Path) -> None:
+def test_verbose_does_not_bury_a_usage_error_under_a_traceback(app: Path) -> None:
     result = run(["--verbose", "--delay", "x", "server.js"], app)
-    assert result.returncode == 2 and "Traceback" in result.stderr and "--delay: expected" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "--delay: expected" in line
+
+
+def test_dash_capital_v_alone_is_one_line_that_points_at_the_version_flag(tmp_path: Path) -> None:
+    """nodemon's -V is --verbose; typed alone it is mostly a question for the version."""
+    result = run(["-V"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "no script to run" in line and "the version is -v" in line
 
 
 def test_help_into_a_pipe_closed_early_is_not_an_error() -> None:

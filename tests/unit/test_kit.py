@@ -305,9 +305,18 @@ def test_prod_is_the_same_image_with_node_env_production() -> None:
     assert env_of(prod)["NODE_ENV"] == "production"
     assert "RELOADD_WATCH" not in env_of(prod)  # would switch watching back on
     assert "RELOADD_SYNC" not in env_of(prod)  # would let `reloadd sync` replace production code
-    assert "command" not in prod  # the image's own entrypoint: reloadd as a plain init
+    assert prod["command"] == ["reloadd", "--", *APP_COMMAND]  # reloadd as a plain init, said where it is read
     volumes = pod_spec(KUBERNETES / "deployment-prod.yaml").get("volumes", [])
     assert not any("hostPath" in volume for volume in volumes)  # the code comes from the image, not a mount
+
+
+def test_every_example_image_is_built_by_a_documented_command() -> None:
+    """A manifest's image that nothing builds is a dead end for whoever applies it."""
+    documented = (ROOT / "docs/kubernetes.md").read_text() + (ROOT / "README.md").read_text()
+    for path in MANIFESTS:
+        image = app_container(path)["image"]
+        built = re.search(rf"docker build [^\n]*-t {re.escape(image)}(\s|$)", documented + path.read_text())
+        assert built, f"{path.name}: nothing documents how to build {image}"
 
 
 # ---------------------------------------------------------------- DevSpace, Skaffold, Compose

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from reloadd.cli import parse_args
-from reloadd.errors import ConfigError
+from reloadd.errors import ConfigError, ReloaddError
 from reloadd.sync.guard import refusal
-from reloadd.sync.options import parse_sync_args
-from reloadd.sync.transport import exec_argv
+from reloadd.sync.laptop import human_duration
+from reloadd.sync.options import parse_sync_args, whole_repository_warning
+from reloadd.sync.transport import check_engine, exec_argv
 
 
 def argv_for(*args: str) -> list[str]:
@@ -81,3 +82,109 @@ def test_a_script_named_like_the_subcommand_is_still_a_script(tmp_path: Path) ->
 )
 def test_the_production_rule(env: dict[str, str], refused: bool) -> None:
     assert (refusal(env) is not None) is refused
+
+
+@pytest.mark.parametrize(
+    ("to", "argv", "name"),
+    [
+        ("docker://box", ["docker", "exec", "-i", "box", "reloadd", "agent"], "docker://box"),
+        ("docker://box:/app", ["docker", "exec", "-i", "box", "reloadd", "agent", "/app"], "docker://box"),
+        (
+            "compose://api:/srv/app",
+            ["docker", "compose", "exec", "-T", "api", "reloadd", "agent", "/srv/app"],
+            "compose://api",
+        ),
+        ("compose://web", ["docker", "compose", "exec", "-T", "web", "reloadd", "agent"], "compose://web"),
+    ],
+)
+def test_docker_and_compose_targets_are_the_docker_transport(
+    tmp_path: Path, to: str, argv: list[str], name: str
+) -> None:
+    options = parse_sync_args([str(tmp_path), "--to", to])
+    assert options is not None
+    assert exec_argv(options.where, options.where.target) == argv
+    assert options.where.target == name  # what the sync's lines and errors call it
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "docker://"], "expected docker://NAME"),
+        (["--to", "docker://:/app"], "expected docker://NAME"),
+        (["--to", "compose://a/b"], "expected compose://NAME"),
+        (["--to", "docker://box", "--transport", "env"], "--transport cannot be used with --to docker://box"),
+        (["--to", "docker://box", "-n", "dev"], "-n cannot be used"),
+        (["--to", "docker://box", "-c", "app"], "-c is for kubectl"),
+        (["--to", "compose://api", "--context", "kind"], "--context is for kubectl"),
+        (["/no/such/dir", "--to", "docker://box"], "is not a directory"),
+    ],
+)
+def test_docker_target_usage_errors_are_one_line(args: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("+", r"\+")):
+        parse_sync_args(args)
+
+
+def test_a_container_name_with_odd_characters_is_passed_as_one_argument(tmp_path: Path) -> None:
+    options = parse_sync_args([str(tmp_path), "--to", "docker://my box;rm -rf:/app"])
+    assert options is not None
+    assert exec_argv(options.where, None)[:4] == ["docker", "exec", "-i", "my box;rm -rf"]
+
+
+def test_a_whole_repository_without_package_json_is_warned_about(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    for app in ("examples/express", "web", "node_modules/dep", ".hidden/app", "a/b/too-deep"):
+        (tmp_path / app).mkdir(parents=True)
+        (tmp_path / app / "package.json").write_text("{}")
+    warning = whole_repository_warning(str(tmp_path))
+    assert warning is not None and "a whole git repository with no package.json" in warning
+    assert "did you mean examples/express or web (reloadd sync examples/express --to ...)" in warning
+
+
+@pytest.mark.parametrize("layout", ["app", "plain folder", "repository of one app"])
+def test_an_app_folder_is_not_warned_about(tmp_path: Path, layout: str) -> None:
+    if layout != "plain folder":
+        (tmp_path / "package.json").write_text("{}")
+    if layout == "repository of one app":
+        (tmp_path / ".git").mkdir()
+    assert whole_repository_warning(str(tmp_path)) is None
+
+
+LONG_SYNCS = [(0, "0 ms"), (41, "41 ms"), (999, "999 ms"), (1000, "1.0 s"), (8074, "8.1 s")]
+
+
+@pytest.mark.parametrize(("ms", "said"), LONG_SYNCS)
+def test_a_long_sync_says_seconds(ms: int, said: str) -> None:
+    assert human_duration(ms) == said
+
+
+def stub_docker(folder: Path, compose_works: bool) -> None:
+    """A docker CLI whose compose plugin is there or not (the one thing check_engine asks it)."""
+    folder.mkdir(exist_ok=True)
+    script = folder / "docker"
+    script.write_text(f'#!/bin/sh\n[ "$1" = compose ] && exit {0 if compose_works else 1}\nexit 0\n')
+    script.chmod(0o755)
+
+
+def test_compose_without_the_compose_plugin_is_one_line_naming_the_ways_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub_docker(tmp_path / "bin", compose_works=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    options = parse_sync_args([str(tmp_path), "--to", "compose://api:/app"])
+    assert options is not None
+    with pytest.raises(ReloaddError, match=r"not installed; use .*docker://NAME.*docker-compose exec -T api"):
+        check_engine(options.where)
+    stub_docker(tmp_path / "bin", compose_works=True)
+    check_engine(options.where)
+
+
+def test_docker_target_without_docker_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    options = parse_sync_args([str(tmp_path), "--to", "docker://box"])
+    assert options is not None
+    with pytest.raises(ReloaddError, match="docker not found on PATH") as raised:
+        check_engine(options.where)
+    assert raised.value.exit_code == 127
+    kubectl = parse_sync_args([str(tmp_path), "--to", "deploy/api"])
+    assert kubectl is not None
+    check_engine(kubectl.where)  # not a docker target: nothing to check here
