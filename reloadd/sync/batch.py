@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .manifest import Exclude
-from .paths import Blocked, Root, file_mode, remove_tree
+from .paths import Blocked, Root, file_mode, kind_in_the_way, remove_tree
 from .spool import Record, Spool
 
 FD_CACHE_MAX = 256  # directory descriptors a batch keeps open before it closes them all and starts over
@@ -216,7 +216,7 @@ class Batch:
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
-                self.blocked["/".join(parts)] = _in_the_way(fd, name)
+                self.blocked["/".join(parts)] = kind_in_the_way(fd, name)
             temp = next(self._temps)
             os.mkdir(temp, 0o755, dir_fd=fd)
             self.new_dirs[parts] = temp
@@ -492,14 +492,6 @@ def _linked(parent: int, name: str, backup: str) -> bool:
     except OSError:
         return False  # EXDEV on a mounted file, EPERM on some FUSE mounts: it is renamed away instead
     return True
-
-
-def _in_the_way(fd: int, name: str) -> str:
-    try:
-        mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
-    except OSError:
-        return "something"
-    return "a symlink" if stat.S_ISLNK(mode) else "a file"
 
 
 def failures(batch: Batch) -> Iterator[Failure]:

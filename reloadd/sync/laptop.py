@@ -60,8 +60,8 @@ from .kubectl import (
     explain,
     require_kubectl,
 )
-from .local import LocalTree, NotSynced, not_utf8, shown
-from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, topmost
+from .local import LocalTree, NotSynced
+from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, escaped, is_utf8, topmost
 from .options import SyncOptions
 from .pods import PodEvent, PodWatch
 from .protocol import DATA_CHUNK, PROTOCOL_VERSION, chunks
@@ -908,8 +908,8 @@ class Syncer:
 
     def _utf8(self, relative: str) -> bool:
         """Names that are not UTF-8 cannot travel in the protocol: skipped, named once with escapes."""
-        if not_utf8(relative):
-            self._skipped(NotSynced(relative, f"skipping {shown(relative)}: its name is not UTF-8"))
+        if not is_utf8(relative):
+            self._skipped(NotSynced(relative, f"skipping {escaped(relative)}: its name is not UTF-8"))
             return False
         return True
 

@@ -22,7 +22,7 @@ import os
 import stat
 from typing import Callable, Optional
 
-from .manifest import DIR, FILE, LINK, Entry, Exclude, Manifest, entry_for
+from .manifest import DIR, FILE, LINK, Entry, Exclude, Manifest, entry_for, escaped, is_utf8
 from .paths import TEMP_PREFIX, PathRefused, check_link_target
 
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -44,21 +44,8 @@ class NotSynced(Exception):
 Skip = Callable[[NotSynced], None]
 
 
-def shown(path: str) -> str:
-    """A path for a message: bytes that are not UTF-8 as \\xNN escapes."""
-    return path.encode(errors="surrogateescape").decode(errors="backslashreplace")
-
-
-def not_utf8(name: str) -> bool:
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def reason(path: str, what: str) -> NotSynced:
-    return NotSynced(path, f"not synced: {shown(path)}: {what}")
+    return NotSynced(path, f"not synced: {escaped(path)}: {what}")
 
 
 class LocalTree:
@@ -104,8 +91,8 @@ class LocalTree:
     def entry(self, relative: str) -> Optional[Entry]:
         """The entry at ``relative`` (None when it is gone); NotSynced when it cannot be sent."""
         directory, _, name = relative.rpartition("/")
-        if not_utf8(relative):
-            raise NotSynced(relative, f"skipping {shown(relative)}: its name is not UTF-8")
+        if not is_utf8(relative):
+            raise NotSynced(relative, f"skipping {escaped(relative)}: its name is not UTF-8")
         try:
             parent = self.open_dir(directory)
         except (FileNotFoundError, NotADirectoryError):
@@ -270,7 +257,7 @@ def _blocked(fd: int, name: str, done: str, relative: str, exc: OSError) -> Exce
         except OSError:
             return FileNotFoundError(errno.ENOENT, "gone", relative)
         if stat.S_ISLNK(mode):
-            return reason(relative, f"{shown(done)} is a symlink now; not following it")
+            return reason(relative, f"{escaped(done)} is a symlink now; not following it")
         return NotADirectoryError(exc.errno, exc.strerror, relative)
     if exc.errno in (errno.EACCES, errno.EPERM):
         return reason(done, f"cannot be read ({exc.strerror})")
@@ -340,8 +327,8 @@ def _scan_one(
     path = f"{base}{name}"
     if name.startswith(TEMP_PREFIX) or st is None:  # None: vanished between listing and stat
         return None
-    if not_utf8(name):
-        skip(NotSynced(path, f"skipping {shown(path)}: its name is not UTF-8"))
+    if not is_utf8(name):
+        skip(NotSynced(path, f"skipping {escaped(path)}: its name is not UTF-8"))
         return None
     is_dir = stat.S_ISDIR(st.st_mode)
     if exclude(path, is_dir):

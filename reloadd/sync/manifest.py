@@ -132,7 +132,7 @@ def _entry(
         if temp is not None:
             temp(fd, name)
         return None
-    if not _utf8(name):
+    if not is_utf8(name):
         if warn is not None:
             warn(f"{escaped(path)}: the name is not UTF-8; not synced")
         return None
@@ -141,7 +141,7 @@ def _entry(
     return entry_for(path, st, _readlink(name, fd) if stat.S_ISLNK(st.st_mode) else "")
 
 
-def _utf8(name: str) -> bool:
+def is_utf8(name: str) -> bool:
     try:
         name.encode()
     except UnicodeEncodeError:

@@ -174,14 +174,14 @@ def _step(fd: int, part: str, index: int, create: bool) -> int:
         child = os.open(part, _OPEN_DIR, dir_fd=fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            kind = _kind(fd, part)
+            kind = kind_in_the_way(fd, part)
             raise Blocked(index, f"{kind} is in the way") from None
         raise
     os.close(fd)
     return child
 
 
-def _kind(fd: int, name: str) -> str:
+def kind_in_the_way(fd: int, name: str) -> str:
     try:
         mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
     except OSError:

@@ -17,10 +17,9 @@ import tempfile
 from dataclasses import dataclass
 from typing import IO, Optional
 
-from .transport import KUBECTL, Where, kubectl_scope
+from .transport import KUBECTL, Where, kubectl_scope, stderr_tail
 
 READ_CHUNK = 256 * 1024
-STDERR_TAIL = 20
 
 
 @dataclass(frozen=True)
@@ -104,11 +103,8 @@ class PodWatch:
             return None
 
     def stderr_tail(self) -> list[str]:
-        if self.stderr is None:
-            return []
-        self.stderr.seek(0)
-        lines = self.stderr.read().decode(errors="replace").splitlines()
-        return [line for line in lines if line.strip()][-STDERR_TAIL:]
+        """The last lines it wrote on its stderr."""
+        return stderr_tail(self.stderr)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -13,13 +13,13 @@ from typing import IO, Any, Optional
 from ..errors import EXIT_NOT_FOUND, ReloaddError
 from .heartbeat import PING, Heartbeat, Outlet, ping
 from .protocol import Data, Frame, FrameReader, ProtocolError, encode_data, encode_message
+from .transport import stderr_tail
 
 READ_CHUNK = 1024 * 1024
 FLUSH_AT = 256 * 1024  # frames are gathered up to this many bytes per write: a checkout of small files
 # is thousands of tiny frames, and one write each would cost a context switch each
 CLOSE_WAIT = 2.0  # seconds the agent gets to exit after its stdin closes, before SIGTERM
 TERM_WAIT = 2.0  # ...and after SIGTERM, before SIGKILL
-STDERR_TAIL = 20  # lines of the transport's own stderr kept for the failure line and -V
 
 
 class Disconnected(Exception):
@@ -97,12 +97,8 @@ class Session:
         return now - self.last_heard
 
     def stderr_tail(self) -> list[str]:
-        """The last lines the transport wrote on its stderr."""
-        if self.stderr is None:
-            return []
-        self.stderr.seek(0)
-        lines = self.stderr.read().decode(errors="replace").splitlines()
-        return [line for line in lines if line.strip()][-STDERR_TAIL:]
+        """The last lines it wrote on its stderr."""
+        return stderr_tail(self.stderr)
 
     # -- sending -------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:

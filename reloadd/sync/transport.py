@@ -13,7 +13,7 @@ import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Optional
+from typing import IO, Optional
 
 from ..errors import ConfigError, ReloaddError
 
@@ -27,6 +27,7 @@ ENGINE_SCHEMES = {
 }
 AGENT_COMMAND = ["reloadd", "agent"]
 ENGINE_CHECK_TIMEOUT = 30.0  # seconds `docker compose version` may take (a slow docker CLI)
+STDERR_TAIL = 20  # lines of a transport's or kubectl's own stderr kept for the failure line and -V
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,12 @@ def split_to(value: str, transport: bool) -> tuple[Optional[str], Optional[str]]
         return None, value.removeprefix(":") or None
     target, _, remote = value.partition(":")
     return target or None, remote or None
+
+
+def stderr_tail(stderr: Optional[IO[bytes]]) -> list[str]:
+    """The last non-empty lines a transport or kubectl process wrote to its stderr file."""
+    if stderr is None:
+        return []
+    stderr.seek(0)
+    lines = stderr.read().decode(errors="replace").splitlines()
+    return [line for line in lines if line.strip()][-STDERR_TAIL:]
