@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
-from fs_support import NOBODY
 from support import DEADLINE, Reloadd, make_app, reloadd_argv, wait_for
 from sync_support import first_sync_done
 
@@ -446,10 +445,13 @@ def shared() -> Iterator[tuple[World, Reloadd]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def start(base: Path, world: World, args: tuple[str, ...], transport: Optional[str], nobody: bool = False) -> Reloadd:
+def start(
+    base: Path, world: World, args: tuple[str, ...], transport: Optional[str], nobody: Optional[list[str]] = None
+) -> Reloadd:
+    """The sync; ``nobody``: the argv of a reloadd that runs as nobody, to run it with instead."""
     env = {"RELOADD_CONTROL_DIR": str(base / "control")}
     argv = ["sync", str(world.laptop), "--transport", transport or "env", "--to", str(world.pod), *args]
-    sync = Reloadd(argv, world.laptop, env=env, prefix=NOBODY if nobody else None)
+    sync = Reloadd(argv, world.laptop, env=env, command=nobody)
     wait_for(lambda: first_sync_done(sync) or sync.proc.poll() is not None, what=f"the first sync:\n{sync.log()}")
     return sync
 
@@ -460,16 +462,19 @@ def test_the_laptop_sends_only_what_it_may_at_start(shared: tuple[World, Reloadd
 
 
 @pytest.mark.parametrize("name", [name for name, row in ROWS.items() if not row.shared])
-def test_the_laptop_sends_only_what_it_may(base: Path, name: str) -> None:
+def test_the_laptop_sends_only_what_it_may(base: Path, name: str, request: pytest.FixtureRequest) -> None:
     row = ROWS[name]
-    if row.nobody and (os.geteuid() != 0 or shutil.which("setpriv") is None or not os.path.exists(SYSTEM_PYTHON)):
-        pytest.skip(f"an unreadable file needs root, setpriv and {SYSTEM_PYTHON} to run the sync as nobody")
+    nobody_reloadd: Optional[list[str]] = None
+    if row.nobody:
+        if os.geteuid() != 0 or shutil.which("setpriv") is None or not os.path.exists(SYSTEM_PYTHON):
+            pytest.skip(f"an unreadable file needs root, setpriv and {SYSTEM_PYTHON} to run the sync as nobody")
+        nobody_reloadd = request.getfixturevalue("nobody_reloadd")  # a copy nobody can run (unprivileged.py)
     world = make_world(base, row.nobody)
     if row.config is not None:
         (world.laptop / "nodemon.json").write_text(json.dumps(row.config))
     row.before(world)
     relay = Relay(base, world.pod) if row.nobody else None
-    sync = start(base, world, row.args, relay.transport() if relay is not None else None, row.nobody)
+    sync = start(base, world, row.args, relay.transport() if relay is not None else None, nobody_reloadd)
     try:
         if row.during is not None:
             row.during(world, sync)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
-from fs_support import NOBODY
 from support import DEADLINE, free_port, make_app, reloadd_argv, wait_for
 from sync_support import agents_of, control_env, served, start_sync, tree
 
@@ -72,6 +71,7 @@ def run_agent(
     env: Optional[dict[str, str]] = None,
     timeout: float = 60.0,
     until: Optional[Callable[[list[dict[str, Any]]], bool]] = None,
+    command: Optional[list[str]] = None,
 ) -> Run:
     """``reloadd agent POD`` with ``frames`` on its stdin, then stdin closed; its replies.
 
@@ -79,7 +79,7 @@ def run_agent(
     read then (``VmHWM``: since its exec, so not the test process it was forked from)."""
     full_env = {k: v for k, v in os.environ.items() if k != "NODE_ENV"}
     full_env.update({"NO_COLOR": "1", "RELOADD_CONTROL_DIR": str(pod.parent / "no-control"), **(env or {})})
-    argv = [*prefix, *reloadd_argv(), "agent", str(pod)]
+    argv = [*(command or [*prefix, *reloadd_argv()]), "agent", str(pod)]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     answered = threading.Event()
@@ -387,7 +387,7 @@ def test_a_name_that_is_not_utf8_is_skipped_with_a_warning_naming_it(pod: Path) 
 
 
 @needs_nobody
-def test_an_unreadable_pod_directory_is_reported_and_a_locked_one_fails_the_batch() -> None:
+def test_an_unreadable_pod_directory_is_reported_and_a_locked_one_fails_the_batch(nobody_reloadd: list[str]) -> None:
     with tempfile.TemporaryDirectory() as name:  # pytest's tmp_path sits in a directory only root may search
         base = Path(name)
         base.chmod(0o755)
@@ -399,7 +399,8 @@ def test_an_unreadable_pod_directory_is_reported_and_a_locked_one_fails_the_batc
         os.chown(pod / "app.js", 65534, 65534)
         (pod / "secret").chmod(0o700)  # root's: the agent's user cannot list it
         before = snapshot(pod)
-        run = run_agent(pod, msg("start", exclude=[]) + batch(1, put("app.js"), put("locked/x.js")), prefix=NOBODY)
+        frames = msg("start", exclude=[]) + batch(1, put("app.js"), put("locked/x.js"))
+        run = run_agent(pod, frames, command=nobody_reloadd)
         assert run.status == 0, run.stderr
         assert run.last("warn")["message"] == "secret/: cannot open it (Permission denied); what it holds is not synced"
         assert [(p, e) for p, e, _ in run.items("failed")] == [("locked/x.js", "EACCES")]
