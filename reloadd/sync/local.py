@@ -22,7 +22,7 @@ import os
 import stat
 from typing import Callable, Optional
 
-from .manifest import DIR, FILE, LINK, Entry, Exclude, Manifest, entry_for, escaped, is_utf8
+from .manifest import DIR, FILE, LINK, Entry, Exclude, Manifest, entry_for, escaped, is_utf8, list_dir
 from .paths import TEMP_PREFIX, PathRefused, check_link_target
 
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -307,17 +307,7 @@ _GROUPS = frozenset([os.getegid(), *os.getgroups()])
 
 def _listing(fd: int, base: str, skip: Skip) -> list[tuple[str, Optional[os.stat_result]]]:
     """(name, lstat) of each entry; the stat is None when the entry vanished meanwhile."""
-    items: list[tuple[str, Optional[os.stat_result]]] = []
-    try:
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                try:
-                    items.append((entry.name, entry.stat(follow_symlinks=False)))
-                except OSError:
-                    items.append((entry.name, None))
-    except OSError as exc:
-        skip(reason(base.rstrip("/"), f"cannot be listed ({exc.strerror})"))
-    return items
+    return list_dir(fd, lambda exc: skip(reason(base.rstrip("/"), f"cannot be listed ({exc.strerror})")))
 
 
 def _scan_one(

@@ -154,20 +154,30 @@ def escaped(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _list(fd: int, base: str, warn: Optional[Callable[[str], None]]) -> list[tuple[str, os.stat_result]]:
-    items = []
+def list_dir(fd: int, failed: Callable[[OSError], None]) -> list[tuple[str, Optional[os.stat_result]]]:
+    """(name, lstat) of each entry of the open directory ``fd``; the stat is None for an entry that
+    vanished between the listing and its stat. A listing that fails is ``failed(exc)`` and empty."""
+    items: list[tuple[str, Optional[os.stat_result]]] = []
     try:
         with os.scandir(fd) as entries:
             for entry in entries:
                 try:
                     items.append((entry.name, entry.stat(follow_symlinks=False)))
                 except OSError:
-                    continue  # vanished between listing and stat: the next scan or event catches up
+                    items.append((entry.name, None))
     except OSError as exc:
-        if warn is not None:
-            warn(f"{escaped(base) or '.'}: cannot list it ({exc.strerror}); what it holds is not synced")
+        failed(exc)
         return []
     return items
+
+
+def _list(fd: int, base: str, warn: Optional[Callable[[str], None]]) -> list[tuple[str, os.stat_result]]:
+    def failed(exc: OSError) -> None:
+        if warn is not None:
+            warn(f"{escaped(base) or '.'}: cannot list it ({exc.strerror}); what it holds is not synced")
+
+    # An entry that vanished between listing and stat is left out: the next scan or event catches up.
+    return [(name, st) for name, st in list_dir(fd, failed) if st is not None]
 
 
 def _readlink(name: str, fd: int) -> str:
