@@ -30,7 +30,7 @@ import stat
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -513,16 +513,22 @@ class Syncer:
     def _remote_digests(self, session: Session) -> dict[str, str]:
         """The pod's directory digests, chunk by chunk (the agent's warnings come first, from its walk)."""
         theirs: dict[str, str] = {}
-        while True:
-            message = self._receive_shown(session)
-            if message["t"] == "dirs-end":
-                return theirs
-            if message["t"] != "dirs":
-                raise Disconnected(f"unexpected answer to start: {message['t']}")
+        for message in self._replies(session, "dirs", "start"):
             try:
                 theirs.update(listing.parse_digests(message["items"]))
             except ValueError as exc:
                 raise Disconnected(f"bad data from the agent: {exc}") from None
+        return theirs
+
+    def _replies(self, session: Session, kind: str, asked: str) -> Iterator[dict[str, Any]]:
+        """The chunks of one streamed answer, up to its ``KIND-end`` message; anything else is a broken link."""
+        while True:
+            message = self._receive_shown(session)
+            if message["t"] == f"{kind}-end":
+                return
+            if message["t"] != kind:
+                raise Disconnected(f"unexpected answer to {asked}: {message['t']}")
+            yield message
 
     def _receive_shown(self, session: Session) -> dict[str, Any]:
         """The next message that is not a warning; the first warnings are shown, the rest counted."""
@@ -539,18 +545,14 @@ class Syncer:
     def _remote_manifest(self, session: Session) -> Manifest:
         """The entries of the directories asked for, chunk by chunk."""
         remote: Manifest = {}
-        while True:
-            message = self._receive_shown(session)
-            if message["t"] == "manifest-end":
-                return remote
-            if message["t"] != "manifest":
-                raise Disconnected(f"unexpected answer to a list request: {message['t']}")
+        for message in self._replies(session, "manifest", "a list request"):
             for item in message["entries"]:
                 entry = Entry.from_wire(item)
                 if entry is None:
                     raise Disconnected(f"bad data from the agent: malformed manifest entry {str(item)[:80]}")
                 if not self.exclude(entry.path, entry.kind == DIR):
                     remote[entry.path] = entry
+        return remote
 
     def _differing(self, session: Session, paths: list[str]) -> list[str]:
         """Of the files whose size agrees but mtime does not, those whose content differs (or cannot be read
