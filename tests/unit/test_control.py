@@ -3,10 +3,13 @@ echo filter. Real Unix sockets in tmp_path; no reloadd process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -42,82 +45,68 @@ def test_a_symlink_or_another_users_directory_is_refused(tmp_path: Path) -> None
         assert "not private" in str(private_dir(target, create=True))
 
 
-def serve_until(server: ControlServer, stop: threading.Event, batches: list[list[str]], holds: list[bool]) -> None:
+def serve_until(server: ControlServer, stop: threading.Event, batches: list[list[str]]) -> None:
     with selectors.DefaultSelector() as selector:
         selector.register(server, selectors.EVENT_READ)  # what the supervisor's selector does
         while not stop.is_set():
             selector.select(0.05)
             batches += server.take_batches()
-            holds.append(server.holding)
 
 
-def test_begin_holds_the_supervisor_and_commit_hands_over_the_paths(directory: Path) -> None:
-    server = ControlServer(directory, ["/app"])
+@contextlib.contextmanager
+def served(server: ControlServer) -> Iterator[list[list[str]]]:
+    """The server answered from a thread, as the supervisor's loop would; the batches it handed over."""
     stop = threading.Event()
     batches: list[list[str]] = []
-    holds: list[bool] = []
-    thread = threading.Thread(target=serve_until, args=(server, stop, batches, holds))
+    thread = threading.Thread(target=serve_until, args=(server, stop, batches))
     thread.start()
     try:
-        announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
-        assert len(announcement.socks) == 1
-        assert server.holding  # acknowledged before the agent renames anything
-        announcement.commit(["/app/a.js", "/app/b.js", "relative/ignored"])
-        for _ in range(100):
-            if batches:
-                break
-            threading.Event().wait(0.02)
+        yield batches
     finally:
         stop.set()
         thread.join()
         server.close()
+
+
+def settle(condition: Callable[[], bool]) -> None:
+    for _ in range(100):
+        if condition():
+            return
+        threading.Event().wait(0.02)
+
+
+def test_begin_holds_the_supervisor_and_commit_hands_over_the_paths(directory: Path) -> None:
+    server = ControlServer(directory, ["/app"])
+    with served(server) as batches:
+        announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
+        assert len(announcement.socks) == 1
+        assert server.holding  # acknowledged before the agent renames anything
+        announcement.commit(["/app/a.js", "/app/b.js", "relative/ignored"])
+        settle(lambda: bool(batches))
     assert batches == [["/app/a.js", "/app/b.js"]]
     assert not server.holding and os.listdir(directory) == []  # its socket is gone
 
 
 def test_stamped_files_are_handed_over_apart_from_batches_and_release_the_hold(directory: Path) -> None:
     server = ControlServer(directory, ["/app"])
-    stop = threading.Event()
-    batches: list[list[str]] = []
-    holds: list[bool] = []
-    thread = threading.Thread(target=serve_until, args=(server, stop, batches, holds))
-    thread.start()
-    try:
+    with served(server) as batches:
         announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
         assert server.holding
         announcement.stamped(["/app/a.js", "relative/ignored"])
-        for _ in range(100):
-            if not server.holding:
-                break
-            threading.Event().wait(0.02)
-    finally:
-        stop.set()
-        thread.join()
-        stamped = server.take_stamped()
-        server.close()
+        settle(lambda: not server.holding)
+    stamped = server.take_stamped()
     assert batches == [] and stamped == ["/app/a.js"]  # no batch: nothing to restart for
     assert not server.holding and server.take_stamped() == []
 
 
 def test_a_connection_closed_without_commit_releases_the_hold(directory: Path) -> None:
     server = ControlServer(directory, ["/app"])
-    stop = threading.Event()
-    holds: list[bool] = []
-    thread = threading.Thread(target=serve_until, args=(server, stop, [], holds))
-    thread.start()
-    try:
+    with served(server):
         announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
         assert server.holding
         announcement.close()  # the agent died mid-commit
-        for _ in range(100):
-            if not server.holding:
-                break
-            threading.Event().wait(0.02)
+        settle(lambda: not server.holding)
         assert not server.holding
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
 
 
 def test_a_batch_reaches_only_the_supervisors_watching_its_directory_or_above(directory: Path) -> None:
