@@ -551,7 +551,7 @@ class Supervisor:
             self.echoes.remember(stamped)
             self._take_reports(self.system.now())
             self.burst.drop(set(stamped))
-            out.detail(f"sync gave {len(stamped)} file(s) the laptop's mtime: no restart")
+            out.detail(f"sync gave {plural(len(stamped), 'file')} the laptop's mtime: no restart")
         for batch in batches:
             self.echoes.remember(batch)
             paths = {p for p in batch if p in self.config_files or self.rules.matches(p)}
