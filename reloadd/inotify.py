@@ -100,6 +100,10 @@ class Inotify:
         added = {path for change, path in changes if change == CHANGE_ADDED}
         return {(change, path) for change, path in changes if change != CHANGE_MODIFIED or path not in added}
 
+    def drain(self) -> RawChanges:
+        """What the kernel has queued now, without waiting: read before this instance is replaced."""
+        return self._read_now()
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)

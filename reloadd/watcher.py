@@ -5,8 +5,8 @@ put an inotify watch on every directory, node_modules included (40,000 directori
 app: the ENOSPC limit nodemon users hit, #907), and would make a poller stat every file in them.
 So reloadd walks the tree itself, prunes ignored directories, and watches the remaining
 directories one by one, non-recursively. A directory created later is added by rebuilding the
-notifier (new one first, then the old one closed, so nothing is missed in between) and scanning
-the new directory, whose files count as changes.
+notifier (new one first; then what the old one still holds is read, and it is closed, so nothing
+is missed in between) and scanning the new directory, whose files count as changes.
 
 Idle, the watcher thread blocks in one ``select`` on the inotify descriptor and a wake pipe,
 with no timeout: no periodic wake-ups. A timeout is armed only when something needs one: a
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Protocol, Union
 
-from .inotify import Inotify
+from .inotify import Inotify, QueueOverflow
 from .matching import Rules
 from .mounts import WatchMode, decide_mode, virtual_mount_points
 from .output import out
@@ -248,6 +248,7 @@ class Watcher:
         self._failed = False  # the thread hit an unexpected error: rebuild and catch up before waiting again
         self._heard = time.time()  # wall clock (file ctimes are): inotify has delivered every change before it
         self._scanned: dict[str, Optional[tuple[int, int, int]]] = {}  # files a new-directory scan reported
+        self._drained: RawChanges = set()  # events a replaced inotify instance still held: handled next
         self._said_unwatchable: set[str] = set()  # directories already named as impossible to watch
         self._said_big: set[str] = set()  # roots whose walk was reported as big
         self._virtual: set[str] = set()  # mount points of kernel views (/proc...): never walked into
@@ -327,10 +328,13 @@ class Watcher:
         waits = [self._roots_due(now), *(max(0.0, n.next_tick - now) for n in self._pollers())]
         armed = [w for w in waits if w is not None]
         timeout = min(armed) if armed else None
+        if self._drained:
+            changes, self._drained = self._drained, set()
+            return changes
         inotify = self._inotify_notifier()
         watchfiles = self._watchfiles_notifier()
         started = time.time()
-        changes: RawChanges = set()
+        changes = set()
         try:
             if watchfiles is not None:
                 # No descriptor to select on: wait in watchfiles itself (0: until a change or stop).
@@ -514,7 +518,17 @@ class Watcher:
             self._notifiers.append(poller)
             out.detail(f"poller: {poller.describe()}")
         for notifier in old:
+            if isinstance(notifier, InotifyNotifier):
+                self._drain(notifier)
             notifier.close()
+
+    def _drain(self, old: InotifyNotifier) -> None:
+        """Keep what ``old`` heard after its last read and before the new watches existed: a file
+        made there (during a rebuild under churn) would otherwise be lost with the old instance."""
+        try:
+            self._drained |= old.inotify.drain()
+        except QueueOverflow:
+            self._drained |= self._catch_up(old.dirs)  # lost events: look at its directories instead
 
     def _mode_for(self, path: Path) -> WatchMode:
         if self._inotify_failed and self.legacy_watch is not False:

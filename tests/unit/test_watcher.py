@@ -92,6 +92,26 @@ def test_busy_is_reported_before_a_rebuild_and_the_paths_with_busy_cleared_after
     assert all(not r.busy for r in history if r.paths), history
 
 
+def test_what_the_replaced_inotify_instance_still_held_is_handed_over_by_a_rebuild(tmp_path: Path) -> None:
+    """A file made after the last read and before a rebuild is heard only by the old instance.
+
+    The watcher thread is not started: the rebuild is driven by hand, so the window is certain."""
+    rules = Rules(Settings(), cwd=tmp_path, script=None, extensions=["js"])
+    watcher = Watcher(rules, legacy_watch=False, poll_interval_ms=100, report=Reports(), notifier="inotify")
+    watcher._rebuild(initial=True)
+    try:
+        (tmp_path / "made-in-between.js").write_text("x")
+        watcher._rebuild()
+        os.write(watcher._wake_write, b"x")  # without the hand-over the wait must still return
+        changes = watcher._wait_for_raw()
+        assert str(tmp_path / "made-in-between.js") in {path for _, path in changes}, changes
+    finally:
+        for notifier in watcher._notifiers:
+            notifier.close()
+        os.close(watcher._wake_read)
+        os.close(watcher._wake_write)
+
+
 def test_an_error_in_the_watcher_thread_is_logged_and_watching_recovers_with_the_lost_change(
     tmp_path: Path, watch: Callable[[], tuple[Watcher, Reports]], log: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
