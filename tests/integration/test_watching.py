@@ -29,6 +29,8 @@ from fs_support import (
 )
 from support import Reloadd, make_app, served_version, starts, touch, wait_for
 
+from reloadd.changes import GROUP_QUIET
+
 RunReloadd = Callable[..., Reloadd]
 
 POLL_RESTART_BOUND = 5.0  # seconds: a 100 ms poll interval plus generous slack for a loaded CI box
@@ -295,6 +297,20 @@ def test_inotify_watch_limit_falls_back_to_polling(app: Path, run_reloadd: RunRe
 
 STREAM_SECONDS = 0.6  # a write stream many times the 20 ms grouping window, well under its 3 s cap
 WRITE_GAP = 0.001  # between writes: far inside the window, and leaves reloadd a CPU on a 2-core box
+STREAM_ATTEMPTS = 4  # streams tried before giving up on a box too busy to write one without a pause
+
+
+def write_stream(directory: Path, first: int) -> tuple[int, float]:
+    """Write new files for STREAM_SECONDS; return the next index and the longest pause between writes."""
+    end = time.monotonic() + STREAM_SECONDS
+    index, last, longest = first, time.monotonic(), 0.0
+    while time.monotonic() < end:  # new names: the set of changed paths keeps growing
+        (directory / f"m{index}.js").write_text(f"module.exports = {index};\n")
+        index += 1
+        now = time.monotonic()
+        longest, last = max(longest, now - last), now
+        time.sleep(WRITE_GAP)
+    return index, longest
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -305,21 +321,24 @@ def test_a_stream_of_writes_longer_than_the_quiet_window_is_one_restart(
 
     watchfiles holds events while more keep coming; had it held them past the quiet window,
     the stream would reach the supervisor in late batches, each closing a burst of its own.
+    A stream this test could not write without a pause as long as the window (a loaded box
+    descheduled it) proves nothing either way: it is written again.
     """
     (app / "gen").mkdir()
     runner = run_reloadd(MODES[mode] + ["server.js"], cwd=app)
     wait_starts(runner, app, 1)
     hold_starts(runner, app, 1)
 
-    end = time.monotonic() + STREAM_SECONDS
-    index = 0
-    while time.monotonic() < end:  # new names: the set of changed paths keeps growing
-        (app / "gen" / f"m{index}.js").write_text(f"module.exports = {index};\n")
-        index += 1
-        time.sleep(WRITE_GAP)
-
-    hold_starts(runner, app, 2)
-    assert restart_lines(runner) == 1, runner.log()
+    index, pauses = 0, []
+    for _ in range(STREAM_ATTEMPTS):
+        before, restarts = settle(runner, app), restart_lines(runner)
+        index, longest = write_stream(app / "gen", index)
+        if longest < GROUP_QUIET:
+            hold_starts(runner, app, before + 1)
+            assert restart_lines(runner) == restarts + 1, runner.log()
+            return
+        pauses.append(round(longest, 3))
+    pytest.fail(f"every stream paused for the grouping window or longer (longest pauses {pauses} s): box too busy")
 
 
 # ---------------------------------------------------------------- roots that come and go
