@@ -15,11 +15,15 @@ A supervisor of another app, in another directory, never hears it.
 One connection per batch, newline-separated JSON:
   agent -> supervisor  ``{"begin": ROOT}``     before the first rename; the supervisor holds its
   supervisor -> agent  ``ok``                  own change bursts until the batch is committed
-  agent -> supervisor  ``{"commit": [PATH...]}`` after the last rename, then the agent closes
+  agent -> supervisor  ``{"hold": SECONDS}``   (optional) hold longer: a dependency install runs
+  agent -> supervisor  ``{"commit": [PATH...], "fresh": BOOL}`` after the last rename (fresh: the
+                       next app may keep nothing preloaded: dependencies were installed)
+  supervisor -> agent  ``{"outcome": ...}``    what the batch did to the app (feedback.py), once
+                       known; then the supervisor closes
 or, instead of the commit, when the agent only gave files the laptop's mtime (same content):
   agent -> supervisor  ``{"stamped": [PATH...]}`` no restart; the watcher's report of it is an echo
-A connection that closes (or stays silent for ``HOLD_MAX``) without a commit releases the hold:
-that is how a batch that failed and was rolled back ends, with no restart.
+A connection that closes (or stays silent for ``HOLD_MAX``, or the hold it asked for) without a
+commit releases the hold: that is how a batch that failed and was rolled back ends, with no restart.
 With no supervisor listening the agent just writes, and the watcher does its usual job.
 """
 
@@ -44,6 +48,8 @@ KEY_LENGTH = 10  # hex digits of the directory's hash: short, since a socket's p
 ACK = b"ok\n"
 ACK_TIMEOUT = 1.0  # seconds the agent waits for a supervisor to confirm its hold before writing anyway
 HOLD_MAX = 10.0  # seconds a begun batch may hold the supervisor's bursts (an agent stuck mid-commit)
+HOLD_LIMIT = 3600.0  # the longest hold an agent may ask for (an install's timeout and some slack)
+OUTCOME_WAIT = 60.0  # seconds the agent waits to hear what its batch did (a stop ladder, a delay)
 MAX_MESSAGE = 16 * 1024 * 1024  # bytes one connection may send: a commit of ~100,000 paths
 ECHO_MEMORY = 100_000  # committed files whose signatures are kept to recognise the watcher's echo
 READ_CHUNK = 65536
@@ -96,6 +102,18 @@ class _Connection:
     opened: float
     buffer: bytearray = field(default_factory=bytearray)
     begun: bool = False
+    hold: float = HOLD_MAX  # seconds from ``opened`` the hold lasts
+    kept: bool = False  # committed, and the agent waits on it for the outcome
+
+
+@dataclass
+class Committed:
+    """A committed batch: its paths, whether the next app must start with nothing preloaded, and the
+    connection on which the agent waits to hear what the batch did (``ControlServer.reply``)."""
+
+    paths: list[str]
+    fresh: bool = False
+    sock: Optional[socket.socket] = None
 
 
 class ControlServer:
@@ -105,6 +123,7 @@ class ControlServer:
     def __init__(self, directory: Path, watched: list[str]) -> None:
         self.connections: dict[int, _Connection] = {}
         self.stamped: list[str] = []  # files whose mtime alone the agent changed: taken with take_stamped()
+        self.awaiting: list[Committed] = []  # committed batches whose agent waits for an outcome
         self._poll = selectors.DefaultSelector()
         self.listeners: dict[Path, socket.socket] = {}
         try:
@@ -132,13 +151,13 @@ class ControlServer:
     def holding(self) -> bool:
         """A batch has begun and is not committed yet: the supervisor's own bursts wait for it."""
         now = time.monotonic()
-        return any(c.begun and now - c.opened < HOLD_MAX for c in self.connections.values())
+        return any(c.begun and now - c.opened < c.hold for c in self.connections.values())
 
-    def take_batches(self) -> list[list[str]]:
-        """Accept and read whatever is waiting; return the path batches committed since the last call."""
+    def take_batches(self) -> list[Committed]:
+        """Accept and read whatever is waiting; return the batches committed since the last call."""
         self._poll.select(0)  # consume readiness so the supervisor's selector does not spin
         self._accept()
-        batches: list[list[str]] = []
+        batches: list[Committed] = []
         for conn in list(self.connections.values()):
             batch, done = self._read(conn)
             if batch is not None:
@@ -152,7 +171,18 @@ class ControlServer:
         stamped, self.stamped = self.stamped, []
         return stamped
 
+    def reply(self, batch: Committed, outcome: dict[str, object]) -> None:
+        """Tell the agent of ``batch`` what it did to the app, and hang up."""
+        if batch.sock is None:
+            return
+        _send(batch.sock, (json.dumps({"outcome": outcome}) + "\n").encode())
+        batch.sock.close()
+        batch.sock = None
+        self.awaiting = [waiting for waiting in self.awaiting if waiting is not batch]
+
     def close(self) -> None:
+        for batch in list(self.awaiting):
+            self.reply(batch, {"what": "stopped"})
         for conn in list(self.connections.values()):
             self._drop(conn)
         self._poll.close()
@@ -175,12 +205,12 @@ class ControlServer:
                 self.connections[sock.fileno()] = _Connection(sock, time.monotonic())
                 self._poll.register(sock, selectors.EVENT_READ)
 
-    def _read(self, conn: _Connection) -> tuple[Optional[list[str]], bool]:
-        """(committed paths or None, connection finished)."""
+    def _read(self, conn: _Connection) -> tuple[Optional[Committed], bool]:
+        """(the committed batch or None, connection finished)."""
         try:
             data = conn.sock.recv(READ_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return None, time.monotonic() - conn.opened > HOLD_MAX
+            return None, time.monotonic() - conn.opened > conn.hold
         except OSError:
             return None, True
         if not data:
@@ -190,7 +220,7 @@ class ControlServer:
             return None, True
         return self._messages(conn)
 
-    def _messages(self, conn: _Connection) -> tuple[Optional[list[str]], bool]:
+    def _messages(self, conn: _Connection) -> tuple[Optional[Committed], bool]:
         while b"\n" in conn.buffer:
             line, _, rest = bytes(conn.buffer).partition(b"\n")
             conn.buffer = bytearray(rest)
@@ -198,8 +228,17 @@ class ControlServer:
             if "begin" in message and not conn.begun:
                 conn.begun = True
                 _send(conn.sock, ACK)
+            elif "hold" in message and conn.begun:
+                seconds = message["hold"]
+                if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 < seconds <= HOLD_LIMIT:
+                    conn.hold = time.monotonic() - conn.opened + seconds
             elif "commit" in message:
-                return _absolute(message["commit"]), True
+                batch = Committed(_absolute(message["commit"]), fresh=message.get("fresh") is True)
+                if message.get("outcome") is True:  # the agent waits for what the batch did
+                    conn.kept = True
+                    batch.sock = conn.sock
+                    self.awaiting.append(batch)
+                return batch, True
             elif "stamped" in message:
                 self.stamped += _absolute(message["stamped"])
                 return None, True
@@ -208,7 +247,8 @@ class ControlServer:
     def _drop(self, conn: _Connection) -> None:
         self.connections.pop(conn.sock.fileno(), None)
         self._poll.unregister(conn.sock)
-        conn.sock.close()
+        if not conn.kept:  # a kept one stays open for its outcome: reply() closes it
+            conn.sock.close()
 
 
 def _json(line: bytes) -> dict[str, object]:
@@ -287,21 +327,46 @@ class Announcement:
         for sock in self.socks:
             _wait_ack(sock, deadline)
 
-    def commit(self, paths: list[str]) -> None:
-        self._end("commit", paths)
+    def hold(self, seconds: float) -> None:
+        """Keep the supervisors holding for up to ``seconds`` more (a dependency install runs)."""
+        self._say({"hold": seconds})
+
+    def commit(self, paths: list[str], fresh: bool = False, outcome: bool = False) -> None:
+        """The batch is in. ``fresh``: nothing preloaded may be kept. ``outcome``: stay connected to hear
+        what the batch did to the app (``outcome()``); otherwise hang up now."""
+        message: dict[str, object] = {"commit": paths}
+        if fresh:
+            message["fresh"] = True
+        if outcome:
+            message["outcome"] = True
+        self._say(message)
+        if not outcome:
+            self.close()
 
     def stamped(self, paths: list[str]) -> None:
         """Only the mtimes of these files changed (their content is the laptop's already): no restart."""
-        self._end("stamped", paths)
+        self._say({"stamped": paths})
+        self.close()
 
-    def _end(self, kind: str, paths: list[str]) -> None:
-        message = (json.dumps({kind: paths}) + "\n").encode()
+    def outcome(self, timeout: float = OUTCOME_WAIT) -> Optional[dict[str, object]]:
+        """What the first supervisor that answers says the batch did (feedback.py); None if none did."""
+        deadline = time.monotonic() + timeout
+        try:
+            for sock in self.socks:
+                found = _read_outcome(sock, deadline)
+                if found is not None:
+                    return found
+            return None
+        finally:
+            self.close()
+
+    def _say(self, message: dict[str, object]) -> None:
+        line = (json.dumps(message) + "\n").encode()
         for sock in self.socks:
             try:
-                sock.sendall(message)
+                sock.sendall(line)
             except OSError:
                 pass
-        self.close()
 
     def close(self) -> None:
         for sock in self.socks:
@@ -336,6 +401,30 @@ def _alive(path: Path) -> bool:
     except OSError:
         return True
     return True
+
+
+def _read_outcome(sock: socket.socket, deadline: float) -> Optional[dict[str, object]]:
+    """The supervisor's outcome line on ``sock``, or None (it hung up, or said nothing in time). A late
+    ``ok`` (the hold confirmed after the agent stopped waiting for it) may come first."""
+    buffer = b""
+    while len(buffer) < READ_CHUNK:
+        while b"\n" in buffer:
+            line, _, buffer = buffer.partition(b"\n")
+            outcome = _json(line).get("outcome") if line + b"\n" != ACK else None
+            if isinstance(outcome, dict):
+                return outcome
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        try:
+            data = sock.recv(READ_CHUNK)
+        except OSError:
+            return None
+        if not data:
+            return None
+        buffer += data
+    return None
 
 
 def _wait_ack(sock: socket.socket, deadline: float) -> None:

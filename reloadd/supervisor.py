@@ -24,8 +24,9 @@ from typing import Callable, Optional
 from . import console, policy
 from .changes import Burst, Delay
 from .command import script_missing
-from .control import ControlServer, Echoes
+from .control import Committed, ControlServer, Echoes
 from .errors import ReloaddError, exit_status
+from .feedback import Feedback, Outcome
 from .hooks import Hooks
 from .hot import HOT_FILE_ENV, SoftReload
 from .output import out, plural
@@ -40,6 +41,7 @@ from .pid1 import (
 )
 from .plan import Plan
 from .ports import listens_on_all_interfaces
+from .stderr_tee import StderrTee
 from .system import System
 from .tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
 from .warm import launch_for
@@ -122,6 +124,8 @@ class Supervisor:
         self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout)
         self.control: Optional[ControlServer] = None  # `reloadd agent` says "batch committed" here
         self.echoes = Echoes()  # what a committed batch wrote: the watcher's later report of it is no change
+        self.feedback = Feedback()  # committed batches waiting to hear what they did to the app
+        self.tee: Optional[StderrTee] = None  # the apps' stderr passed on: why a synced start crashed
         self.warm = self.system.warm(self.selector)
         self.warm_ready = False
         self.start_changes: set[str] = set()  # what the next start follows from: decides what the warm process may keep
@@ -169,6 +173,9 @@ class Supervisor:
             self.control = self.system.open_control(self._control_dirs())
             if self.control is not None:
                 self.selector.register(self.control, selectors.EVENT_READ, "control")
+            if self.control is not None and not self.system.stderr_is_terminal():
+                self.tee = self.system.stderr_tee()
+                self.warm.stderr_fd = self.tee.write_fd
         if command.inspect and listens_on_all_interfaces(command.inspect[0]):
             out.warn(
                 f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}, every interface: anyone who "
@@ -196,6 +203,8 @@ class Supervisor:
         self.handle_reaped()
         self.terminal.take_back()
         self.soft.cleanup()
+        if self.tee is not None:
+            self.tee.close()
 
     def abandon(self) -> None:
         """reloadd failed: stop the app's whole tree (signal, wait, SIGKILL) before the error goes up."""
@@ -227,6 +236,7 @@ class Supervisor:
         holding = self.control is not None and self.control.holding  # the batch's commit wakes us instead
         waits = [None if holding else self.burst.wait_time(now)]
         deadlines = [self.delay.until, self.backoff_until, self.hooks.next_deadline(), self.warm.deadline()]
+        deadlines.append(self.feedback.deadline())
         waits += [d - now for d in deadlines if d is not None]
         if self.ladder:
             waits.append(self.ladder.next_check())
@@ -382,6 +392,9 @@ class Supervisor:
             self.tree.status = status
             self.last_status = exit_status(status)
             if self.state is State.RUNNING:
+                mark = self.feedback.mark
+                lines = self.tee.since(mark) if self.tee is not None and mark is not None else []
+                self.tell(self.feedback.ended(self.last_status, lines))
                 self.begin_stop(State.CLEANING_UP, signal.SIGTERM, "the app exited; stopping what it left running")
         elif self.warm.reaped(pid, status) or self.hooks.reaped(pid, status):
             pass
@@ -466,6 +479,7 @@ class Supervisor:
         if pid is None:
             return
         self.transition(State.RUNNING, why, tree=self.system.tree(pid, lambda: self.hooks.pids() | self.warm.pids()))
+        self.tell(self.feedback.started(self.system.now(), self.tee.count if self.tee is not None else 0))
         self.warm.prepare(launch)
         if not self.reads_stdin:
             self.terminal.give_to(pid)
@@ -475,7 +489,7 @@ class Supervisor:
     def _spawn_cold(self, argv: list[str], env: dict[str, str]) -> Optional[int]:
         stdin_fd = self.app_stdin.open_for_child() if self.reads_stdin else None
         try:
-            return self.system.spawn(argv, env, stdin_fd)
+            return self.system.spawn(argv, env, stdin_fd, self.tee.write_fd if self.tee is not None else None)
         except ReloaddError as exc:
             out.error(exc.message)
             self._exit(exc.exit_code, "the app could not be started")
@@ -553,16 +567,22 @@ class Supervisor:
             self.burst.drop(set(stamped))
             out.detail(f"sync gave {plural(len(stamped), 'file')} the laptop's mtime: no restart")
         for batch in batches:
-            self.echoes.remember(batch)
-            paths = {p for p in batch if p in self.config_files or self.rules.matches(p)}
-            out.detail(f"sync batch committed: {plural(len(batch), 'path')}, {len(paths)} watched")
-            if paths:
+            self.echoes.remember(batch.paths)
+            paths = {p for p in batch.paths if p in self.config_files or self.rules.matches(p)}
+            out.detail(f"sync batch committed: {plural(len(batch.paths), 'path')}, {len(paths)} watched")
+            if batch.fresh:
+                self.start_fresh = True  # dependencies were installed: the preloaded ones are stale
+                self.warm.discard("dependencies were installed")
+            if not paths and not batch.fresh:
+                self.tell([(batch, {"what": "unchanged"})])
+            else:
                 now = self.system.now()
+                self.feedback.committed(batch, now)
                 self._take_reports(now)
                 held, first = self.burst.take()
                 self.timing.first_change = time.time() - (now - first) if held else time.time()
                 self.timing.group_closed = time.time()
-                self.on_burst(sorted(paths.union(held)))
+                self.on_burst(sorted(paths.union(held)), "dependencies installed" if batch.fresh else "files changed")
 
     def _may_stop_early(self, paths: set[str]) -> bool:
         """Stopping the old tree may begin with a burst's first change, overlapping the quiet
@@ -570,7 +590,13 @@ class Supervisor:
         burst is needed to decide: a config file in it, a soft-reload path, or a delay."""
         return bool(paths) and not self.delay.seconds and not self.soft.enabled and not self.config_files & paths
 
-    def on_burst(self, paths: list[str]) -> None:
+    def tell(self, outcomes: list[tuple[Committed, Outcome]]) -> None:
+        """What synced batches did to the app, to the agents waiting to hear it (feedback.py)."""
+        for batch, outcome in outcomes:
+            if self.control is not None:
+                self.control.reply(batch, outcome)
+
+    def on_burst(self, paths: list[str], reason: str = "files changed") -> None:
         for path in paths:
             out.detail(f"changed: {self.plan.relative(path)}")
         if self.config_files.intersection(paths):
@@ -581,11 +607,12 @@ class Supervisor:
             out.detail(f"delaying restart for {self.plan.settings.delay:g}ms")
             self.delay.add(paths, self.system.now())
         else:
-            self.restart("files changed", paths)
+            self.restart(reason, paths)
 
     def soft_reload(self, paths: list[str]) -> None:
         assert self.tree is not None
         self.soft.hand_over(paths)
+        self.tell(self.feedback.reloaded())
         name = signal.Signals(self.soft.signal).name
         out.status(f"hot reload: {plural(len(paths), 'file')} changed, sending {name} to pid {self.tree.pid}")
         self.system.send(self.tree.pid, self.soft.signal)
@@ -594,6 +621,7 @@ class Supervisor:
     def handle_timers(self) -> None:
         now = self.system.now()
         self.hooks.enforce_timeouts(now)
+        self.tell(self.feedback.due(now))
         self.warm.tick(now, busy=self.burst.first is not None)
         delayed = self.delay.take(now)
         if delayed is not None:

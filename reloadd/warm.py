@@ -295,6 +295,7 @@ class Warm:
         self.discarded: set[int] = set()  # killed, not yet reaped
         self.next_launch: Optional[Launch] = None  # what prepare() asked for, spawned by tick()
         self.prepare_at = 0.0
+        self.stderr_fd: Optional[int] = None  # the apps' stderr when reloadd passes it on (stderr_tee.py)
 
     # -- the interface the supervisor calls ------------------------------------------------------
     def configure(self, enabled: bool) -> None:
@@ -435,7 +436,9 @@ class Warm:
         fds = [(control_read, CONTROL_FD), (report_write, REPORT_FD)]
         argv = [launch.argv[0], *launch.flags, launch.script, *launch.args]
         try:
-            pid = spawn(argv, preload_env(dict(launch.env)), stdin_fd=stdin_read, extra_fds=fds)
+            pid = spawn(
+                argv, preload_env(dict(launch.env)), stdin_fd=stdin_read, extra_fds=fds, stderr_fd=self.stderr_fd
+            )
         except ReloaddError:
             for fd in (control_write, report_read, stdin_write):
                 _close(fd)

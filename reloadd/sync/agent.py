@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import select
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
@@ -58,6 +59,10 @@ DIR (default: the working directory). Started by `reloadd sync` through kubectl 
 --transport command); not meant to be run by hand. Refuses to run when NODE_ENV=production
 (unless RELOADD_WATCH=1 or RELOADD_SYNC=1) or when RELOADD_SYNC=0, with exit status 3.
 Exit status 65 when the peer sends a malformed frame."""
+NO_SUPERVISOR = "no-supervisor"  # a ``live`` outcome: nothing in the pod runs the app under reloadd here
+NO_ANSWER = "no-answer"  # a ``live`` outcome: the supervisor did not say what the batch did in time
+LIVE_OUTCOMES = ("restarted", "crashed", "unchanged", "reloaded", "stopped")  # feedback.py
+LIVE_LINES = 12  # stderr lines of a crash at start passed on
 OP_KEYS = {  # exactly these keys per op: anything else is a peer that speaks another protocol
     "dir": {"t", "op", "path"},
     "link": {"t", "op", "path", "target"},
@@ -251,9 +256,7 @@ class Agent:
                 if announcement is not None:
                     announcement.close()
                 raise
-            if announcement is not None and outcome.committed:
-                announcement.commit([f"{self.root.path}/{path}" for path in outcome.changed])
-            elif announcement is not None:
+            if announcement is not None and not outcome.committed:
                 announcement.close()
             for lines in chunks(skips(batch)):
                 self.send({"t": "skipped", "id": batch.ident, "items": lines})
@@ -263,6 +266,43 @@ class Agent:
         finally:
             batch.close()
         self.send({"t": "done", "id": batch.ident, "ok": outcome.committed})
+        if announcement is not None and outcome.committed:
+            self._live(batch.ident, announcement, [f"{self.root.path}/{path}" for path in outcome.changed])
+
+    def _live(self, ident: int, announcement: Announcement, changed: list[str]) -> None:
+        """Tell the supervisors the batch is in, and pass on to the laptop what it did to the app
+        (``live``: restarted, crashed at start, unchanged...) once they know; from a thread, so the
+        next batch need not wait for the app to start."""
+        if not announcement.socks:
+            announcement.close()
+            self.send({"t": "live", "id": ident, "what": NO_SUPERVISOR})
+            return
+        announcement.commit(changed, outcome=True)
+        threading.Thread(target=self._pass_on, args=(ident, announcement), name="live", daemon=True).start()
+
+    def _pass_on(self, ident: int, announcement: Announcement) -> None:
+        said = announcement.outcome()
+        message = {"t": "live", "id": ident, **live_fields(said)}
+        try:
+            self.send(message)
+        except OSError:
+            pass  # the link is gone: the main loop finds out and ends the session
+
+
+def live_fields(said: Optional[dict[str, object]]) -> dict[str, object]:
+    """A supervisor's outcome (control.py, feedback.py) as the fields of a ``live`` message: only the
+    known ones, of the right types, so a confused supervisor cannot break the laptop's session."""
+    if said is None or said.get("what") not in LIVE_OUTCOMES:
+        return {"what": NO_ANSWER}
+    fields: dict[str, object] = {"what": said["what"]}
+    if _is_time(said.get("ms")) and said["ms"] >= 0:  # type: ignore[operator]
+        fields["ms"] = said["ms"]
+    if _is_time(said.get("status")):
+        fields["status"] = said["status"]
+    lines = said.get("lines")
+    if isinstance(lines, list):
+        fields["lines"] = [line for line in lines if isinstance(line, str)][:LIVE_LINES]
+    return fields
 
 
 def _is_time(value: Any) -> bool:

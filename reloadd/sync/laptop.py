@@ -60,6 +60,7 @@ from .kubectl import (
     explain,
     require_kubectl,
 )
+from .live import Live, Sent
 from .local import LocalTree, NotSynced
 from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, escaped, is_utf8, topmost
 from .options import SyncOptions
@@ -228,6 +229,7 @@ class Syncer:
         self.not_written: set[str] = set()  # paths the pod could not write in the last batch
         self.pod_warnings = 0  # the agent's warnings in this (re)connection: the first ones are shown
         self.began = time.monotonic() - process_age()  # the first "in sync" counts from the command's start
+        self.live = Live()  # batches sent, until each pod says what they did to the app
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -244,6 +246,7 @@ class Syncer:
                 self._handle_changes()
                 self._reconnect_due()
                 self._watch_pods_due()
+                self._show_live()
         except KeyboardInterrupt:
             out.info("stopped")
             return 0
@@ -374,6 +377,14 @@ class Syncer:
                     self._unasked(key.data)
         self._silent_links()
 
+    def _show_live(self) -> None:
+        """One line per pod for each batch, once its pod says what the batch did to the app (live.py)."""
+        for link in self.links.values():
+            session = link.session
+            notices, session.notices = session.notices, []
+            for message in notices:
+                self.live.heard(session.name, self._where(session), message, session.root)
+
     def _silent_links(self) -> None:
         now = time.monotonic()
         for link in list(self.links.values()):
@@ -492,10 +503,10 @@ class Syncer:
         progress = Progress(sys.stderr.isatty() and not out.json_lines, sum(e.kind != DIR for e in entries))
         sent, deletes = 0, result.delete
         for group in _groups(entries):  # committed one by one: a drop keeps what is in
-            sent += self._send_batch(session, group, deletes, progress)
+            sent += self._send_batch(session, group, deletes, progress, timer.began)
             deletes = []
         if not entries:
-            sent += self._send_batch(session, [], deletes, progress)
+            sent += self._send_batch(session, [], deletes, progress, timer.began)
         progress.done()
         timer.mark("send")
         self.known = local
@@ -602,6 +613,7 @@ class Syncer:
     def _lost(self, link: Link, why: str) -> None:
         """A link that was in sync died: kill its transport tree, say so once, reconnect at once."""
         link.ready = False
+        self.live.forget(link.session.name)
         link.session.close(dead=True)
         for line in link.session.stderr_tail():
             out.detail(f"  {link.session.argv[0]}: {line}")
@@ -794,10 +806,10 @@ class Syncer:
             report = self.incoming.pop(0)
             self.group.add(set(report.paths), now, report.busy, report.settle)
         if self.group.ready(now):
-            changed, _ = self.group.take()
+            changed, began = self.group.take()
             paths = set(changed)
         elif self.held is not None and self.confirmed:
-            paths = set()
+            paths, began = set(), now
         else:
             return
         if self.root_halted is not None or self._root_state()[0] != ROOT_OK:
@@ -814,7 +826,7 @@ class Syncer:
                 continue  # it resyncs by manifest when it is back
             started = time.monotonic()
             try:
-                size = self._send_batch(link.session, sends, deletes, None)
+                size = self._send_batch(link.session, sends, deletes, None, began)
             except Disconnected as exc:
                 self._lost(link, str(exc))
                 continue
@@ -923,7 +935,7 @@ class Syncer:
 
     # -- sending -------------------------------------------------------------------------------------
     def _send_batch(
-        self, session: Session, entries: list[Entry], deletes: list[str], progress: Optional[Progress]
+        self, session: Session, entries: list[Entry], deletes: list[str], progress: Optional[Progress], began: float
     ) -> int:
         """Send one batch and wait until the agent committed it; returns the bytes sent.
 
@@ -936,6 +948,8 @@ class Syncer:
             sent, failed = self._try_batch(session, entries, deletes, progress)
             total += sent
             if not failed:
+                files = sum(1 for entry in entries if entry.kind != DIR)
+                self.live.sent(session.name, self.batch_id, Sent(began, time.monotonic(), files, len(deletes)))
                 return total
             self._report_failed(session, failed)
             self.not_written.update(path for path, _, _ in failed)

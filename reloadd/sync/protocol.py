@@ -102,6 +102,8 @@ MESSAGES: dict[str, Schema] = {
     "skipped": Schema({"id": _ID, "items": _strs}, {}),  # paths refused by the gate, one line each
     "failed": Schema({"id": _ID, "items": _LIST}, {}),  # [path, errno name, strerror]: the batch rolled back
     "done": Schema({"id": _ID, "ok": _BOOL}, {}),  # the last reply of a batch: committed, or not at all
+    # what a committed batch did to the app (agent.live_fields): sent on its own, after "done"
+    "live": Schema({"id": _ID, "what": _STR}, {"ms": _SIZE, "status": _NS, "lines": _strs}),
     # laptop -> agent
     "start": Schema({"exclude": _strs}, {}),
     "list": Schema({"dirs": _strs}, {}),  # the entries of these directories, please (their digests differ)

@@ -18,6 +18,7 @@ from .transport import stderr_tail
 READ_CHUNK = 1024 * 1024
 FLUSH_AT = 256 * 1024  # frames are gathered up to this many bytes per write: a checkout of small files
 # is thousands of tiny frames, and one write each would cost a context switch each
+NOTICES = ("live",)  # messages the agent sends on its own at any time, not as an answer: kept apart
 CLOSE_WAIT = 2.0  # seconds the agent gets to exit after its stdin closes, before SIGTERM
 TERM_WAIT = 2.0  # ...and after SIGTERM, before SIGKILL
 
@@ -43,6 +44,7 @@ class Session:
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.reader = FrameReader()
         self.queued: list[Frame] = []
+        self.notices: list[dict[str, Any]] = []  # messages the agent sends on its own (NOTICES), in order
         self.root = ""
         self.outgoing = bytearray()
         self.outlet: Optional[Outlet] = None
@@ -53,6 +55,7 @@ class Session:
     def start(self) -> None:
         self.reader = FrameReader()
         self.queued = []
+        self.notices = []
         self.outgoing = bytearray()
         # The transport's stderr (kubectl's discovery noise, its retries, its own error line) goes
         # to a file: the laptop says one line of its own, and -V shows the tail.
@@ -167,7 +170,13 @@ class Session:
             frames = self.reader.feed(chunk)
         except ProtocolError as exc:
             raise Disconnected(f"bad data from the agent: {exc.message}") from None
-        self.queued += [frame for frame in frames if isinstance(frame, Data) or frame["t"] != PING]
+        for frame in frames:
+            if isinstance(frame, Data):
+                self.queued.append(frame)
+            elif frame["t"] in NOTICES:
+                self.notices.append(frame)
+            elif frame["t"] != PING:
+                self.queued.append(frame)
         return True
 
     def _why(self, what: str) -> str:

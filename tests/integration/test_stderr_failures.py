@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytest
 from support import Reloadd, make_app, session_processes, starts, starts_reach, touch, wait_for
 
 RunReloadd = Callable[..., Reloadd]
@@ -79,13 +80,19 @@ setInterval(() => { while (process.stderr.writableLength < 1 << 20) process.stde
 RESTARTS = 5
 
 
+@pytest.mark.parametrize("passed_on", [False, True], ids=["shared", "passed-on"])
 def test_a_non_blocking_stderr_flooded_by_the_app_still_gets_every_line(
-    tmp_path: Path, run_reloadd: RunReloadd
+    tmp_path: Path, run_reloadd: RunReloadd, passed_on: bool
 ) -> None:
+    """shared: the app writes to reloadd's own stderr and makes it non-blocking. passed-on: reloadd
+    takes synced batches, so the app's stderr is a pipe reloadd copies on (stderr_tee.py)."""
     app = make_app(tmp_path / "app", server_js=FLOOD_APP)
     read_end, write_end = os.pipe()
+    control = tmp_path / "control"
+    control.mkdir(mode=0o700)
+    env = {"RELOADD_CONTROL_DIR": str(control)} if passed_on else {"RELOADD_SYNC": "0"}  # no sync channel
     try:
-        runner = run_reloadd(["server.js"], app, stderr=write_end)
+        runner = run_reloadd(["server.js"], app, stderr=write_end, env=env)
     finally:
         os.close(write_end)
     received = bytearray()
@@ -102,6 +109,7 @@ def test_a_non_blocking_stderr_flooded_by_the_app_still_gets_every_line(
         reader.join(30)
     finally:
         os.close(read_end)
-    assert int(flags.split("flags:")[1].split()[0], 8) & os.O_NONBLOCK, "the app did not make the pipe non-blocking"
+    non_blocking = bool(int(flags.split("flags:")[1].split()[0], 8) & os.O_NONBLOCK)
+    assert non_blocking != passed_on, "the app made its own stderr non-blocking, which is reloadd's only if shared"
     assert received.count(b"[reloadd] restarting due to changes") == RESTARTS, received.count(b"[reloadd]")
     assert received.count(b"[reloadd] starting `node server.js`") == RESTARTS + 1

@@ -295,7 +295,7 @@ class Supervisor:
 
     def _serve(self) -> None:
         while not self.stop.is_set():
-            self.batches += self.server.take_batches()
+            self.batches += [batch.paths for batch in self.server.take_batches()]
             self.stop.wait(0.01)
 
     def close(self) -> None:

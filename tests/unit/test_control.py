@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from reloadd.control import Announcement, ControlServer, Echoes, private_dir
+from reloadd.control import HOLD_LIMIT, HOLD_MAX, Announcement, ControlServer, Echoes, private_dir
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def serve_until(server: ControlServer, stop: threading.Event, batches: list[list
         selector.register(server, selectors.EVENT_READ)  # what the supervisor's selector does
         while not stop.is_set():
             selector.select(0.05)
-            batches += server.take_batches()
+            batches += [batch.paths for batch in server.take_batches()]
 
 
 @contextlib.contextmanager
@@ -155,3 +155,47 @@ def test_echoes_are_dropped_until_the_file_changes_again(tmp_path: Path) -> None
     assert echoes.new_changes(paths) == {str(other)}  # a second report of the same write: still an echo
     written.write_text("edited again, longer")
     assert echoes.new_changes(paths) == {str(written), str(other)}
+
+
+def test_an_agent_that_asks_hears_the_outcome_the_supervisor_gives_its_batch(directory: Path) -> None:
+    server = ControlServer(directory, ["/app"])
+    try:
+        announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
+        announcement.commit(["/app/a.js"], fresh=True, outcome=True)
+        batches = []
+        for _ in range(100):
+            batches += server.take_batches()
+            if batches:
+                break
+            threading.Event().wait(0.01)
+        (batch,) = batches
+        assert batch.paths == ["/app/a.js"] and batch.fresh and batch.sock is not None
+        assert server.awaiting == [batch] and not server.connections
+        server.reply(batch, {"what": "restarted", "ms": 12})
+        assert announcement.outcome(timeout=2) == {"what": "restarted", "ms": 12}
+        assert server.awaiting == []
+    finally:
+        server.close()
+
+
+def test_a_supervisor_that_stops_tells_the_waiting_agents(directory: Path) -> None:
+    server = ControlServer(directory, ["/app"])
+    announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
+    announcement.commit(["/app/a.js"], outcome=True)
+    settle(lambda: bool(server.take_batches()) or bool(server.awaiting))
+    server.close()
+    assert announcement.outcome(timeout=2) == {"what": "stopped"}
+
+
+def test_an_asked_for_hold_outlasts_the_default_and_is_bounded(directory: Path) -> None:
+    server = ControlServer(directory, ["/app"])
+    with served(server):
+        announcement = Announcement("/app", {"RELOADD_CONTROL_DIR": str(directory)})
+        announcement.hold(HOLD_MAX * 3)
+        settle(lambda: any(conn.hold > HOLD_MAX for conn in server.connections.values()))
+        (conn,) = server.connections.values()
+        assert conn.hold >= HOLD_MAX * 3 and server.holding
+        announcement.hold(HOLD_LIMIT * 2)  # more than any install may take: ignored
+        threading.Event().wait(0.1)
+        assert conn.hold < HOLD_LIMIT
+        announcement.close()

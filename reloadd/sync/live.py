@@ -1,0 +1,112 @@
+"""The laptop's "your change is live" line: one per pod for every batch, from what the pod says.
+
+The agent passes on what the supervisor in the pod said the batch did (control.py, feedback.py)
+as a ``live`` message; this part turns it into the line the developer reads, with the time from
+the first change of the batch on the laptop to the new app running:
+
+    pod/web-7d9: 3 files → restarted in 84 ms
+    pod/web-7d9: 1 file → crashed at start (exit status 1):
+      lib/boom.js:3
+      Error: boom
+    pod/web-7d9: 1 file → no restart (nothing the app watches changed)
+
+A crash's lines are the app's own first stderr lines, with the pod's directory taken off the
+paths so that they name the files as the developer has them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..output import out
+
+LIVE_EVENT = "live"
+CRASH_LINES_SHOWN = 6  # of the app's first stderr lines: the location, the source line, the error
+NODE_FOOTER = re.compile(r"^Node\.js v\d")  # the last line of node's report of an uncaught error
+PENDING_MAX = 1000  # batches remembered until their outcome comes (a pod that never answers)
+MS = 1000.0
+
+
+@dataclass(frozen=True)
+class Sent:
+    began: float  # monotonic: the batch's first change on the laptop (or the start of a resync)
+    done: float  # monotonic: the pod said the batch was committed
+    files: int
+    deleted: int
+
+
+def human_ms(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < MS else f"{ms / MS:.1f} s"
+
+
+def what(sent: Sent) -> str:
+    files = f"{sent.files} file{'' if sent.files == 1 else 's'}"
+    if not sent.deleted:
+        return files
+    deleted = f"{sent.deleted} deleted"
+    return deleted if not sent.files else f"{files}, {deleted}"
+
+
+def local_lines(lines: list[str], pod_root: str) -> list[str]:
+    """The app's lines with the pod's directory taken off paths: ``/app/lib/x.js:3`` -> ``lib/x.js:3``."""
+    prefix = pod_root.rstrip("/") + "/" if pod_root else ""
+    return [line.replace(prefix, "") if prefix and prefix != "/" else line for line in lines]
+
+
+def describe(where: str, sent: Optional[Sent], message: dict[str, Any], pod_root: str) -> tuple[str, str, list[str]]:
+    """(level, line, lines under it) for one ``live`` message; level is "status", "warn" or "error"."""
+    head = f"{where}: {what(sent)} → " if sent is not None else f"{where}: "
+    outcome = message["what"]
+    if outcome == "restarted":
+        took = message.get("ms", 0) + (sent.done - sent.began) * MS if sent is not None else message.get("ms", 0)
+        return "status", f"{head}restarted in {human_ms(took)}", []
+    if outcome == "crashed":
+        status = message.get("status")
+        shown = [line for line in local_lines(message.get("lines", []), pod_root) if _worth_showing(line)]
+        return "error", f"{head}crashed at start (exit status {status})", shown[:CRASH_LINES_SHOWN]
+    if outcome == "unchanged":
+        return "status", f"{head}no restart (nothing the app watches changed)", []
+    if outcome == "reloaded":
+        return "status", f"{head}handed to the running app (soft reload), no restart", []
+    if outcome == "no-supervisor":
+        return "warn", f"{head}written, but no reloadd in the pod watches {pod_root or 'it'}: nothing restarted", []
+    if outcome == "stopped":
+        return "warn", f"{head}reloadd in the pod is stopping", []
+    return "warn", f"{head}written; the pod's reloadd did not say whether the app restarted", []
+
+
+def _worth_showing(line: str) -> bool:
+    """The app's own lines: not blank, not node's internal frames, not node's version footer."""
+    return bool(line.strip()) and "(node:internal/" not in line and not NODE_FOOTER.match(line)
+
+
+class Live:
+    """Batches sent to each pod, until the pod says what each did."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, int], Sent] = {}
+
+    def sent(self, pod: str, ident: int, sent: Sent) -> None:
+        if len(self.pending) >= PENDING_MAX:
+            self.pending.pop(next(iter(self.pending)))
+        self.pending[(pod, ident)] = sent
+
+    def forget(self, pod: str) -> None:
+        """The pod's link dropped: its agent will not answer for what it had."""
+        self.pending = {key: sent for key, sent in self.pending.items() if key[0] != pod}
+
+    def heard(self, pod: str, where: str, message: dict[str, Any], pod_root: str) -> None:
+        sent = self.pending.pop((pod, message["id"]), None)
+        level, line, lines = describe(where, sent, message, pod_root)
+        fields: dict[str, Any] = {"event": LIVE_EVENT, "target": where, "outcome": message["what"]}
+        if "ms" in message and sent is not None:
+            fields["ms"] = round(message["ms"] + (sent.done - sent.began) * MS)
+        if lines:
+            fields["lines"] = lines
+        say = {"status": out.status, "warn": out.warn, "error": out.error}[level]
+        say(line + (":" if lines else ""), **fields)
+        if not out.json_lines:  # a JSON line carries them in "lines"
+            for text in lines:
+                say(f"  {text}")

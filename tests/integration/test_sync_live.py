@@ -1,0 +1,122 @@
+# mypy: disallow-untyped-defs=False, disallow-incomplete-defs=False, disallow-untyped-calls=False
+"""The laptop's "your change is live" line: after every batch, one line per pod saying what the
+batch did to the app there (restarted and how fast, crashed at start and where, nothing to
+restart, nobody to restart it), from the pod's own supervisor. ``--transport env`` and a real
+node app under reloadd in the pod directory."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from support import Reloadd, free_port, make_app, wait_for
+from sync_support import control_env, served, start_sync
+
+LIVE = re.compile(r"\] (\S+): (.+?) → (.*)$", re.M)  # pod: what → outcome
+QUIET = 1.5  # seconds with no further line: "exactly one line for this batch"
+
+SERVER_JS = """\
+const http = require('http');
+const version = require('./version.js');
+require('./lib/start.js');
+http.createServer((req, res) => res.end(version)).listen(Number(process.env.PORT), '127.0.0.1');
+"""
+
+
+@pytest.fixture
+def laptop(tmp_path: Path) -> Path:
+    root = make_app(tmp_path / "laptop", server_js=SERVER_JS)
+    (root / "lib").mkdir()
+    (root / "lib" / "start.js").write_text("// runs at start\n")
+    return root
+
+
+@pytest.fixture
+def pod(tmp_path: Path) -> Path:
+    directory = tmp_path / "pod"
+    directory.mkdir()
+    return directory
+
+
+def outcomes(sync: Reloadd) -> list[str]:
+    return [match[2] for match in LIVE.findall(sync.log())]
+
+
+def next_outcome(sync: Reloadd, before: int) -> str:
+    """Wait for the line of the next batch, then for QUIET more: no second line may follow."""
+    wait_for(lambda: len(outcomes(sync)) > before, what=f"a live line:\n{sync.log()}")
+    time.sleep(QUIET)
+    found = outcomes(sync)
+    assert len(found) == before + 1, sync.log()
+    return found[-1]
+
+
+def app_in(run_reloadd: Callable[..., Reloadd], pod: Path, *flags: str) -> tuple[Reloadd, int]:
+    port = free_port()
+    app = run_reloadd([*flags, "server.js"], pod, env={"PORT": str(port), **control_env(pod.parent)})
+    wait_for(lambda: served(port).startswith("module") or served(port).startswith("v"), what=f"the app:\n{app.log()}")
+    return app, port
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-warm"]], ids=["warm", "cold"])
+def test_every_batch_says_once_whether_the_app_restarted_or_crashed_and_where(
+    run_reloadd, laptop: Path, pod: Path, flags: list[str]
+) -> None:
+    sync = start_sync(run_reloadd, laptop, pod)
+    app, port = app_in(run_reloadd, pod, *flags)
+    seen = len(outcomes(sync))
+
+    (laptop / "version.js").write_text("module.exports = 'v2';\n")
+    outcome = next_outcome(sync, seen)
+    assert re.fullmatch(r"restarted in \d+ ms", outcome), sync.log()
+    assert served(port) == "v2"
+    assert re.search(r"\] \S+: 1 file → restarted", sync.log())
+
+    (laptop / "lib" / "start.js").write_text("\n\nthrow new Error('boom at start');\n")
+    assert next_outcome(sync, seen + 1) == "crashed at start (exit status 1):"
+    log = sync.log()
+    tail = log[log.rindex("crashed at start") :]
+    assert "  lib/start.js:3\n" in tail, log  # where, as the developer's own path, not the pod's
+    assert "Error: boom at start" in tail and str(pod) not in tail and "node:internal" not in tail, log
+
+    (laptop / "lib" / "start.js").write_text("// fixed\n")
+    assert next_outcome(sync, seen + 2).startswith("restarted in "), sync.log()
+    assert served(port) == "v2"
+
+
+def test_a_batch_the_app_does_not_watch_says_no_restart(run_reloadd, laptop: Path, pod: Path) -> None:
+    sync = start_sync(run_reloadd, laptop, pod)
+    app, _ = app_in(run_reloadd, pod)
+    starts_before = app.log().count("starting `node server.js`")
+    seen = len(outcomes(sync))
+    (laptop / "notes.md").write_text("not watched: .md is not among the app's extensions\n")
+    assert next_outcome(sync, seen) == "no restart (nothing the app watches changed)"
+    assert app.log().count("starting `node server.js`") == starts_before
+
+
+def test_with_no_supervisor_in_the_pod_the_line_says_nothing_restarted(run_reloadd, laptop: Path, pod: Path) -> None:
+    sync = start_sync(run_reloadd, laptop, pod)
+    seen = len(outcomes(sync))
+    (laptop / "version.js").write_text("module.exports = 'v2';\n")
+    outcome = next_outcome(sync, seen)
+    assert outcome.startswith("written, but no reloadd in the pod watches"), sync.log()
+
+
+def test_json_lines_carry_the_outcome_and_the_crash_lines(run_reloadd, laptop: Path, pod: Path) -> None:
+    sync = start_sync(run_reloadd, laptop, pod, "--log-format", "json")
+    app_in(run_reloadd, pod)
+
+    def live_records() -> list[dict[str, object]]:
+        lines = [json.loads(line) for line in sync.log().splitlines() if line.startswith("{")]
+        return [record for record in lines if record.get("event") == "live"]
+
+    before = len(live_records())
+    (laptop / "lib" / "start.js").write_text("throw new TypeError('nope');\n")
+    wait_for(lambda: len(live_records()) > before, what=f"a live record:\n{sync.log()}")
+    record = live_records()[-1]
+    assert record["outcome"] == "crashed" and record["level"] == "error"
+    assert any("TypeError: nope" in line for line in record["lines"])  # type: ignore[attr-defined]
