@@ -142,7 +142,8 @@ def run_sync(argv: list[str]) -> int:
     if options is None:
         _print(SYNC_HELP)
         return 0
-    check_engine(options.where)
+    if options.where is not None:  # else it comes from the config file: checked once read
+        check_engine(options.where)
     warning = whole_repository_warning(options.local_dir)
     if warning:
         out.warn(warning)

@@ -29,6 +29,7 @@ DEFAULT_RESTART_SIGNAL = "SIGUSR2"  # nodemon's default: node dies of it unless 
 DEFAULT_STOP_TIMEOUT = 5.0  # seconds the old tree gets before SIGKILL
 DEFAULT_POLL_INTERVAL_MS = 100  # chokidar's (and so nodemon's) default interval
 DEFAULT_EVENT_TIMEOUT = 30.0  # seconds a hook may run before it is killed
+DEFAULT_ON_CHANGE_TIMEOUT = 600.0  # seconds a sync.onChange command (an npm ci) may run before it is killed
 # Reachable through kubectl port-forward, not from the network (docs/behaviour.md "Inspector").
 INSPECT_DEFAULT_HOST = "127.0.0.1"
 INSPECT_DEFAULT_PORT = 9229  # node's own default inspector port
@@ -167,14 +168,45 @@ class HotConfig(BaseModel):
         return value
 
 
-class SyncConfig(BaseModel):
-    """``reloadd sync``: what it leaves out (besides ignoreRoot and .gitignore), whether it deletes pod-only files."""
+class OnChangeRule(BaseModel):
+    """``sync.onChange``: when a synced batch changes a file matching ``paths``, the pod runs ``run``
+    before the app restarts (sync/installs.py); like DevSpace's ``onUpload.exec``."""
 
     model_config = ConfigDict(extra="forbid")
 
+    paths: list[str] = Field(min_length=1)
+    run: str = Field(min_length=1)
+    timeout: float = DEFAULT_ON_CHANGE_TIMEOUT  # seconds
+
+    _paths = field_validator("paths", mode="before")(_as_list)
+
+    @field_validator("run")
+    @classmethod
+    def _check_run(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a shell command, not only spaces")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, value: float) -> float:
+        return check_seconds(value, positive=True)
+
+
+class SyncConfig(BaseModel):
+    """``reloadd sync``: where to, what it leaves out (besides ignoreRoot and .gitignore), whether it
+    deletes pod-only files, and what the pod runs when some files change. The command line wins."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: Optional[str] = Field(default=None, min_length=1)  # as --to
+    namespace: Optional[str] = Field(default=None, min_length=1)  # as -n
+    container: Optional[str] = Field(default=None, min_length=1)  # as -c
+    selector: Optional[str] = Field(default=None, min_length=1)  # as -l
     exclude: list[str] = Field(default_factory=list)
     include: list[str] = Field(default_factory=list)  # protected names to sync anyway (sync/excludes.py)
     delete: bool = False
+    on_change: Optional[list[OnChangeRule]] = Field(default=None, alias="onChange")  # None: by the lockfile
 
     _exclude = field_validator("exclude", "include", mode="before")(_as_list)
 
@@ -315,7 +347,18 @@ EXPECTED = {
     "inspect": "HOST:PORT, PORT, or true",
     "hot": '{ "paths": ["routes/**"], "signal": "SIGHUP" }',
     "warm": "true or false",
-    "sync": '{ "exclude": ["*.log"], "delete": false }',
+    "sync": '{ "to": "deploy/api:/app", "exclude": ["*.log"], "delete": false }',
+    "sync.to": 'TARGET[:DIR] as for --to, e.g. "deploy/api:/app"',
+    "sync.namespace": "a namespace name",
+    "sync.container": "a container name",
+    "sync.selector": 'a label selector, e.g. "app=api"',
+    "sync.exclude": "a glob or a list of globs",
+    "sync.include": '"node_modules", ".git" or a list of them',
+    "sync.delete": "true or false",
+    "sync.onChange": '[{ "paths": ["package.json"], "run": "npm install" }]',
+    "sync.onChange.paths": "a glob or a non-empty list of globs",
+    "sync.onChange.run": "a shell command",
+    "sync.onChange.timeout": f"a number of seconds above 0 to {MAX_DURATION_SECONDS} (an hour)",
 }
 
 
@@ -329,7 +372,8 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     if error.get("type") == "value_error":
         message = message.removeprefix("Value error, ") if hasattr(message, "removeprefix") else message
         return key, message
-    return key, f"expected {EXPECTED.get(top, message[0].lower() + message[1:])}"
+    named = ".".join(part for part in loc if not part.isdigit())  # sync.onChange.0.run -> sync.onChange.run
+    return key, f"expected {EXPECTED.get(named, EXPECTED.get(top, message[0].lower() + message[1:]))}"
 
 
 def validate(raw: dict[str, Any], source: str) -> Settings:
@@ -439,6 +483,8 @@ def _glob_problem(settings: Settings) -> Problem:
     lists = {"watch": settings.watch or [], "ignore": settings.ignore, "ignoreRoot": settings.ignore_root}
     if settings.hot is not None:
         lists["hot.paths"] = settings.hot.paths
+    for number, rule in enumerate(settings.sync.on_change or []):
+        lists[f"sync.onChange.{number}.paths"] = rule.paths
     for key, patterns in lists.items():
         for index, pattern in enumerate(patterns):
             try:

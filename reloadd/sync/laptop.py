@@ -63,11 +63,11 @@ from .kubectl import (
 from .live import Live, Sent
 from .local import LocalTree, NotSynced
 from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, escaped, is_utf8, topmost
-from .options import SyncOptions
+from .options import Destination, SyncOptions, destination_where, with_config
 from .pods import PodEvent, PodWatch
 from .protocol import DATA_CHUNK, PROTOCOL_VERSION, chunks
 from .session import Disconnected, Session
-from .transport import Where, exec_argv
+from .transport import Where, check_engine, exec_argv
 
 HELLO_TIMEOUT = 60.0  # seconds for the transport to start the agent (kubectl may pull credentials first)
 REPLY_TIMEOUT = 120.0  # seconds for an answer to a manifest, hash or commit request (pings keep a slow one alive)
@@ -199,6 +199,8 @@ class Syncer:
         first: Optional[Session] = None,
     ) -> None:
         self.options = options
+        assert options.where is not None  # _destination resolved it
+        self.where: Where = options.where
         self.first = first  # the single target's session, started before the config was even read
         self.settings = settings
         self.root = root
@@ -233,7 +235,7 @@ class Syncer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
-        if self.options.where.transport is None:
+        if self.where.transport is None:
             require_kubectl()
         self._start_watcher()
         try:
@@ -319,7 +321,7 @@ class Syncer:
                     self._lost(link, str(exc))
 
     def _first_connections(self) -> Optional[int]:
-        where = self.options.where
+        where = self.where
         if where.selector is not None:
             self.pods = PodWatch(where)
             self.pods.start()
@@ -342,7 +344,7 @@ class Syncer:
         return EXIT_REFUSED if link.refused else None
 
     def _link(self, name: str, target: Optional[str], followed: bool = False) -> Link:
-        link = Link(Session(name, exec_argv(self.options.where, target), self.options.heartbeat), followed=followed)
+        link = Link(Session(name, exec_argv(self.where, target), self.options.heartbeat), followed=followed)
         self.links[name] = link
         return link
 
@@ -452,8 +454,8 @@ class Syncer:
         status = session.exit_status(wait=1.0)
         tail = session.stderr_tail()
         session.close(dead=True)
-        if self.options.where.transport is None:
-            failure = explain(session.name, status, tail, self.options.where)
+        if self.where.transport is None:
+            failure = explain(session.name, status, tail, self.where)
         else:
             said = f"; it said: {tail[-1]}" if tail else ""
             failure = Failure(f"{session.name}: could not start the sync: {why}{said}", EXIT_AGENT_FAILED)
@@ -697,8 +699,8 @@ class Syncer:
         self.pods.stop()
         for line in tail:
             out.detail(f"  kubectl: {line}")
-        selector = self.options.where.selector
-        failure = explain(f"pods -l {selector}", status, tail, self.options.where)
+        selector = self.where.selector
+        failure = explain(f"pods -l {selector}", status, tail, self.where)
         if status != 0 and not failure.transient:
             raise ReloaddError(failure.message, failure.exit_code)
         if status != 0 and failure.message != self.pods_said:
@@ -1068,7 +1070,7 @@ class Syncer:
         return entries, count, f"{files} ({human_size(size)}){gone}"
 
     def _where(self, session: Session) -> str:
-        return session.name if not session.root or self.options.where.transport is None else session.root
+        return session.name if not session.root or self.where.transport is None else session.root
 
     def _list_sent(self, entries: list[Entry], deletes: list[str]) -> None:
         for entry in entries:
@@ -1187,7 +1189,7 @@ def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
     """``reloadd sync``: load LOCAL_DIR's config, then sync until Ctrl-C."""
     options.heartbeat = window_from(options.heartbeat_flag, env)
     first = None
-    if options.where.selector is None:
+    if options.where is not None and options.where.selector is None:
         # The agent starts first: its interpreter, imports and walk of the pod overlap this side's
         # config, watcher and walk. (With --selector the pods are not known yet.)
         first = first_session(options.where, options.heartbeat)
@@ -1199,10 +1201,32 @@ def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
             first.close()  # after a config error; otherwise the loop has closed it already
 
 
+def _destination(options: SyncOptions, settings: Settings, first: Optional[Session]) -> Optional[Session]:
+    """Where to, now that the config file is read: its ``sync`` keys fill what the command line left
+    out. The session started before it was read is kept if the destination is the same."""
+    config = settings.sync
+    from_config = Destination(config.to, config.namespace, config.container, None, config.selector)
+    merged, source = with_config(options.destination, from_config)
+    where = destination_where(merged, source)
+    if where == options.where:
+        return first
+    if options.where is None:
+        check_engine(where)
+    if first is not None:
+        first.close()
+    options.where = where
+    if where.selector is not None:
+        return None
+    first = first_session(where, options.heartbeat)
+    first.start()
+    return first
+
+
 def _sync(options: SyncOptions, env: Mapping[str, str], first: Optional[Session]) -> int:
     root = Path(options.local_dir).resolve()
     loaded = load_settings(CliArgs(cwd=str(root), config_file=options.config_file), env)
     settings = loaded.settings
+    first = _destination(options, settings, first)
     log_format = options.log_format or settings.log_format
     out.configure(
         colour=use_colour(sys.stderr, env, options.colours and settings.colours),

@@ -27,7 +27,8 @@ running the app in the pod, each batch restarts it once. The pod side is `reload
 started through `kubectl exec -i ... -- reloadd agent [REMOTE_DIR]`: no port, no sidecar;
 Kubernetes' pods/exec permission is the authentication.
 
-Where to:
+Where to (or the config file's sync.to, sync.selector, sync.namespace, sync.container: a bare
+`reloadd sync` then goes there; the command line wins key by key):
   --to TARGET[:REMOTE_DIR]  pod/NAME, deploy/NAME or NAME; REMOTE_DIR defaults to the container's
                             working directory
   --to docker://CONTAINER[:REMOTE_DIR]
@@ -76,10 +77,27 @@ container; 6 reloadd is not installed in the container; 7 the agent's version di
 has no usable context. Transient failures (cluster unreachable, 5xx, pod starting) are retried."""
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where to, as the command line (or the config file's ``sync`` keys) gave it, before it is checked."""
+
+    to: Optional[str] = None
+    namespace: Optional[str] = None
+    container: Optional[str] = None
+    context: Optional[str] = None
+    selector: Optional[str] = None
+    transport: Optional[str] = None
+
+    @property
+    def named(self) -> bool:
+        """It says where to (not only how: a namespace or container alone is no destination)."""
+        return self.to is not None or self.selector is not None or self.transport is not None
+
+
 @dataclass
 class SyncOptions:
     local_dir: str
-    where: Where
+    where: Optional[Where]  # None: the command line names no destination; the config file's sync.to does
     excludes: list[str] = field(default_factory=list)
     delete: Optional[bool] = None  # None: the config file's sync.delete
     verbose: bool = False
@@ -91,6 +109,7 @@ class SyncOptions:
     allow_mass_delete: bool = False
     heartbeat: float = HEARTBEAT_WINDOW  # seconds of silence that make a link dead (heartbeat.py)
     heartbeat_flag: Optional[str] = None  # --heartbeat as given; sync_main resolves it with the environment
+    destination: Destination = field(default_factory=Destination)  # as the command line gave it
 
 
 APP_SEARCH_DEPTH = 2  # how far below LOCAL_DIR to look for app folders to suggest (examples/express)
@@ -152,34 +171,61 @@ def parse_sync_args(argv: list[str]) -> Optional[SyncOptions]:
     args = _parser().parse_args(argv)
     if args.help:
         return None
-    if args.transport is not None and args.selector is not None:
+    destination = Destination(args.to, args.namespace, args.container, args.context, args.selector, args.transport)
+    where = destination_where(destination) if destination.named else None
+    return _options(args, where, destination)
+
+
+NO_DESTINATION = (
+    "sync: say where to: --to TARGET[:REMOTE_DIR], -l SELECTOR or --transport CMD "
+    '(or "sync": {"to": ...} in nodemon.json, [sync] to = ... in reloadd.toml)'
+)
+
+
+def destination_where(destination: Destination, to: str = "--to") -> Where:
+    """Check a destination and make it a Where; ``to`` names where ``to`` came from in errors."""
+    d = destination
+    if d.transport is not None and d.selector is not None:
         raise ConfigError("sync: --transport and --selector cannot be used together")
-    if args.to is None and args.selector is None and args.transport is None:
-        raise ConfigError("sync: say where to: --to TARGET[:REMOTE_DIR], -l SELECTOR or --transport CMD")
-    if args.to is not None and engine_to(args.to) is not None:
-        return _options(args, _engine_where(args))
-    target, remote = split_to(args.to or "", transport=args.transport is not None or args.selector is not None)
-    if args.to is not None and args.transport is None and args.selector is None and not target:
-        raise ConfigError(f"sync: --to {args.to!r}: expected TARGET[:REMOTE_DIR], e.g. deploy/api:/app")
-    where = Where(target, remote, args.namespace, args.container, args.context, args.selector, args.transport)
-    return _options(args, where)
+    if not d.named:
+        raise ConfigError(NO_DESTINATION)
+    if d.to is not None and engine_to(d.to) is not None:
+        return _engine_where(d, to)
+    target, remote = split_to(d.to or "", transport=d.transport is not None or d.selector is not None)
+    if d.to is not None and d.transport is None and d.selector is None and not target:
+        raise ConfigError(f"sync: {to} {d.to!r}: expected TARGET[:REMOTE_DIR], e.g. deploy/api:/app")
+    return Where(target, remote, d.namespace, d.container, d.context, d.selector, d.transport)
 
 
-def _engine_where(args: argparse.Namespace) -> Where:
+def with_config(cli: Destination, config: Destination) -> tuple[Destination, str]:
+    """The command line's destination with its gaps filled from the config file's ``sync`` keys (the
+    command line wins key by key; a destination it names replaces the config's ``to`` and
+    ``selector``), and how to name ``to`` in errors."""
+    to, selector, source = cli.to, cli.selector, "--to"
+    if not cli.named:
+        to, selector, source = config.to, config.selector, "sync.to"
+    merged = Destination(
+        to, cli.namespace or config.namespace, cli.container or config.container, cli.context, selector, cli.transport
+    )
+    return merged, source
+
+
+def _engine_where(d: Destination, to: str) -> Where:
     """``--to docker://...`` / ``compose://...``: the docker transport under a name people know."""
-    found = engine_to(args.to)
+    assert d.to is not None
+    found = engine_to(d.to)
     assert found is not None
     name, transport, remote = found
-    for flag, value in (("--transport", args.transport), ("-l", args.selector), ("-n", args.namespace)):
+    for flag, value in (("--transport", d.transport), ("-l", d.selector), ("-n", d.namespace)):
         if value is not None:
-            raise ConfigError(f"sync: {flag} cannot be used with --to {name}")
-    for flag, value in (("-c", args.container), ("--context", args.context)):
+            raise ConfigError(f"sync: {flag} cannot be used with {to} {name}")
+    for flag, value in (("-c", d.container), ("--context", d.context)):
         if value is not None:
-            raise ConfigError(f"sync: {flag} is for kubectl; --to {name} names the container itself")
+            raise ConfigError(f"sync: {flag} is for kubectl; {to} {name} names the container itself")
     return Where(name, remote, transport=transport)
 
 
-def _options(args: argparse.Namespace, where: Where) -> SyncOptions:
+def _options(args: argparse.Namespace, where: Optional[Where], destination: Destination) -> SyncOptions:
     if not os.path.isdir(args.local_dir):
         raise ConfigError(f"sync: {args.local_dir!r} is not a directory")
     log_format = parse_log_format("--log-format", args.log_format) if args.log_format is not None else None
@@ -198,4 +244,5 @@ def _options(args: argparse.Namespace, where: Where) -> SyncOptions:
         check_include(args.include, "sync: --include"),
         args.allow_mass_delete,
         heartbeat_flag=args.heartbeat,
+        destination=destination,
     )

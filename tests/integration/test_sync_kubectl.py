@@ -99,3 +99,45 @@ def test_target_forms(run_reloadd, tmp_path: Path, cluster: Path, to: str, tail:
     wait_for(lambda: first_sync_done(sync), what=sync.log())
     assert calls(cluster)[0] == ["exec", "-i"] + [part.format(dir=remote) for part in tail]
     assert tree(remote if "{dir}" in to else pod) == tree(laptop)
+
+
+def test_a_bare_sync_goes_where_the_config_files_sync_keys_say(run_reloadd, tmp_path: Path, cluster: Path) -> None:
+    laptop = make_app(tmp_path / "laptop")
+    (laptop / "nodemon.json").write_text(
+        json.dumps({"sync": {"to": "deploy/api", "namespace": "dev", "container": "app", "exclude": ["*.log"]}})
+    )
+    (laptop / "debug.log").write_text("not sent")
+    pod = add_pod(cluster, "api")
+    sync = run_reloadd(["sync", str(laptop)], laptop, env=sync_env(cluster))
+    wait_for(lambda: first_sync_done(sync), what=sync.log())
+    assert calls(cluster)[0] == ["exec", "-i", "-n", "dev", "-c", "app", "deploy/api", "--", "reloadd", "agent"]
+    assert "debug.log" not in tree(pod) and tree(pod)["server.js"] == tree(laptop)["server.js"]
+
+
+def test_the_command_line_wins_over_the_config_files_sync_keys(run_reloadd, tmp_path: Path, cluster: Path) -> None:
+    laptop = make_app(tmp_path / "laptop")
+    (laptop / "nodemon.json").write_text(json.dumps({"sync": {"to": "deploy/api", "namespace": "dev"}}))
+    add_pod(cluster, "web")
+    sync = run_reloadd(["sync", str(laptop), "--to", "pod/web", "-c", "box"], laptop, env=sync_env(cluster))
+    wait_for(lambda: first_sync_done(sync), what=sync.log())
+    assert calls(cluster)[-1] == ["exec", "-i", "-n", "dev", "-c", "box", "pod/web", "--", "reloadd", "agent"]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({}, "say where to"),
+        ({"sync": {"to": ":/app"}}, "sync.to ':/app': expected TARGET"),
+        ({"sync": {"to": 3}}, "key 'sync.to': expected TARGET[:DIR]"),
+        ({"sync": {"onChange": [{"paths": ["package.json"]}]}}, "key 'sync.onChange.0.run'"),
+    ],
+)
+def test_a_bad_or_missing_destination_in_the_config_is_one_line_and_exit_2(
+    run_reloadd, tmp_path: Path, config: dict[str, object], message: str
+) -> None:
+    laptop = make_app(tmp_path / "laptop")
+    (laptop / "nodemon.json").write_text(json.dumps(config))
+    sync = run_reloadd(["sync", str(laptop)], laptop)
+    assert sync.wait_exit() == 2
+    (line,) = sync.log().strip().splitlines()
+    assert message in line, sync.log()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -10,15 +11,20 @@ from reloadd.cli import parse_args
 from reloadd.errors import ConfigError, ReloaddError
 from reloadd.sync.guard import refusal
 from reloadd.sync.laptop import human_duration
-from reloadd.sync.options import parse_sync_args, whole_repository_warning
-from reloadd.sync.transport import check_engine, exec_argv
+from reloadd.sync.options import Destination, destination_where, parse_sync_args, whole_repository_warning, with_config
+from reloadd.sync.transport import Where, check_engine, exec_argv
 
 
 def argv_for(*args: str) -> list[str]:
     options = parse_sync_args(list(args))
     assert options is not None
-    where = options.where
+    where = known(options.where)
     return exec_argv(where, where.target)
+
+
+def known(where: Optional[Where]) -> Where:
+    assert where is not None  # the command line named a destination
+    return where
 
 
 def test_the_default_transport_is_kubectl_exec_with_the_agent_appended(tmp_path: Path) -> None:
@@ -37,7 +43,6 @@ def test_a_custom_transport_is_shell_split_and_replaces_everything_before_the_ag
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "say where to"),
         (["--to", ":/app"], "expected TARGET"),
         (["--transport", "env", "-l", "app=x"], "cannot be used together"),
         (["--to", "pod/x", "--bogus"], "unrecognized arguments"),
@@ -102,8 +107,8 @@ def test_docker_and_compose_targets_are_the_docker_transport(
 ) -> None:
     options = parse_sync_args([str(tmp_path), "--to", to])
     assert options is not None
-    assert exec_argv(options.where, options.where.target) == argv
-    assert options.where.target == name  # what the sync's lines and errors call it
+    assert exec_argv(known(options.where), known(options.where).target) == argv
+    assert known(options.where).target == name  # what the sync's lines and errors call it
 
 
 @pytest.mark.parametrize(
@@ -127,7 +132,7 @@ def test_docker_target_usage_errors_are_one_line(args: list[str], message: str) 
 def test_a_container_name_with_odd_characters_is_passed_as_one_argument(tmp_path: Path) -> None:
     options = parse_sync_args([str(tmp_path), "--to", "docker://my box;rm -rf:/app"])
     assert options is not None
-    assert exec_argv(options.where, None)[:4] == ["docker", "exec", "-i", "my box;rm -rf"]
+    assert exec_argv(known(options.where), None)[:4] == ["docker", "exec", "-i", "my box;rm -rf"]
 
 
 def test_a_whole_repository_without_package_json_is_warned_about(tmp_path: Path) -> None:
@@ -173,9 +178,9 @@ def test_compose_without_the_compose_plugin_is_one_line_naming_the_ways_out(
     options = parse_sync_args([str(tmp_path), "--to", "compose://api:/app"])
     assert options is not None
     with pytest.raises(ReloaddError, match=r"not installed; use .*docker://NAME.*docker-compose exec -T api"):
-        check_engine(options.where)
+        check_engine(known(options.where))
     stub_docker(tmp_path / "bin", compose_works=True)
-    check_engine(options.where)
+    check_engine(known(options.where))
 
 
 def test_docker_target_without_docker_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -183,8 +188,30 @@ def test_docker_target_without_docker_says_so(tmp_path: Path, monkeypatch: pytes
     options = parse_sync_args([str(tmp_path), "--to", "docker://box"])
     assert options is not None
     with pytest.raises(ReloaddError, match="docker not found on PATH") as raised:
-        check_engine(options.where)
+        check_engine(known(options.where))
     assert raised.value.exit_code == 127
     kubectl = parse_sync_args([str(tmp_path), "--to", "deploy/api"])
     assert kubectl is not None
-    check_engine(kubectl.where)  # not a docker target: nothing to check here
+    check_engine(known(kubectl.where))  # not a docker target: nothing to check here
+
+
+def test_without_a_destination_on_the_command_line_the_config_files_is_used(tmp_path: Path) -> None:
+    options = parse_sync_args([str(tmp_path)])
+    assert options is not None and options.where is None
+    with pytest.raises(ConfigError, match=r"say where to: .*sync.*to"):
+        destination_where(*with_config(options.destination, Destination()))
+    config = Destination(to="deploy/api:/app", namespace="dev", container="app")
+    where = destination_where(*with_config(options.destination, config))
+    assert exec_argv(where, where.target) == [
+        "kubectl", "exec", "-i", "-n", "dev", "-c", "app", "deploy/api", "--", "reloadd", "agent", "/app",
+    ]  # fmt: skip
+
+
+def test_the_command_line_wins_key_by_key_over_the_config_file(tmp_path: Path) -> None:
+    config = Destination(to="deploy/api:/app", namespace="dev", container="app", selector=None)
+    cli = parse_sync_args([str(tmp_path), "-l", "app=web", "-n", "staging"])
+    assert cli is not None
+    merged, _ = with_config(cli.destination, config)
+    assert (merged.to, merged.selector, merged.namespace, merged.container) == (None, "app=web", "staging", "app")
+    with pytest.raises(ConfigError, match="sync.to ':/app': expected TARGET"):
+        destination_where(*with_config(Destination(), Destination(to=":/app")))
