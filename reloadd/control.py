@@ -22,6 +22,8 @@ One connection per batch, newline-separated JSON:
                        known; then the supervisor closes
 or, instead of the commit, when the agent only gave files the laptop's mtime (same content):
   agent -> supervisor  ``{"stamped": [PATH...]}`` no restart; the watcher's report of it is an echo
+or, when the batch's dependency install failed (sync/installs.py):
+  agent -> supervisor  ``{"keep": [PATH...]}``  no restart: the app keeps running the old code
 A connection that closes (or stays silent for ``HOLD_MAX``, or the hold it asked for) without a
 commit releases the hold: that is how a batch that failed and was rolled back ends, with no restart.
 With no supervisor listening the agent just writes, and the watcher does its usual job.
@@ -124,6 +126,7 @@ class ControlServer:
         self.connections: dict[int, _Connection] = {}
         self.stamped: list[str] = []  # files whose mtime alone the agent changed: taken with take_stamped()
         self.awaiting: list[Committed] = []  # committed batches whose agent waits for an outcome
+        self.kept: list[str] = []  # files written whose dependency install failed: taken with take_kept()
         self._poll = selectors.DefaultSelector()
         self.listeners: dict[Path, socket.socket] = {}
         try:
@@ -170,6 +173,11 @@ class ControlServer:
         """The files given a new mtime (and nothing else) since the last call; read after take_batches()."""
         stamped, self.stamped = self.stamped, []
         return stamped
+
+    def take_kept(self) -> list[str]:
+        """The files of batches whose dependency install failed since the last call: no restart for them."""
+        kept, self.kept = self.kept, []
+        return kept
 
     def reply(self, batch: Committed, outcome: dict[str, object]) -> None:
         """Tell the agent of ``batch`` what it did to the app, and hang up."""
@@ -241,6 +249,9 @@ class ControlServer:
                 return batch, True
             elif "stamped" in message:
                 self.stamped += _absolute(message["stamped"])
+                return None, True
+            elif "keep" in message:
+                self.kept += _absolute(message["keep"])
                 return None, True
         return None, False
 
@@ -346,6 +357,11 @@ class Announcement:
     def stamped(self, paths: list[str]) -> None:
         """Only the mtimes of these files changed (their content is the laptop's already): no restart."""
         self._say({"stamped": paths})
+        self.close()
+
+    def keep(self, paths: list[str]) -> None:
+        """These files changed, but the app must keep running (their dependency install failed)."""
+        self._say({"keep": paths})
         self.close()
 
     def outcome(self, timeout: float = OUTCOME_WAIT) -> Optional[dict[str, object]]:

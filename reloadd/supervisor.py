@@ -566,6 +566,12 @@ class Supervisor:
             self._take_reports(self.system.now())
             self.burst.drop(set(stamped))
             out.detail(f"sync gave {plural(len(stamped), 'file')} the laptop's mtime: no restart")
+        kept = self.control.take_kept()
+        if kept:  # written, but their dependency install failed: the app keeps running the old code
+            self.echoes.remember(kept)
+            self._take_reports(self.system.now())
+            self.burst.drop(set(kept))
+            out.warn(f"a synced dependency install failed: keeping the running app ({plural(len(kept), 'file')} held)")
         for batch in batches:
             self.echoes.remember(batch.paths)
             paths = {p for p in batch.paths if p in self.config_files or self.rules.matches(p)}

@@ -33,6 +33,7 @@ from .batch import Batch, failures, skips
 from .excludes import excluder
 from .guard import EXIT_REFUSED, refusal
 from .heartbeat import BEATS_PER_WINDOW, HEARTBEAT_WINDOW, MAX_WINDOW, MIN_WINDOW, PING, Heartbeat, Outlet, WriteStalled
+from .installs import Installer, rules_from_wire
 from .listing import digest_items, group
 from .manifest import Entry, Exclude, file_hash, walk
 from .paths import Blocked, Root, check_link_target, check_path, check_root, remove_tree, temp_name, temp_owner
@@ -63,6 +64,8 @@ NO_SUPERVISOR = "no-supervisor"  # a ``live`` outcome: nothing in the pod runs t
 NO_ANSWER = "no-answer"  # a ``live`` outcome: the supervisor did not say what the batch did in time
 LIVE_OUTCOMES = ("restarted", "crashed", "unchanged", "reloaded", "stopped")  # feedback.py
 LIVE_LINES = 12  # stderr lines of a crash at start passed on
+ON_CHANGE_MAX = 100  # onChange rules in one start message
+ON_CHANGE_TIMEOUT_MAX = 3600  # seconds, as config.MAX_DURATION_SECONDS
 OP_KEYS = {  # exactly these keys per op: anything else is a peer that speaks another protocol
     "dir": {"t", "op", "path"},
     "link": {"t", "op", "path", "target"},
@@ -81,6 +84,7 @@ class Agent:
         self.batch: Optional[Batch] = None
         self.counter = 0
         self.listings: dict[str, list[Entry]] = {}  # the last start's walk, by directory, until compared
+        self.installer = Installer(root.path, send, self._commit_to_supervisor)
 
     # -- dispatch ----------------------------------------------------------------------------------
     def handle(self, frame: Frame) -> None:
@@ -125,6 +129,7 @@ class Agent:
     def _start(self, message: dict[str, Any]) -> None:
         """Walk the whole tree (the laptop walks its own meanwhile), then send each directory's digest."""
         self.exclude = excluder(self.root.path, message["exclude"])
+        self.installer.rules = rules_from_wire(_on_change(message.get("onChange")))
         self.listings = group(walk(self.root.fd, self.exclude, self._stale_temp, self._warn))
         for chunk in chunks(digest_items(self.listings)):
             self.send({"t": "dirs", "items": chunk})
@@ -267,26 +272,55 @@ class Agent:
             batch.close()
         self.send({"t": "done", "id": batch.ident, "ok": outcome.committed})
         if announcement is not None and outcome.committed:
-            self._live(batch.ident, announcement, [f"{self.root.path}/{path}" for path in outcome.changed])
+            changed = [f"{self.root.path}/{path}" for path in outcome.changed]
+            if not self.installer.take(batch.ident, announcement, changed, list(outcome.changed)):
+                self._commit_to_supervisor(batch.ident, announcement, changed, {})
 
-    def _live(self, ident: int, announcement: Announcement, changed: list[str]) -> None:
-        """Tell the supervisors the batch is in, and pass on to the laptop what it did to the app
-        (``live``: restarted, crashed at start, unchanged...) once they know; from a thread, so the
-        next batch need not wait for the app to start."""
+    def _commit_to_supervisor(
+        self, ident: int, announcement: Announcement, changed: list[str], installed: dict[str, Any]
+    ) -> None:
+        """Tell the supervisors the batch is in (``installed``: after a dependency install, installs.py),
+        and pass on to the laptop what it did to the app (``live``: restarted, crashed at start,
+        unchanged...) once they know; from a thread, so the next batch need not wait for the app."""
         if not announcement.socks:
             announcement.close()
-            self.send({"t": "live", "id": ident, "what": NO_SUPERVISOR})
+            self._say({"t": "live", "id": ident, "what": NO_SUPERVISOR, **installed})
             return
-        announcement.commit(changed, outcome=True)
-        threading.Thread(target=self._pass_on, args=(ident, announcement), name="live", daemon=True).start()
+        announcement.commit(changed, fresh=bool(installed), outcome=True)
+        args = (ident, announcement, installed)
+        threading.Thread(target=self._pass_on, args=args, name="live", daemon=True).start()
 
-    def _pass_on(self, ident: int, announcement: Announcement) -> None:
+    def _pass_on(self, ident: int, announcement: Announcement, installed: dict[str, Any]) -> None:
         said = announcement.outcome()
-        message = {"t": "live", "id": ident, **live_fields(said)}
+        self._say({"t": "live", "id": ident, **live_fields(said), **installed})
+
+    def _say(self, message: dict[str, Any]) -> None:
+        """A message from another thread than the main loop's: a dead link is the main loop's to find."""
         try:
             self.send(message)
         except OSError:
-            pass  # the link is gone: the main loop finds out and ends the session
+            pass
+
+
+def _on_change(value: Any) -> Optional[list[Any]]:
+    """``start``'s onChange rules, checked: None, or [[paths...], run or null, timeout] each."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > ON_CHANGE_MAX:
+        raise ProtocolError("start: onChange must be a list of rules")
+    for rule in value:
+        if not (
+            isinstance(rule, list)
+            and len(rule) == 3
+            and isinstance(rule[0], list)
+            and rule[0]
+            and all(isinstance(path, str) for path in rule[0])
+            and (rule[1] is None or (isinstance(rule[1], str) and rule[1].strip()))
+            and type(rule[2]) in (int, float)
+            and 0 < rule[2] <= ON_CHANGE_TIMEOUT_MAX
+        ):
+            raise ProtocolError(f"start: malformed onChange rule {str(rule)[:80]}")
+    return value
 
 
 def live_fields(said: Optional[dict[str, object]]) -> dict[str, object]:
@@ -404,6 +438,7 @@ def _serve(agent: Agent, stdio: Stdio) -> int:
                 agent.handle(frame)
     finally:
         agent.abort()
+        agent.installer.stop()
 
 
 def _report(stdio: Stdio, message: str) -> None:

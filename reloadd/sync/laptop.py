@@ -385,7 +385,10 @@ class Syncer:
             session = link.session
             notices, session.notices = session.notices, []
             for message in notices:
-                self.live.heard(session.name, self._where(session), message, session.root)
+                if message["t"] == "output":
+                    out.info(f"{self._where(session)} | {message['line']}", event="output")
+                else:
+                    self.live.heard(session.name, self._where(session), message, session.root)
 
     def _silent_links(self) -> None:
         now = time.monotonic()
@@ -464,10 +467,17 @@ class Syncer:
                 out.detail(f"  {session.argv[0]}: {line}")
         return failure
 
+    def _start_message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"t": "start", "exclude": self.globs}
+        rules = self.settings.sync.on_change
+        if rules is not None:  # else the pod's default: the project's package.json and lockfiles
+            message["onChange"] = [[rule.paths, rule.run, rule.timeout] for rule in rules]
+        return message
+
     def _ask_start(self, session: Session) -> bool:
         """Send ``start`` (the excludes); False if the agent already stopped (its first frame says why)."""
         try:
-            session.send({"t": "start", "exclude": self.globs})
+            session.send(self._start_message())
             session.flush()
         except Disconnected:
             return False

@@ -23,6 +23,7 @@ from typing import Any, Optional
 from ..output import out
 
 LIVE_EVENT = "live"
+INSTALL_LINES_SHOWN = 10  # of a failed install's last lines
 CRASH_LINES_SHOWN = 6  # of the app's first stderr lines: the location, the source line, the error
 NODE_FOOTER = re.compile(r"^Node\.js v\d")  # the last line of node's report of an uncaught error
 PENDING_MAX = 1000  # batches remembered until their outcome comes (a pod that never answers)
@@ -59,19 +60,28 @@ def describe(where: str, sent: Optional[Sent], message: dict[str, Any], pod_root
     """(level, line, lines under it) for one ``live`` message; level is "status", "warn" or "error"."""
     head = f"{where}: {what(sent)} → " if sent is not None else f"{where}: "
     outcome = message["what"]
+    installed = ""
+    if "installed" in message:
+        installed = f"installed ({message['installed']}, {human_ms(message.get('install_ms', 0))}), "
     if outcome == "restarted":
         took = message.get("ms", 0) + (sent.done - sent.began) * MS if sent is not None else message.get("ms", 0)
-        return "status", f"{head}restarted in {human_ms(took)}", []
+        return "status", f"{head}{installed}restarted in {human_ms(took)}", []
+    if outcome == "install-failed":
+        ended = f"exit status {message['status']}" if "status" in message else "timed out"
+        command = message.get("command", "the install")
+        line = f"{head}{command} failed ({ended}); the app keeps running the previous code"
+        return "error", line, [text for text in message.get("lines", []) if text.strip()][-INSTALL_LINES_SHOWN:]
     if outcome == "crashed":
         status = message.get("status")
         shown = [line for line in local_lines(message.get("lines", []), pod_root) if _worth_showing(line)]
-        return "error", f"{head}crashed at start (exit status {status})", shown[:CRASH_LINES_SHOWN]
+        return "error", f"{head}{installed}crashed at start (exit status {status})", shown[:CRASH_LINES_SHOWN]
     if outcome == "unchanged":
         return "status", f"{head}no restart (nothing the app watches changed)", []
     if outcome == "reloaded":
         return "status", f"{head}handed to the running app (soft reload), no restart", []
     if outcome == "no-supervisor":
-        return "warn", f"{head}written, but no reloadd in the pod watches {pod_root or 'it'}: nothing restarted", []
+        watched = pod_root or "it"
+        return "warn", f"{head}{installed}written, but no reloadd in the pod watches {watched}: nothing restarted", []
     if outcome == "stopped":
         return "warn", f"{head}reloadd in the pod is stopping", []
     return "warn", f"{head}written; the pod's reloadd did not say whether the app restarted", []

@@ -50,6 +50,9 @@ What:
                             read, written or deleted, whatever ignoreRoot says [config: sync.include]
   --delete                  delete files in the pod that LOCAL_DIR does not have (never excluded
                             ones) [config: sync.delete]
+  (sync.onChange)           commands the pod runs before restarting when some files change;
+                            by default the install its lockfile calls for (npm ci...) when
+                            package.json or a lockfile changes; see README
   --allow-mass-delete       do not halt when one change would delete every file, or more than half
                             of a tree of 50 or more (see "Halts" below)
   --config FILE             read this .json or .toml file instead of LOCAL_DIR's reloadd.toml / nodemon.json

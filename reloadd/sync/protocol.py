@@ -103,9 +103,13 @@ MESSAGES: dict[str, Schema] = {
     "failed": Schema({"id": _ID, "items": _LIST}, {}),  # [path, errno name, strerror]: the batch rolled back
     "done": Schema({"id": _ID, "ok": _BOOL}, {}),  # the last reply of a batch: committed, or not at all
     # what a committed batch did to the app (agent.live_fields): sent on its own, after "done"
-    "live": Schema({"id": _ID, "what": _STR}, {"ms": _SIZE, "status": _NS, "lines": _strs}),
+    "live": Schema(
+        {"id": _ID, "what": _STR},
+        {"ms": _SIZE, "status": _NS, "lines": _strs, "command": _STR, "installed": _STR, "install_ms": _SIZE},
+    ),
+    "output": Schema({"line": _STR}, {}),  # a line of a dependency install's output (installs.py)
     # laptop -> agent
-    "start": Schema({"exclude": _strs}, {}),
+    "start": Schema({"exclude": _strs}, {"onChange": _LIST}),  # onChange: agent._on_change checks it
     "list": Schema({"dirs": _strs}, {}),  # the entries of these directories, please (their digests differ)
     "compared": Schema({}, {}),  # the comparison is over: the agent drops its walk (no reply)
     "hash": Schema({"paths": _strs}, {}),

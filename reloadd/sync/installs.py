@@ -1,0 +1,267 @@
+"""Dependency changes in the pod: a batch that changes package.json or a lockfile installs before the restart.
+
+``node_modules`` is never synced (it was built for the pod), so a dependency added on the laptop
+would crash the pod's app with "Cannot find module". When a committed batch changes a path of
+an ``onChange`` rule (by default: the project's ``package.json`` and lockfiles), the agent runs
+the rule's command in the synced directory, as the agent's user, with a timeout, and passes its
+output on to the laptop as ``output`` messages (never mixed with the app's). Meanwhile the
+supervisor keeps holding its restarts (control.py ``hold``); then:
+  - the command succeeded: the batch is committed to the supervisor as ``fresh`` (nothing the
+    warm process preloaded may be kept: those modules are stale) and the app restarts once;
+  - it failed or timed out: the supervisor is told to keep the running app (``keep``), the
+    laptop gets the command's last lines and exit status, and the next batch that changes
+    those paths runs it again.
+Batches committed while a command runs join it: their files are in place at once, and they
+are committed to the supervisor together when it is over (one restart), so an install is
+never raced by a restart. A session that ends during a command (the laptop stopped, a dead
+link) ends the command's whole process group and keeps the running app, as for a failure; the
+next batch that changes those paths runs it again.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ..control import Announcement
+from .excludes import excluder
+
+DEPENDENCY_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml")
+LOCKFILE_COMMANDS = (  # the first lockfile present decides, as each tool's docs recommend for CI
+    ("package-lock.json", "npm ci"),
+    ("npm-shrinkwrap.json", "npm ci"),
+    ("yarn.lock", "yarn install --frozen-lockfile"),
+    ("pnpm-lock.yaml", "pnpm install --frozen-lockfile"),
+)
+NO_LOCKFILE_COMMAND = "npm install"
+DEFAULT_TIMEOUT = 600.0  # seconds; as config.DEFAULT_ON_CHANGE_TIMEOUT (the agent does not import the model)
+HOLD_SLACK = 30.0  # seconds the supervisor holds beyond the commands' timeouts
+TERM_GRACE = 5.0  # seconds a timed-out command's process group gets after SIGTERM, before SIGKILL
+TAIL_LINES = 20  # the command's last lines, for the laptop when it fails
+LINE_MAX = 1000  # characters of one output line passed on
+READ_CHUNK = 65536
+SHELL = "/bin/sh"
+MS = 1000
+
+Send = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Rule:
+    paths: tuple[str, ...]  # globs relative to the synced directory, as sync.exclude's
+    run: Optional[str]  # None: chosen by the lockfile when it runs
+    timeout: float = DEFAULT_TIMEOUT
+
+    def command(self, root: str) -> str:
+        if self.run is not None:
+            return self.run
+        for lockfile, command in LOCKFILE_COMMANDS:
+            if os.path.isfile(os.path.join(root, lockfile)):
+                return command
+        return NO_LOCKFILE_COMMAND
+
+
+DEFAULT_RULES = (Rule(tuple(f"./{name}" for name in DEPENDENCY_FILES), None),)  # the project's own, at the top
+
+
+def rules_from_wire(items: Optional[list[Any]]) -> tuple[Rule, ...]:
+    """The laptop's ``onChange`` rules ([paths, run, timeout] each); None: the default rule."""
+    if items is None:
+        return DEFAULT_RULES
+    return tuple(Rule(tuple(paths), run, float(timeout)) for paths, run, timeout in items)
+
+
+def matching(rules: Iterable[Rule], root: str, changed: Iterable[str]) -> list[Rule]:
+    """The rules with a path among ``changed`` (relative to ``root``), in their order."""
+    changed = list(changed)
+    found = []
+    for rule in rules:
+        matches = excluder(root, list(rule.paths))
+        if any(matches(path, False) for path in changed):
+            found.append(rule)
+    return found
+
+
+@dataclass
+class _Batch:
+    ident: int
+    announcement: Announcement
+    changed: list[str]  # absolute paths, as the supervisor takes them
+    relative: list[str]
+
+
+@dataclass
+class Ran:
+    command: str
+    status: Optional[int]  # None: killed at its timeout
+    tail: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Installer:
+    """At most one install at a time, in a thread; batches committed meanwhile wait for it."""
+
+    def __init__(
+        self, root: str, send: Send, pass_on: Callable[[int, Announcement, list[str], dict[str, Any]], None]
+    ) -> None:
+        self.root = root
+        self.send = send
+        self.pass_on = pass_on  # commits a batch to the supervisor and forwards the outcome (agent.py)
+        self.rules: tuple[Rule, ...] = DEFAULT_RULES
+        self.lock = threading.Lock()
+        self.waiting: list[_Batch] = []
+        self.again: set[Rule] = set()  # rules whose paths changed again while a command ran
+        self.thread: Optional[threading.Thread] = None
+        self.proc: Optional[subprocess.Popen[bytes]] = None  # the command running now
+        self.stopping = False
+
+    def take(self, ident: int, announcement: Announcement, changed: list[str], relative: list[str]) -> bool:
+        """A committed batch: True if it waits for an install (one starts if its paths need it)."""
+        batch = _Batch(ident, announcement, changed, relative)
+        with self.lock:
+            if self.thread is not None:
+                self.waiting.append(batch)
+                self.again.update(matching(self.rules, self.root, relative))
+                announcement.hold(self._hold(self.rules))
+                return True
+            rules = matching(self.rules, self.root, relative)
+            if not rules:
+                return False
+            self.waiting.append(batch)
+            announcement.hold(self._hold(rules))
+            self.thread = threading.Thread(target=self._work, args=(rules,), name="install", daemon=True)
+            self.thread.start()
+            return True
+
+    def stop(self) -> None:
+        """The session ends: end a running command's whole group (no process is left behind) and wait
+        until the supervisor has been told to keep the running app."""
+        with self.lock:
+            self.stopping = True
+            proc, thread = self.proc, self.thread
+        if proc is not None:
+            _end_group(proc)
+        if thread is not None:
+            thread.join(TERM_GRACE * 2)
+
+    def _hold(self, rules: Iterable[Rule]) -> float:
+        return sum(rule.timeout for rule in rules) + HOLD_SLACK
+
+    def _work(self, rules: list[Rule]) -> None:
+        ran: list[Ran] = []
+        while True:
+            for rule in rules:
+                ran.append(self._run(rule))
+                if ran[-1].status != 0:
+                    self._failed(ran[-1])
+                    return
+            with self.lock:
+                # A batch that came meanwhile changed a rule's paths again: run it again, in order.
+                rules = [rule for rule in self.rules if rule in self.again]
+                self.again = set()
+                if not rules:
+                    batches, self.waiting, self.thread = self.waiting, [], None
+                    break
+        installed = {
+            "installed": ", ".join(r.command for r in ran),
+            "install_ms": round(sum(r.seconds for r in ran) * MS),
+        }
+        for batch in batches:
+            self.pass_on(batch.ident, batch.announcement, batch.changed, installed)
+
+    def _failed(self, ran: Ran) -> None:
+        with self.lock:
+            batches, self.waiting, self.thread = self.waiting, [], None
+        for batch in batches:
+            batch.announcement.keep(batch.changed)
+            fields: dict[str, Any] = {"what": "install-failed", "command": ran.command, "lines": ran.tail}
+            if ran.status is not None:
+                fields["status"] = ran.status
+            self._say({"t": "live", "id": batch.ident, **fields})
+
+    def _run(self, rule: Rule) -> Ran:
+        command = rule.command(self.root)
+        self._say({"t": "output", "line": f"running {command}"})
+        started = time.monotonic()
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        try:
+            proc = subprocess.Popen(
+                [SHELL, "-c", command],
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: a timeout ends the whole npm tree
+            )
+        except OSError as exc:
+            return Ran(command, 127, [f"{SHELL}: {exc.strerror}"])
+        with self.lock:
+            self.proc = proc
+            stopping = self.stopping
+        if stopping:
+            _end_group(proc)
+        assert proc.stdout is not None
+        status = self._stream(proc, proc.stdout.fileno(), started + rule.timeout, tail)
+        proc.stdout.close()
+        with self.lock:
+            self.proc = None
+        if status is None:
+            tail.append(f"killed after {rule.timeout:g} s (sync.onChange timeout)")
+        return Ran(command, status, list(tail), time.monotonic() - started)
+
+    def _stream(self, proc: subprocess.Popen[bytes], fd: int, deadline: float, tail: deque[str]) -> Optional[int]:
+        """Pass the command's lines on until it ends (its status) or its time is up (None)."""
+        partial = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _end_group(proc)
+                return None
+            if not select.select([fd], [], [], left)[0]:
+                continue
+            data = os.read(fd, READ_CHUNK)
+            if not data:
+                break
+            *lines, partial = (partial + data).split(b"\n")
+            for raw in lines:
+                self._line(raw, tail)
+        if partial:
+            self._line(partial, tail)
+        try:
+            return proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _end_group(proc)
+            return None
+
+    def _line(self, raw: bytes, tail: deque[str]) -> None:
+        line = raw.decode(errors="replace").rstrip()[:LINE_MAX]
+        if line:
+            tail.append(line)
+            self._say({"t": "output", "line": line})
+
+    def _say(self, message: dict[str, Any]) -> None:
+        try:
+            self.send(message)
+        except OSError:
+            pass  # the link is gone; the install still ends and the supervisor is still told
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, TERM_GRACE), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
