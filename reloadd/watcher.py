@@ -415,18 +415,8 @@ class Watcher:
         return changes
 
     def _handle(self, raw: RawChanges) -> None:
-        new_dirs: list[str] = []
-        lost_dir = False
         known = self._known_dirs()
-        removed_dirs: set[str] = set()
-        for change, path in raw:
-            if path in known:
-                lost_dir = lost_dir or change == CHANGE_DELETED  # directory events are never changes themselves
-                if self.report_dirs and change == CHANGE_DELETED:
-                    removed_dirs.add(path)
-            elif change != CHANGE_DELETED and os.path.isdir(path):
-                if not os.path.islink(path) and not self.rules.prune(path):
-                    new_dirs.append(path)
+        new_dirs, lost_dir, removed_dirs = self._directory_events(raw, known)
         matched = self._matched(raw, known) | removed_dirs
         if new_dirs or lost_dir:
             self._send(set(), busy=True)  # before the rebuild: the burst stays open while it runs
@@ -442,6 +432,25 @@ class Watcher:
             skipped = [p for _, p in raw if p not in known and p not in matched and self._is_skipped_file(p)]
             if skipped:
                 self._explain(skipped, len(matched))
+
+    def _directory_events(self, raw: RawChanges, known: set[str]) -> tuple[list[str], bool, set[str]]:
+        """(directories new to the watch, whether a watched one went away, the removed ones to report)."""
+        new_dirs: list[str] = []
+        lost_dir = False
+        removed_dirs: set[str] = set()
+        for change, path in raw:
+            if path in known:
+                lost_dir = lost_dir or change == CHANGE_DELETED  # directory events are never changes themselves
+                if self.report_dirs and change == CHANGE_DELETED:
+                    removed_dirs.add(path)
+                if change == CHANGE_ADDED and os.path.isdir(path) and not os.path.islink(path):
+                    # Deleted and made again under the same name: a new directory whose files may
+                    # have been written before the rebuild watches it, so they are looked for too.
+                    new_dirs.append(path)
+            elif change != CHANGE_DELETED and os.path.isdir(path):
+                if not os.path.islink(path) and not self.rules.prune(path):
+                    new_dirs.append(path)
+        return new_dirs, lost_dir, removed_dirs
 
     def _is_skipped_file(self, path: str) -> bool:
         """A file whose change the rules filter out (--verbose says why, to answer "why no restart?")."""

@@ -112,6 +112,33 @@ def test_what_the_replaced_inotify_instance_still_held_is_handed_over_by_a_rebui
         os.close(watcher._wake_write)
 
 
+def test_a_directory_made_again_under_its_old_name_has_its_new_files_looked_for(tmp_path: Path) -> None:
+    """src is deleted and made again, and a file written in it, before the watcher reads the events:
+    the new src is unwatched when its file is made, so only a look into it can find that file.
+
+    The watcher thread is not started: the events are read and handled by hand, so the order is certain."""
+    (tmp_path / "src" / "sub").mkdir(parents=True)
+    rules = Rules(Settings(), cwd=tmp_path, script=None, extensions=["js"])
+    reports = Reports()
+    watcher = Watcher(rules, legacy_watch=False, poll_interval_ms=100, report=reports, notifier="inotify")
+    watcher._rebuild(initial=True)
+    try:
+        shutil.rmtree(tmp_path / "src")
+        (tmp_path / "src" / "sub").mkdir(parents=True)
+        (tmp_path / "src" / "sub" / "mod.js").write_text("x")
+        for _ in range(3):  # the deletion and the creation may come in more than one read
+            os.write(watcher._wake_write, b"x")
+            raw = watcher._wait_for_raw()
+            if raw:
+                watcher._handle(raw)
+        assert str(tmp_path / "src" / "sub" / "mod.js") in reports.paths(), reports.all()
+    finally:
+        for notifier in watcher._notifiers:
+            notifier.close()
+        os.close(watcher._wake_read)
+        os.close(watcher._wake_write)
+
+
 def test_an_error_in_the_watcher_thread_is_logged_and_watching_recovers_with_the_lost_change(
     tmp_path: Path, watch: Callable[[], tuple[Watcher, Reports]], log: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
