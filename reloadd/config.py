@@ -175,8 +175,19 @@ class SyncConfig(BaseModel):
     exclude: list[str] = Field(default_factory=list)
     include: list[str] = Field(default_factory=list)  # protected names to sync anyway (sync/excludes.py)
     delete: bool = False
+    ports: list[Union[int, str]] = Field(default_factory=list)  # forwarded ports (sync/forward.py), as -p
 
     _exclude = field_validator("exclude", "include", mode="before")(_as_list)
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _check_ports(cls, value: Any) -> Any:
+        from .sync.forward import check_forwards  # the sync's own rules (-p): one place says what a port is
+
+        values = _as_list(value) if not isinstance(value, int) else [value]
+        if isinstance(values, list):
+            check_forwards(values)
+        return values
 
 
 ScalarEnv = Union[str, int, float, bool]

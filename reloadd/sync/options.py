@@ -10,6 +10,7 @@ from typing import NoReturn, Optional
 from ..cli import parse_log_format
 from ..errors import ConfigError
 from .excludes import check_include
+from .forward import Forward, parse_forwards
 from .heartbeat import HEARTBEAT_WINDOW, parse_window
 from .transport import Where, engine_to, split_to
 
@@ -91,6 +92,7 @@ class SyncOptions:
     allow_mass_delete: bool = False
     heartbeat: float = HEARTBEAT_WINDOW  # seconds of silence that make a link dead (heartbeat.py)
     heartbeat_flag: Optional[str] = None  # --heartbeat as given; sync_main resolves it with the environment
+    forwards: list[Forward] = field(default_factory=list)  # -p; empty: the config's sync.ports
 
 
 APP_SEARCH_DEPTH = 2  # how far below LOCAL_DIR to look for app folders to suggest (examples/express)
@@ -143,6 +145,7 @@ def _parser() -> _Parser:
     parser.add_argument("--no-colours", "--no-colors", dest="colours", action="store_false")
     parser.add_argument("--config")
     parser.add_argument("--heartbeat")
+    parser.add_argument("-p", "--port", action="append", default=[])
     parser.add_argument("-h", "--help", action="store_true")
     return parser
 
@@ -198,4 +201,5 @@ def _options(args: argparse.Namespace, where: Where) -> SyncOptions:
         check_include(args.include, "sync: --include"),
         args.allow_mass_delete,
         heartbeat_flag=args.heartbeat,
+        forwards=parse_forwards(args.port, "sync: -p"),
     )
