@@ -13,6 +13,10 @@ oversized frame ends the session with one error line (exit 65); staged files are
 nothing partial becomes visible. stdin closing (the laptop stopped, Ctrl-C) ends the agent the
 same way; so does a laptop that is silent for the heartbeat window (heartbeat.py) or stops
 reading, so a frozen link never leaves a second agent behind; the app keeps running.
+
+Between the sync's frames the agent serves forwarded ports (``reloadd sync -p``, channels.py):
+it connects to 127.0.0.1:PORT in the pod for each channel the laptop opens, retrying while the
+app restarts, and never waits on those sockets.
 """
 
 from __future__ import annotations

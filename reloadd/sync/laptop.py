@@ -19,6 +19,9 @@ mirrored (mutagen's safety halt): LOCAL_DIR itself going away (deleted, moved, u
 nothing is deleted, and the sync resumes with a resync when a directory is back at its path),
 and one change that would delete every file of the tree, or more than half of a tree of
 MASS_DELETE_MIN_FILES or more (nothing is sent until the files are back or the user confirms).
+
+Forwarded ports (``-p``, forward.py) listen from the start to the end of the sync; their
+connections ride the first connected pod's stream (channels.py), served by the same loop.
 """
 
 from __future__ import annotations

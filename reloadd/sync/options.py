@@ -54,6 +54,15 @@ What:
                             of a tree of 50 or more (see "Halts" below)
   --config FILE             read this .json or .toml file instead of LOCAL_DIR's reloadd.toml / nodemon.json
 
+Ports:
+  -p, --port LOCAL[:REMOTE] forward 127.0.0.1:LOCAL here to 127.0.0.1:REMOTE in the pod (REMOTE
+                            defaults to LOCAL; repeatable: -p 3000 -p 9229 -p 8080:3000) over the
+                            sync's own stream: no second kubectl, no port opened in the pod.
+                            Unlike kubectl port-forward it stays up when the app restarts, the
+                            stream reconnects or the pod is replaced; a connection made meanwhile
+                            waits (up to 10 s in a reconnect, 5 s for the app to listen). With -l:
+                            the first pod connected [config: sync.ports]
+
 Link:
   --heartbeat SECONDS       a link silent this long is dead (default 8): the laptop kills kubectl,
                             says so and reconnects, and the agent in the pod exits by itself; each
@@ -70,11 +79,12 @@ Halts: when LOCAL_DIR is deleted or moved away, the sync halts and deletes nothi
 half of 50 or more, nothing is sent until the files are back or you type y and Enter (on a
 terminal); with --delete, such a share of pod-only files is not deleted at (re)connection.
 
-Exit status: 0 after Ctrl-C; 1 the agent cannot be started (kubectl's reason); 2 usage error or
-kubectl not on PATH; 3 the pod refuses (NODE_ENV=production: set RELOADD_SYNC=1 in the container
-to allow); 4 RBAC forbids pods/exec (or listing pods for -l); 5 no such pod, deployment or
-container; 6 reloadd is not installed in the container; 7 the agent's version differs; 8 kubectl
-has no usable context. Transient failures (cluster unreachable, 5xx, pod starting) are retried."""
+Exit status: 0 after Ctrl-C; 1 the agent cannot be started (kubectl's reason); 2 usage error, a
+-p port already in use here, or kubectl not on PATH; 3 the pod refuses (NODE_ENV=production: set
+RELOADD_SYNC=1 in the container to allow); 4 RBAC forbids pods/exec (or listing pods for -l); 5
+no such pod, deployment or container; 6 reloadd is not installed in the container; 7 the agent's
+version differs; 8 kubectl has no usable context. Transient failures (cluster unreachable, 5xx,
+pod starting) are retried."""
 
 
 @dataclass

@@ -145,6 +145,10 @@ class Session:
             raise Disconnected(self._why("the agent stopped reading")) from None
         except OSError as exc:  # WriteStalled: a stopped agent, a frozen link
             raise Disconnected(str(exc)) from None
+        if len(self.channels):
+            # Forwarded ports get a turn between a batch's writes (one chunk per channel, never a wait):
+            # they move while a big batch goes, and the batch waits at most that long for them.
+            self.read_ready(0)
 
     # -- forwarded ports --------------------------------------------------------------------------
     def _offer(self, frame: bytes) -> None:
