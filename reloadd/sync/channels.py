@@ -14,7 +14,8 @@ end; the stream, and the file batches on it, never wait for it.
 
 Closing: ``close`` means "no more bytes from this side" (the socket read EOF or failed). The
 receiver writes out what it holds, then shuts its socket's writing half; a channel ends when
-both sides have said close and everything is written, or at once when a socket fails.
+both sides have said close and everything is written. A socket that fails (a reset, a client
+gone) ends the channel at once on both sides (``close`` with ``abort``).
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ class Channels:
             return  # ended on this side already: the peer's frame crossed ours
         if kind == "opened" or kind == "open-failed":
             self.answered(channel, kind == "opened", frame.get("message", ""))
+        elif kind == "close" and frame.get("abort"):
+            self._drop(channel)  # the peer's socket failed: nobody would take what is held or read here
         elif kind == "close":
             channel.peer_done = True
             self._write(channel)
@@ -192,9 +195,8 @@ class Channels:
                 self._drop(channel)
 
     def end(self, channel: Channel) -> None:
-        """End a channel at once (a socket failed): close it here, tell the peer unless it is done."""
-        if not channel.read_done:
-            self.send({"t": "close", "ch": channel.ident})
+        """End a channel at once (a socket failed): close it here, and there."""
+        self.send({"t": "close", "ch": channel.ident, "abort": True})
         self._drop(channel)
 
     def _drop(self, channel: Channel) -> None:

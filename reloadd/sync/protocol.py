@@ -139,8 +139,9 @@ MESSAGES: dict[str, Schema] = {
     "open-failed": Schema({"ch": _CHANNEL, "message": _STR}, {}),
     # either way, when idle (heartbeat.py); the laptop's first one says its window in seconds
     "ping": Schema({}, {"window": _SECONDS}),
-    # either way, per channel: no more bytes from this side; bytes written out, take this many more
-    "close": Schema({"ch": _CHANNEL}, {}),
+    # either way, per channel: no more bytes from this side (abort: its socket failed, drop the channel);
+    # bytes written out, take this many more
+    "close": Schema({"ch": _CHANNEL}, {"abort": _BOOL}),
     "credit": Schema({"ch": _CHANNEL, "bytes": _int(1, CHANNEL_WINDOW)}, {}),
 }
 CHANNEL_MESSAGES = frozenset({"open", "opened", "open-failed", "close", "credit"})

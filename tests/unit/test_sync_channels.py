@@ -188,10 +188,17 @@ def test_frames_for_a_channel_already_gone_are_dropped(pair: tuple[socket.socket
     table, stream = opened(pair)
     pair[1].close()
     table.take(ChannelData(1, b"x" * 10))  # the write fails: the channel ends, the agent is told
-    assert len(table) == 0 and stream.take() == [{"t": "close", "ch": 1}]
+    assert len(table) == 0 and stream.take() == [{"t": "close", "ch": 1, "abort": True}]
     table.take(ChannelData(1, b"in flight"))
     table.take({"t": "credit", "ch": 1, "bytes": 5})
     table.take({"t": "close", "ch": 1})
+
+
+def test_an_aborted_channel_ends_at_once_whatever_it_holds(pair: tuple[socket.socket, socket.socket]) -> None:
+    table, stream = opened(pair)
+    table.take(ChannelData(1, b"unread"))
+    table.take({"t": "close", "ch": 1, "abort": True})
+    assert len(table) == 0 and stream.take() == [] and pair[0].fileno() == -1
 
 
 def test_bytes_before_the_open_is_answered_are_a_protocol_error(pair: tuple[socket.socket, socket.socket]) -> None:
