@@ -21,6 +21,7 @@ gone) ends the channel at once on both sides (``close`` with ``abort``).
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -255,13 +256,25 @@ class Dialer(Channels):
     def open_asked(self, ident: int, port: int) -> None:
         if ident in self.table:
             raise ProtocolError(f"open: channel {ident} is open already")
-        channel = Channel(ident, socket.socket(socket.AF_INET, socket.SOCK_STREAM), port, connected=False)
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:  # out of descriptors: this connection fails, the sync goes on
+            self.send({"t": "open-failed", "ch": ident, "message": f"127.0.0.1:{port}: {exc.strerror}"})
+            return
+        channel = Channel(ident, sock, port, connected=False)
         channel.give_up_at = time.monotonic() + CONNECT_RETRY
         self.table[ident] = channel
         self._connect(channel)
 
     def _connect(self, channel: Channel) -> None:
         channel.retry_at = None
+        if channel.sock.fileno() < 0:  # a retry: a refused socket cannot connect again everywhere
+            try:
+                channel.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            except OSError as exc:
+                self._failed(channel, exc.errno or 0)
+                return
+            channel.sock.setblocking(False)
         code = channel.sock.connect_ex((LOOPBACK, channel.port))
         if code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR):
             channel.dialing = True  # connect_done when the socket is writable
@@ -279,13 +292,13 @@ class Dialer(Channels):
             return
         now = time.monotonic()
         if code == errno.ECONNREFUSED and now + CONNECT_INTERVAL < channel.give_up_at:
-            # A new socket per try: a refused one cannot connect again everywhere.
-            channel.sock.close()
-            channel.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            channel.sock.setblocking(False)
+            channel.sock.close()  # _connect makes a new one
             channel.retry_at = now + CONNECT_INTERVAL
             return
-        why = "nothing listens there" if code == errno.ECONNREFUSED else errno.errorcode.get(code, str(code))
+        self._failed(channel, code)
+
+    def _failed(self, channel: Channel, code: int) -> None:
+        why = "nothing listens there" if code == errno.ECONNREFUSED else os.strerror(code)
         self.send({"t": "open-failed", "ch": channel.ident, "message": f"127.0.0.1:{channel.port}: {why}"})
         channel.read_done = True
         self._drop(channel)

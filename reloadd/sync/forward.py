@@ -116,7 +116,7 @@ class Forwarder:
         """A client connected: a channel of ``session``, or waiting for one."""
         try:
             client, _ = listener.sock.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+        except OSError:  # gone before it was taken, or out of descriptors: the sync goes on
             return
         client.setblocking(False)
         if session is not None:

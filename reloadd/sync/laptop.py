@@ -415,7 +415,8 @@ class Syncer:
                 self._lost(link, f"no answer for {link.session.window:g} s")
 
     def _unasked(self, link: Link) -> None:
-        """The agent spoke while idle: it only does that when it stops (or its stream ends)."""
+        """The agent spoke while idle: forwarded ports' frames (the session hands them to its channels),
+        or it stops (or its stream ends)."""
         try:
             link.session.read_ready(0)
             while link.session.queued:
