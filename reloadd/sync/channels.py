@@ -149,6 +149,8 @@ class Channels:
         raise AssertionError("only the agent connects")
 
     def _read(self, channel: Channel) -> None:
+        if channel.credit <= 0:
+            return  # recv(0) would read as an end
         try:
             chunk = channel.sock.recv(min(channel.credit, CHANNEL_CHUNK))
         except (BlockingIOError, InterruptedError):
