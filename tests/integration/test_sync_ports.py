@@ -113,6 +113,27 @@ def test_a_client_arriving_while_the_agent_reconnects_waits_for_it(run_reloadd, 
     assert sync.log().count(" — reconnecting") == 1
 
 
+def test_open_connections_end_with_their_session_and_the_listener_stays(run_reloadd, laptop: Path, pod: Path) -> None:
+    remote, local = free_port(), free_port()
+    sync = start_sync(run_reloadd, laptop, pod, "-p", f"{local}:{remote}")
+    start_app(run_reloadd, pod, remote)
+    with socket.create_connection(("127.0.0.1", local), timeout=FETCH_TIMEOUT) as client:
+        client.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.5)  # mid-response, and reading nothing
+        (agent,) = wait_for(lambda: agents_of(sync), what="the agent process")
+        agent.kill()
+        sync.wait_log(" — reconnecting")
+        received = 0
+        try:
+            while chunk := client.recv(1024 * 1024):  # what was on its way, then the end (or a reset)
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert received < BIG_BYTES
+    sync.wait_log("reconnected to")
+    assert fetch(local).startswith("v1 "), sync.log()
+
+
 def test_a_client_that_reads_nothing_does_not_hold_up_file_batches(run_reloadd, laptop: Path, pod: Path) -> None:
     remote, local = free_port(), free_port()
     sync = start_sync(run_reloadd, laptop, pod, "-p", f"{local}:{remote}")
