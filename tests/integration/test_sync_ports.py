@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -61,8 +62,8 @@ def fetch(port: int, path: str = "/", timeout: float = FETCH_TIMEOUT) -> str:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            answer = b""
-            while chunk := sock.recv(65536):
+            answer = bytearray()
+            while chunk := sock.recv(1024 * 1024):
                 answer += chunk
     except OSError:
         return ""
@@ -155,6 +156,21 @@ def test_a_client_that_reads_nothing_does_not_hold_up_file_batches(run_reloadd, 
         assert received > BIG_BYTES
     finally:
         slow.close()
+
+
+def test_a_download_and_file_batches_share_the_stream_both_whole(run_reloadd, laptop: Path, pod: Path) -> None:
+    remote, local = free_port(), free_port()
+    sync = start_sync(run_reloadd, laptop, pod, "-p", f"{local}:{remote}")
+    start_app(run_reloadd, pod, remote)
+    downloaded: list[int] = []
+    download = threading.Thread(target=lambda: downloaded.append(fetch(local, "/big", timeout=60).count("x")))
+    download.start()
+    for number in range(5):  # channel frames arrive while the laptop waits for each batch's reply
+        (laptop / "notes.txt").write_text(f"edit {number}")
+        wait_for(lambda: tree(pod).get("notes.txt") == f"edit {number}", what=f"the batch:\n{sync.log()}")  # noqa: B023
+    download.join(60)
+    assert downloaded == [BIG_BYTES], sync.log()
+    assert "bad data" not in sync.log() and "reconnecting" not in sync.log(), sync.log()
 
 
 def test_a_port_nothing_listens_on_is_closed_and_said(run_reloadd, laptop: Path, pod: Path) -> None:

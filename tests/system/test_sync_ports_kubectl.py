@@ -56,8 +56,8 @@ def fetch(port: int, path: str = "/", timeout: float = FETCH_TIMEOUT) -> str:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            answer = b""
-            while chunk := sock.recv(65536):
+            answer = bytearray()
+            while chunk := sock.recv(1024 * 1024):
                 answer += chunk
     except OSError:
         return ""
