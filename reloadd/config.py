@@ -168,7 +168,8 @@ class HotConfig(BaseModel):
 
 
 class SyncConfig(BaseModel):
-    """``reloadd sync``: what it leaves out (besides ignoreRoot and .gitignore), whether it deletes pod-only files."""
+    """``reloadd sync``: what it leaves out (besides ignoreRoot and .gitignore), whether it deletes pod-only files,
+    which ports it forwards."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -94,7 +94,10 @@ def test_a_forwarded_port_serves_across_restarts_and_an_agent_reconnect(run_relo
         sync.wait_log(SYNCED, count=number)  # the batch is in: the app is being restarted now
         # During the restart: the agent retries a refused connect, so a request waits rather than fails;
         # a connection the old app's socket took as it was stopped ends early: one retry, as a browser would.
-        during = fetch(local) or (time.sleep(RETRY_PAUSE) or fetch(local))
+        during = fetch(local)
+        if not during:
+            time.sleep(RETRY_PAUSE)
+            during = fetch(local)
         assert during.startswith((f"v{number - 1} ", f"v{number} ")), f"restart {number}:\n{sync.log()}\n{app.log()}"
         expected = f"v{number} "
         wait_for(lambda: fetch(local).startswith(expected), what=f"{expected}:\n{sync.log()}\n{app.log()}")  # noqa: B023

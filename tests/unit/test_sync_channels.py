@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from reloadd.config import validate
 from reloadd.errors import ConfigError
 from reloadd.sync import channels as channels_module
 from reloadd.sync.channels import CHANNEL_CHUNK, CREDIT_STEP, READ, WRITE, Channels, Dialer, Openers
@@ -335,3 +336,11 @@ def test_p_flags_are_parsed_in_order(tmp_path: object) -> None:
     assert options is not None and options.forwards == [Forward(3000, 3000), Forward(8080, 3000)]
     with pytest.raises(ConfigError, match="sync: -p: '0': 0 is not a port"):
         parse_sync_args(["--transport", "env", "-p", "0"])
+
+
+def test_sync_ports_in_a_config_file_are_checked_like_p() -> None:
+    assert validate({"sync": {"ports": [3000, "8080:3000"]}}, "nodemon.json").sync.ports == [3000, "8080:3000"]
+    assert validate({"sync": {"ports": 9229}}, "nodemon.json").sync.ports == [9229]
+    for bad, says in (([0], "0 is not a port"), (["a:b"], "expected PORT or LOCAL:REMOTE"), ([80, "80"], "twice")):
+        with pytest.raises(ConfigError, match=f"nodemon.json: key 'sync.ports': .*{says}"):
+            validate({"sync": {"ports": bad}}, "nodemon.json")
