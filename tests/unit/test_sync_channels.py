@@ -15,7 +15,7 @@ from reloadd.config import validate
 from reloadd.errors import ConfigError
 from reloadd.sync import channels as channels_module
 from reloadd.sync.channels import CHANNEL_CHUNK, CREDIT_STEP, READ, WRITE, Channels, Dialer, Openers
-from reloadd.sync.forward import Forward, parse_forward, parse_forwards
+from reloadd.sync.forward import Forward, Forwarder, parse_forward, parse_forwards
 from reloadd.sync.heartbeat import Outlet
 from reloadd.sync.options import parse_sync_args
 from reloadd.sync.protocol import (
@@ -29,6 +29,7 @@ from reloadd.sync.protocol import (
     encode_message,
     is_channel_frame,
 )
+from reloadd.sync.session import Session
 
 
 class Stream:
@@ -344,3 +345,36 @@ def test_sync_ports_in_a_config_file_are_checked_like_p() -> None:
     for bad, says in (([0], "0 is not a port"), (["a:b"], "expected PORT or LOCAL:REMOTE"), ([80, "80"], "twice")):
         with pytest.raises(ConfigError, match=f"nodemon.json: key 'sync.ports': .*{says}"):
             validate({"sync": {"ports": bad}}, "nodemon.json")
+
+
+def test_a_client_accepted_without_a_session_waits_for_one_but_not_forever() -> None:
+    forwarder = Forwarder([Forward(free_local_port(), 3000)])
+    forwarder.listen()
+    try:
+        (listener,) = forwarder.listeners
+        clients = [socket.create_connection(listener.sock.getsockname()) for _ in range(2)]
+        time.sleep(0.05)
+        forwarder.accept(listener, None)
+        forwarder.accept(listener, None)
+        assert len(forwarder.waiting) == 2 and forwarder.next_due() is not None
+        forwarder.hand_over(None, time.monotonic())  # no session yet, not too long: still waiting
+        assert len(forwarder.waiting) == 2
+        forwarder.waiting[0].until = time.monotonic() - 1  # this one waited too long: closed
+        forwarder.hand_over(None, time.monotonic())
+        clients[0].settimeout(1)
+        assert clients[0].recv(1) == b"" and len(forwarder.waiting) == 1
+        session = Session("pod/web-1", ["true"], 8.0)
+        forwarder.hand_over(session, time.monotonic())  # a session: the other becomes its channel
+        assert not forwarder.waiting and [channel.port for channel in session.channels] == [3000]
+        session.channels.close_all(forwarder.adopt)  # the session ended before the agent answered
+        assert [client.remote for client in forwarder.waiting] == [3000]
+        for client in clients:
+            client.close()
+    finally:
+        forwarder.close()
+
+
+def free_local_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
