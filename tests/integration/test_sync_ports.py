@@ -117,6 +117,35 @@ def test_a_client_arriving_while_the_agent_reconnects_waits_for_it(run_reloadd, 
     assert sync.log().count(" — reconnecting") == 1
 
 
+def test_a_client_that_closes_its_sending_half_still_gets_the_whole_answer(
+    run_reloadd, laptop: Path, pod: Path
+) -> None:
+    answer_bytes = 8 * 1024 * 1024
+    with socket.socket() as server:  # in the "pod": reads the request to its end, then answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        remote, local = server.getsockname()[1], free_port()
+        start_sync(run_reloadd, laptop, pod, "-p", f"{local}:{remote}")
+
+        def serve() -> None:
+            connection, _ = server.accept()
+            with connection:
+                while connection.recv(65536):
+                    pass
+                connection.sendall(b"y" * answer_bytes)
+
+        serving = threading.Thread(target=serve)
+        serving.start()
+        with socket.create_connection(("127.0.0.1", local), timeout=FETCH_TIMEOUT) as client:
+            client.sendall(b"the whole request")
+            client.shutdown(socket.SHUT_WR)  # "no more from me": the answer must still come, then the end
+            received = bytearray()
+            while chunk := client.recv(1024 * 1024):
+                received += chunk
+        serving.join(FETCH_TIMEOUT)
+    assert len(received) == answer_bytes
+
+
 def test_open_connections_end_with_their_session_and_the_listener_stays(run_reloadd, laptop: Path, pod: Path) -> None:
     remote, local = free_port(), free_port()
     sync = start_sync(run_reloadd, laptop, pod, "-p", f"{local}:{remote}")
