@@ -232,6 +232,7 @@ class Openers(Channels):
     def __init__(self, push: Push, refused: Callable[[int, str], None]) -> None:
         super().__init__(push)
         self.refused = refused  # said when the pod's port takes no connection: (port, why)
+        self.said: set[int] = set()  # ports whose refusal was said: not again until one connects
         self.counter = 0
 
     def open(self, sock: socket.socket, port: int) -> None:
@@ -246,8 +247,11 @@ class Openers(Channels):
             raise ProtocolError(f"channel {channel.ident} opened twice")
         if opened:
             channel.connected = True
+            self.said.discard(channel.port)
             return
-        self.refused(channel.port, message)
+        if channel.port not in self.said:  # a client retrying every second is said once
+            self.said.add(channel.port)
+            self.refused(channel.port, message)
         channel.read_done = True  # nothing to tell the agent: the channel never opened there
         self._drop(channel)
 

@@ -220,6 +220,14 @@ def test_a_refused_open_closes_the_client_and_says_why(pair: tuple[socket.socket
     table.take({"t": "open-failed", "ch": 1, "message": "127.0.0.1:3000: nothing listens there"})
     assert said == [(3000, "127.0.0.1:3000: nothing listens there")] and len(table) == 0
     assert stream.take() == [{"t": "open", "ch": 1, "port": 3000}]  # no close for a channel never opened
+    failed = {"t": "open-failed", "message": "again"}
+    for ident, answer in ((2, failed), (3, {"t": "opened"}), (4, failed)):
+        other, client = socket.socketpair()
+        table.open(other, 3000)
+        table.take({**answer, "ch": ident})
+        client.close()
+    assert said == [(3000, "127.0.0.1:3000: nothing listens there"), (3000, "again")]  # once, then after a success
+    table.close_all()
 
 
 def test_clients_never_answered_outlive_their_session(pair: tuple[socket.socket, socket.socket]) -> None:
