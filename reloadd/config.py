@@ -195,7 +195,8 @@ class OnChangeRule(BaseModel):
 
 class SyncConfig(BaseModel):
     """``reloadd sync``: where to, what it leaves out (besides ignoreRoot and .gitignore), whether it
-    deletes pod-only files, and what the pod runs when some files change. The command line wins."""
+    deletes pod-only files, what the pod runs when some files change, and which ports it forwards. The
+    command line wins."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -207,8 +208,19 @@ class SyncConfig(BaseModel):
     include: list[str] = Field(default_factory=list)  # protected names to sync anyway (sync/excludes.py)
     delete: bool = False
     on_change: Optional[list[OnChangeRule]] = Field(default=None, alias="onChange")  # None: by the lockfile
+    ports: list[Union[int, str]] = Field(default_factory=list)  # forwarded ports (sync/forward.py), as -p
 
     _exclude = field_validator("exclude", "include", mode="before")(_as_list)
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _check_ports(cls, value: Any) -> Any:
+        from .sync.forward import check_forwards  # the sync's own rules (-p): one place says what a port is
+
+        values = _as_list(value) if not isinstance(value, int) else [value]
+        if isinstance(values, list):
+            check_forwards(values)
+        return values
 
 
 ScalarEnv = Union[str, int, float, bool]

@@ -13,12 +13,16 @@ oversized frame ends the session with one error line (exit 65); staged files are
 nothing partial becomes visible. stdin closing (the laptop stopped, Ctrl-C) ends the agent the
 same way; so does a laptop that is silent for the heartbeat window (heartbeat.py) or stops
 reading, so a frozen link never leaves a second agent behind; the app keeps running.
+
+Between the sync's frames the agent serves forwarded ports (``reloadd sync -p``, channels.py):
+it connects to 127.0.0.1:PORT in the pod for each channel the laptop opens, retrying while the
+app restarts, and never waits on those sockets.
 """
 
 from __future__ import annotations
 
 import os
-import select
+import selectors
 import sys
 import threading
 import time
@@ -30,6 +34,7 @@ from ..control import Announcement
 from ..errors import ConfigError, ReloaddError
 from ..output import out
 from .batch import Batch, failures, skips
+from .channels import Dialer
 from .excludes import excluder
 from .guard import EXIT_REFUSED, refusal
 from .heartbeat import BEATS_PER_WINDOW, HEARTBEAT_WINDOW, MAX_WINDOW, MIN_WINDOW, PING, Heartbeat, Outlet, WriteStalled
@@ -41,12 +46,14 @@ from .protocol import (
     CHUNK_ITEMS,
     INT64,
     PROTOCOL_VERSION,
+    ChannelData,
     Data,
     Frame,
     FrameReader,
     ProtocolError,
     chunks,
     encode_message,
+    is_channel_frame,
 )
 
 READ_CHUNK = 1024 * 1024
@@ -91,6 +98,8 @@ class Agent:
         if isinstance(frame, Data):
             self._data(frame.chunk)
             return
+        if isinstance(frame, ChannelData):
+            raise ProtocolError("channel bytes are for the channel table, not the sync")
         message = frame  # checked against protocol.MESSAGES by the FrameReader that decoded it
         kind = message["t"]
         handler = {
@@ -356,35 +365,68 @@ def _alive(pid: int) -> bool:
 # -- the process ------------------------------------------------------------------------------------
 class Stdio:
     """The protocol on fds 0 and 1, with the heartbeat (heartbeat.py): pings out when idle, and an
-    end when the laptop is silent for the whole window, so a frozen link leaves no agent behind."""
+    end when the laptop is silent for the whole window, so a frozen link leaves no agent behind.
+    Between the sync's frames it serves forwarded ports' connections (channels.py)."""
 
     def __init__(self) -> None:
         self.reader = FrameReader()
         self.window = HEARTBEAT_WINDOW  # until the laptop's first ping says which it uses
         self.outlet = Outlet(1, self.window)
         self.heartbeat = Heartbeat(self.outlet, self.window)
+        self.channels = Dialer(self.outlet.offer)
         self.last_heard = time.monotonic()
 
     def send(self, message: dict[str, Any]) -> None:
         self.outlet.write(encode_message(message))
 
     def frames(self) -> list[Frame]:
-        """The next frames (blocking); an empty list means the laptop closed the stream."""
+        """The next frames for the sync (blocking); an empty list means the laptop closed the stream.
+        Meanwhile the channels' sockets are served and their frames taken."""
         while True:
-            left = self.last_heard + self.window - time.monotonic()
-            if not select.select([0], [], [], max(0.0, left))[0]:
-                raise LaptopSilent(f"agent: heard nothing from the laptop for {self.window:g} s")
+            if not self._wait():
+                if time.monotonic() - self.last_heard >= self.window:
+                    raise LaptopSilent(f"agent: heard nothing from the laptop for {self.window:g} s")
+                continue
             chunk = os.read(0, READ_CHUNK)
             if not chunk:
                 self.reader.finish()
                 return []
             self.last_heard = time.monotonic()
-            frames = [frame for frame in self.reader.feed(chunk) if not self._ping(frame)]
+            frames = []
+            for frame in self.reader.feed(chunk):
+                if is_channel_frame(frame):
+                    self.channels.take(frame)
+                elif not self._ping(frame):
+                    frames.append(frame)
             if frames:
                 return frames
 
+    def _wait(self) -> bool:
+        """Serve sockets until stdin is readable (True), the heartbeat window or a connect retry is due."""
+        now = time.monotonic()
+        self.channels.tick(now)
+        due = [self.last_heard + self.window, self.channels.next_due()]
+        timeout = max(0.0, min(d for d in due if d is not None) - now)
+        with selectors.DefaultSelector() as selector:
+            selector.register(0, selectors.EVENT_READ, None)
+            if self.outlet.backlog:
+                selector.register(1, selectors.EVENT_WRITE, self.outlet)
+            for channel in self.channels:
+                if channel.events():
+                    selector.register(channel.sock, channel.events(), channel)
+            ready = selector.select(timeout)
+        stdin = False
+        for key, mask in ready:
+            if key.data is None:
+                stdin = True
+            elif isinstance(key.data, Outlet):
+                key.data.drain()
+            else:
+                self.channels.ready(key.data, mask)
+        return stdin
+
     def _ping(self, frame: Frame) -> bool:
-        if isinstance(frame, Data) or frame["t"] != PING:
+        if not isinstance(frame, dict) or frame["t"] != PING:
             return False
         window = frame.get("window")
         if isinstance(window, (int, float)) and MIN_WINDOW <= window <= MAX_WINDOW:
@@ -439,6 +481,7 @@ def _serve(agent: Agent, stdio: Stdio) -> int:
     finally:
         agent.abort()
         agent.installer.stop()
+        stdio.channels.close_all()
 
 
 def _report(stdio: Stdio, message: str) -> None:

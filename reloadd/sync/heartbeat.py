@@ -17,6 +17,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Optional
 
@@ -59,33 +60,78 @@ def ping(window: Optional[float] = None) -> bytes:
 
 
 class Outlet:
-    """The write end of a link: whole writes or WriteStalled/BrokenPipeError, shared by two threads."""
+    """The write end of a link: whole writes or WriteStalled/BrokenPipeError, shared by two threads.
+
+    ``write`` waits until the peer took everything (the sync's frames: the peer is reading when the
+    sync writes). ``offer`` never waits: forwarded ports' frames (channels.py) queue here and go as
+    the pipe takes them (``drain``), so a side busy writing to this one never deadlocks with it.
+    Queued bytes always go out before anything written later, whole frames in order.
+    """
 
     def __init__(self, fd: int, window: float) -> None:
         self.fd = fd
         self.window = window
         self.lock = threading.Lock()
         self.last_write = time.monotonic()
+        self.queue: deque[bytes] = deque()  # offered frames (appends are atomic: no lock needed)
+        self.pending = bytearray()  # what is left of offered frames the pipe took only in part
         os.set_blocking(fd, False)
 
     def write(self, data: bytes) -> None:
         with self.lock:
             if self.fd < 0:
                 raise BrokenPipeError("the link is closed")
-            view = memoryview(data)
+            self._gather()
+            self.pending += data
             deadline = time.monotonic() + self.window
-            while view:
-                try:
-                    view = view[os.write(self.fd, view) :]
+            while self.pending:
+                if self._write_some():
                     deadline = time.monotonic() + self.window  # progress: a slow link is not a dead one
                     continue
-                except BlockingIOError:
-                    pass
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise WriteStalled(f"the other side took nothing for {self.window:g} s")
                 select.select([], [self.fd], [], left)
             self.last_write = time.monotonic()
+
+    def offer(self, data: bytes) -> None:
+        """Queue ``data`` and write what the pipe takes now, never waiting."""
+        self.queue.append(data)
+        self.drain()
+
+    def drain(self) -> None:
+        """Write queued bytes while the pipe takes them; never waits (not even for the heartbeat's write)."""
+        if not self.lock.acquire(blocking=False):
+            return  # a write in progress takes the queue along
+        try:
+            if self.fd < 0:
+                return
+            self._gather()
+            while self.pending and self._write_some():
+                pass
+        except OSError:
+            pass  # a broken link: the side's own reads and writes find out and say so
+        finally:
+            self.lock.release()
+
+    @property
+    def backlog(self) -> bool:
+        """Offered bytes not yet written: the owner's loop waits for the fd to take them."""
+        return bool(self.pending or self.queue)
+
+    def _gather(self) -> None:
+        while self.queue:
+            self.pending += self.queue.popleft()
+
+    def _write_some(self) -> bool:
+        """One write of ``pending``; False when the pipe is full."""
+        try:
+            written = os.write(self.fd, self.pending)
+        except BlockingIOError:
+            return False
+        del self.pending[:written]
+        self.last_write = time.monotonic()
+        return True
 
     def close(self) -> None:
         """Close the fd once no write is in progress (the heartbeat thread may be in one)."""

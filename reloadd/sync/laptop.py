@@ -19,6 +19,9 @@ mirrored (mutagen's safety halt): LOCAL_DIR itself going away (deleted, moved, u
 nothing is deleted, and the sync resumes with a resync when a directory is back at its path),
 and one change that would delete every file of the tree, or more than half of a tree of
 MASS_DELETE_MIN_FILES or more (nothing is sent until the files are back or the user confirms).
+
+Forwarded ports (``-p``, forward.py) listen from the start to the end of the sync; their
+connections ride the first connected pod's stream (channels.py), served by the same loop.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from ..sources import load_settings
 from ..watcher import Watcher, WatchReport
 from . import listing
 from .excludes import check_include, excluder, sync_globs
+from .forward import Forwarder, Listener, parse_forwards
 from .gitignore import GITIGNORE, IGNORE_FILE_MAX, GitIgnore
 from .gitignore import load as load_gitignore
 from .guard import EXIT_REFUSED
@@ -66,7 +70,7 @@ from .manifest import DIR, LINK, Entry, Exclude, Manifest, diff, escaped, is_utf
 from .options import Destination, SyncOptions, destination_where, with_config
 from .pods import PodEvent, PodWatch
 from .protocol import DATA_CHUNK, PROTOCOL_VERSION, chunks
-from .session import Disconnected, Session
+from .session import Disconnected, Ready, Session
 from .transport import Where, check_engine, exec_argv
 
 HELLO_TIMEOUT = 60.0  # seconds for the transport to start the agent (kubectl may pull credentials first)
@@ -232,13 +236,18 @@ class Syncer:
         self.pod_warnings = 0  # the agent's warnings in this (re)connection: the first ones are shown
         self.began = time.monotonic() - process_age()  # the first "in sync" counts from the command's start
         self.live = Live()  # batches sent, until each pod says what they did to the app
+        forwards = options.forwards or parse_forwards(settings.sync.ports, "sync.ports")  # -p wins over the config
+        self.forwarder = Forwarder(forwards)
+        if first is not None:
+            first.adopt = self.forwarder.adopt
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> int:
         if self.where.transport is None:
             require_kubectl()
-        self._start_watcher()
         try:
+            self._listen()  # first: a port in use is one line, before any other
+            self._start_watcher()
             status = self._first_connections()
             if status is not None:
                 return status
@@ -249,6 +258,7 @@ class Syncer:
                 self._reconnect_due()
                 self._watch_pods_due()
                 self._show_live()
+                self.forwarder.hand_over(self._forward_target(), time.monotonic())
         except KeyboardInterrupt:
             out.info("stopped")
             return 0
@@ -259,7 +269,18 @@ class Syncer:
                 self.pods.stop()
             for link in self.links.values():
                 link.session.close()
+            self.forwarder.close()
             self.tree.close()
+
+    def _listen(self) -> None:
+        """Forwarded ports listen from the start to the end, whatever happens to the pods in between."""
+        self.forwarder.listen()
+        for forward in self.forwarder.forwards:
+            out.info(f"forwarding 127.0.0.1:{forward.local} to port {forward.remote} in the pod")
+
+    def _forward_target(self) -> Optional[Session]:
+        """The session that carries new forwarded connections: the first pod connected."""
+        return next((link.session for link in self.links.values() if link.ready), None)
 
     def _start_watcher(self) -> None:
         rules = SyncRules(self.root, self._excluded)  # not the skipped paths: an unreadable one may become readable
@@ -345,6 +366,7 @@ class Syncer:
 
     def _link(self, name: str, target: Optional[str], followed: bool = False) -> Link:
         link = Link(Session(name, exec_argv(self.where, target), self.options.heartbeat), followed=followed)
+        link.session.adopt = self.forwarder.adopt
         self.links[name] = link
         return link
 
@@ -354,6 +376,7 @@ class Syncer:
         now = time.monotonic()
         deadlines = [now + ROOT_CHECK_INTERVAL, self.pods_retry_at] + [link.retry_at for link in self.links.values()]
         deadlines += [link.session.last_heard + link.session.window for link in self.links.values() if link.ready]
+        deadlines.append(self.forwarder.next_due())
         wait = self.group.wait_time(now)
         if wait is not None:
             deadlines.append(now + wait)
@@ -366,17 +389,13 @@ class Syncer:
             for link in self.links.values():
                 if link.ready:
                     selector.register(link.session.fd, selectors.EVENT_READ, link)
+                    link.session.watch(selector)
+            for listener in self.forwarder.listeners:
+                selector.register(listener.sock, selectors.EVENT_READ, listener)
             if self.pods is not None and self.pods.fd is not None:
                 selector.register(self.pods.fd, selectors.EVENT_READ, self.pods)
-            for key, _ in selector.select(timeout):
-                if key.data is None:
-                    os.read(self.wake_r, 4096)
-                elif key.data == self._typed:
-                    self._typed()
-                elif isinstance(key.data, PodWatch):
-                    self._pod_events()
-                else:
-                    self._unasked(key.data)
+            for key, mask in selector.select(timeout):
+                self._ready(key.data, mask)
         self._silent_links()
 
     def _show_live(self) -> None:
@@ -390,6 +409,21 @@ class Syncer:
                 else:
                     self.live.heard(session.name, self._where(session), message, session.root)
 
+    def _ready(self, what: object, mask: int) -> None:
+        """One thing ``_wait`` waited for happened (``what``: what it was registered with)."""
+        if what is None:
+            os.read(self.wake_r, 4096)
+        elif what == self._typed:
+            self._typed()
+        elif isinstance(what, PodWatch):
+            self._pod_events()
+        elif isinstance(what, Listener):
+            self.forwarder.accept(what, self._forward_target())
+        elif isinstance(what, Ready):
+            what.session.serve(what, mask)
+        elif isinstance(what, Link):
+            self._unasked(what)
+
     def _silent_links(self) -> None:
         now = time.monotonic()
         for link in list(self.links.values()):
@@ -397,7 +431,8 @@ class Syncer:
                 self._lost(link, f"no answer for {link.session.window:g} s")
 
     def _unasked(self, link: Link) -> None:
-        """The agent spoke while idle: it only does that when it stops (or its stream ends)."""
+        """The agent spoke while idle: forwarded ports' frames (the session hands them to its channels),
+        or it stops (or its stream ends)."""
         try:
             link.session.read_ready(0)
             while link.session.queued:

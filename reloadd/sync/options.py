@@ -10,6 +10,7 @@ from typing import NoReturn, Optional
 from ..cli import parse_log_format
 from ..errors import ConfigError
 from .excludes import check_include
+from .forward import Forward, parse_forwards
 from .heartbeat import HEARTBEAT_WINDOW, parse_window
 from .transport import Where, engine_to, split_to
 
@@ -57,6 +58,15 @@ What:
                             of a tree of 50 or more (see "Halts" below)
   --config FILE             read this .json or .toml file instead of LOCAL_DIR's reloadd.toml / nodemon.json
 
+Ports:
+  -p, --port LOCAL[:REMOTE] forward 127.0.0.1:LOCAL here to 127.0.0.1:REMOTE in the pod (REMOTE
+                            defaults to LOCAL; repeatable: -p 3000 -p 9229 -p 8080:3000) over the
+                            sync's own stream: no second kubectl, no port opened in the pod.
+                            Unlike kubectl port-forward it stays up when the app restarts, the
+                            stream reconnects or the pod is replaced; a connection made meanwhile
+                            waits (up to 10 s in a reconnect, 5 s for the app to listen). With -l:
+                            the first pod connected [config: sync.ports]
+
 Link:
   --heartbeat SECONDS       a link silent this long is dead (default 8): the laptop kills kubectl,
                             says so and reconnects, and the agent in the pod exits by itself; each
@@ -73,11 +83,12 @@ Halts: when LOCAL_DIR is deleted or moved away, the sync halts and deletes nothi
 half of 50 or more, nothing is sent until the files are back or you type y and Enter (on a
 terminal); with --delete, such a share of pod-only files is not deleted at (re)connection.
 
-Exit status: 0 after Ctrl-C; 1 the agent cannot be started (kubectl's reason); 2 usage error or
-kubectl not on PATH; 3 the pod refuses (NODE_ENV=production: set RELOADD_SYNC=1 in the container
-to allow); 4 RBAC forbids pods/exec (or listing pods for -l); 5 no such pod, deployment or
-container; 6 reloadd is not installed in the container; 7 the agent's version differs; 8 kubectl
-has no usable context. Transient failures (cluster unreachable, 5xx, pod starting) are retried."""
+Exit status: 0 after Ctrl-C; 1 the agent cannot be started (kubectl's reason); 2 usage error, a
+-p port already in use here, or kubectl not on PATH; 3 the pod refuses (NODE_ENV=production: set
+RELOADD_SYNC=1 in the container to allow); 4 RBAC forbids pods/exec (or listing pods for -l); 5
+no such pod, deployment or container; 6 reloadd is not installed in the container; 7 the agent's
+version differs; 8 kubectl has no usable context. Transient failures (cluster unreachable, 5xx,
+pod starting) are retried."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,7 @@ class SyncOptions:
     heartbeat: float = HEARTBEAT_WINDOW  # seconds of silence that make a link dead (heartbeat.py)
     heartbeat_flag: Optional[str] = None  # --heartbeat as given; sync_main resolves it with the environment
     destination: Destination = field(default_factory=Destination)  # as the command line gave it
+    forwards: list[Forward] = field(default_factory=list)  # -p; empty: the config's sync.ports
 
 
 APP_SEARCH_DEPTH = 2  # how far below LOCAL_DIR to look for app folders to suggest (examples/express)
@@ -165,6 +177,7 @@ def _parser() -> _Parser:
     parser.add_argument("--no-colours", "--no-colors", dest="colours", action="store_false")
     parser.add_argument("--config")
     parser.add_argument("--heartbeat")
+    parser.add_argument("-p", "--port", action="append", default=[])
     parser.add_argument("-h", "--help", action="store_true")
     return parser
 
@@ -248,4 +261,5 @@ def _options(args: argparse.Namespace, where: Optional[Where], destination: Dest
         args.allow_mass_delete,
         heartbeat_flag=args.heartbeat,
         destination=destination,
+        forwards=parse_forwards(args.port, "sync: -p"),
     )

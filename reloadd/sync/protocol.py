@@ -5,8 +5,15 @@ so every message is framed: one type byte, a 4-byte big-endian length, then the 
 frame carries one JSON object (a message); a ``D`` frame carries raw file bytes that belong to
 the file op announced just before. Both sides check the length before reading the body: a peer
 cannot make the other allocate more than ``MAX_FRAME`` bytes, and a stream that ends inside a
-frame is an error, never a shorter file. Any other type byte is a protocol error; a later frame
-kind (say, multiplexed port-forward channels) gets its own type byte and a version bump.
+frame is an error, never a shorter file. A ``C`` frame carries bytes of one forwarded TCP
+connection (a channel, channels.py): a 4-byte big-endian channel id, then the bytes. Any other
+type byte is a protocol error; a later frame kind gets its own type byte and a version bump.
+
+Channels (``reloadd sync -p``) share the stream with the sync: the laptop asks the agent to
+``open`` a connection to a port in the pod, the agent answers ``opened`` or ``open-failed``,
+either side may ``close`` it, and bytes flow only against ``credit``: each side may have at most
+``CHANNEL_WINDOW`` bytes of a channel in flight that the other has not yet written out to its
+socket, so a client that stops reading holds up its own channel and nothing else.
 
 Every message is checked against ``MESSAGES`` here, in one place, before either side acts on
 it: a known type, exactly the known keys, each of the right JSON type (a bool is not an int),
@@ -26,11 +33,16 @@ from typing import Any, Callable, TypeVar, Union
 
 from ..errors import ReloaddError
 
-PROTOCOL_VERSION = 2  # 2: chunked deletes/hashes/replies, all-or-nothing batches with a failed reply
+# 2: chunked deletes/hashes/replies, all-or-nothing batches with a failed reply; 3: forwarded ports
+PROTOCOL_VERSION = 3
 HEADER = struct.Struct(">cI")  # type byte, body length
 JSON_FRAME = b"J"
 DATA_FRAME = b"D"
-FRAME_TYPES = (JSON_FRAME, DATA_FRAME)
+CHANNEL_FRAME = b"C"
+FRAME_TYPES = (JSON_FRAME, DATA_FRAME, CHANNEL_FRAME)
+CHANNEL_ID = struct.Struct(">I")  # the first bytes of a C frame's body
+CHANNEL_MAX = 2**32 - 1
+CHANNEL_WINDOW = 256 * 1024  # bytes of one channel in flight, unwritten by the receiver: its credit
 DATA_CHUNK = 256 * 1024  # file bytes per D frame: big enough for throughput, small enough to interleave
 MAX_FRAME = 4 * 1024 * 1024  # larger frames end the session: no peer gets to make us allocate more
 CHUNK_BYTES = 512 * 1024  # encoded list items per message; JSON escapes stay far below MAX_FRAME
@@ -55,7 +67,15 @@ class Data:
     chunk: bytes
 
 
-Frame = Union[dict[str, Any], Data]
+@dataclass(frozen=True)
+class ChannelData:
+    """The body of a C frame: bytes of one forwarded connection."""
+
+    channel: int
+    chunk: bytes
+
+
+Frame = Union[dict[str, Any], Data, ChannelData]
 Check = Callable[[Any], bool]
 
 
@@ -77,6 +97,7 @@ _LIST: Check = lambda value: isinstance(value, list)  # noqa: E731
 _ID = _int(0, IDENT_MAX)
 _SIZE = _int(0, INT64)
 _NS = _int(-INT64, INT64)
+_CHANNEL = _int(1, CHANNEL_MAX)
 _SECONDS: Check = lambda value: type(value) in (int, float) and 0 < value <= INT64  # noqa: E731
 
 
@@ -118,9 +139,18 @@ MESSAGES: dict[str, Schema] = {
     "delete": Schema({"paths": _strs}, {}),  # a chunk of the open batch's deletes
     "op": Schema({"op": _STR, "path": _STR}, {"size": _SIZE, "exec": _BOOL, "mtime": _NS, "target": _STR}),
     "commit": Schema({"id": _ID}, {}),
+    "open": Schema({"ch": _CHANNEL, "port": _int(1, 65535)}, {}),  # connect channel ch to 127.0.0.1:port
+    # agent -> laptop: the answer to open
+    "opened": Schema({"ch": _CHANNEL}, {}),
+    "open-failed": Schema({"ch": _CHANNEL, "message": _STR}, {}),
     # either way, when idle (heartbeat.py); the laptop's first one says its window in seconds
     "ping": Schema({}, {"window": _SECONDS}),
+    # either way, per channel: no more bytes from this side (abort: its socket failed, drop the channel);
+    # bytes written out, take this many more
+    "close": Schema({"ch": _CHANNEL}, {"abort": _BOOL}),
+    "credit": Schema({"ch": _CHANNEL, "bytes": _int(1, CHANNEL_WINDOW)}, {}),
 }
+CHANNEL_MESSAGES = frozenset({"open", "opened", "open-failed", "close", "credit"})
 
 
 def check_message(message: Any) -> dict[str, Any]:
@@ -154,6 +184,15 @@ def encode_message(message: dict[str, Any]) -> bytes:
 
 def encode_data(chunk: bytes) -> bytes:
     return _frame(DATA_FRAME, chunk)
+
+
+def encode_channel(channel: int, chunk: bytes) -> bytes:
+    return _frame(CHANNEL_FRAME, CHANNEL_ID.pack(channel) + chunk)
+
+
+def is_channel_frame(frame: Frame) -> bool:
+    """A frame for the channel table (channels.py), not for the sync."""
+    return isinstance(frame, ChannelData) or (isinstance(frame, dict) and frame["t"] in CHANNEL_MESSAGES)
 
 
 def _frame(kind: bytes, body: bytes) -> bytes:
@@ -212,7 +251,7 @@ class FrameReader:
                 break
             body = bytes(buffer[start : start + length])
             position = start + length
-            frames.append(Data(body) if kind == DATA_FRAME else decode_message(body))
+            frames.append(_decode(kind, body))
         del buffer[:position]  # once per read, not once per frame: a checkout is thousands of tiny frames
         return frames
 
@@ -224,6 +263,17 @@ class FrameReader:
     @property
     def pending(self) -> int:
         return len(self._buffer)
+
+
+def _decode(kind: bytes, body: bytes) -> Frame:
+    if kind == DATA_FRAME:
+        return Data(body)
+    if kind == CHANNEL_FRAME:
+        if len(body) <= CHANNEL_ID.size:
+            raise ProtocolError("channel frame without a channel id and bytes")
+        (channel,) = CHANNEL_ID.unpack_from(body)
+        return ChannelData(channel, body[CHANNEL_ID.size :])
+    return decode_message(body)
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")

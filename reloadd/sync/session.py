@@ -1,18 +1,26 @@
-"""One connection from the laptop to one agent: the transport process and the frames on its stdio."""
+"""One connection from the laptop to one agent: the transport process and the frames on its stdio.
+
+Forwarded ports' connections (channels.py) ride the same stdio: the session keeps their table,
+serves their sockets whenever it waits for the agent, and closes them when it ends.
+"""
 
 from __future__ import annotations
 
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import tempfile
 import time
-from typing import IO, Any, Optional
+from dataclasses import dataclass
+from typing import IO, Any, Callable, Optional
 
 from ..errors import EXIT_NOT_FOUND, ReloaddError
+from ..output import out
+from .channels import Channel, Openers
 from .heartbeat import PING, Heartbeat, Outlet, ping
-from .protocol import Data, Frame, FrameReader, ProtocolError, encode_data, encode_message
+from .protocol import Frame, FrameReader, ProtocolError, encode_data, encode_message, is_channel_frame
 from .transport import stderr_tail
 
 READ_CHUNK = 1024 * 1024
@@ -25,6 +33,15 @@ TERM_WAIT = 2.0  # ...and after SIGTERM, before SIGKILL
 
 class Disconnected(Exception):
     """The stream ended or broke; the message says how (one line for the user)."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What a selector waits for on a session's behalf: a channel's socket, or (None) queued channel
+    frames for the agent's stdin."""
+
+    session: Session
+    channel: Optional[Channel]
 
 
 class Session:
@@ -51,12 +68,16 @@ class Session:
         self.heartbeat: Optional[Heartbeat] = None
         self.stderr: Optional[IO[bytes]] = None
         self.last_heard = time.monotonic()
+        self.channels = Openers(self._offer, self._refused)
+        # Where forwarded clients the agent never answered go when the session ends (forward.py).
+        self.adopt: Optional[Callable[[socket.socket, int], None]] = None
 
     def start(self) -> None:
         self.reader = FrameReader()
         self.queued = []
         self.notices = []
         self.outgoing = bytearray()
+        self.channels = Openers(self._offer, self._refused)
         # The transport's stderr (kubectl's discovery noise, its retries, its own error line) goes
         # to a file: the laptop says one line of its own, and -V shows the tail.
         self.stderr = tempfile.TemporaryFile()
@@ -127,6 +148,34 @@ class Session:
             raise Disconnected(self._why("the agent stopped reading")) from None
         except OSError as exc:  # WriteStalled: a stopped agent, a frozen link
             raise Disconnected(str(exc)) from None
+        if len(self.channels):
+            # Forwarded ports get a turn between a batch's writes (one chunk per channel, never a wait):
+            # they move while a big batch goes, and the batch waits at most that long for them.
+            self.read_ready(0)
+
+    # -- forwarded ports --------------------------------------------------------------------------
+    def _offer(self, frame: bytes) -> None:
+        if self.outlet is not None:
+            self.outlet.offer(frame)
+
+    def _refused(self, port: int, why: str) -> None:
+        out.warn(f"{self.name}: forwarded port {port}: {why}")
+
+    def watch(self, selector: selectors.BaseSelector) -> None:
+        """Register in ``selector`` what the channels wait for (and queued channel frames, the agent's stdin)."""
+        if self.outlet is not None and self.outlet.backlog and self.outlet.fd >= 0:
+            selector.register(self.outlet.fd, selectors.EVENT_WRITE, Ready(self, None))
+        for channel in self.channels:
+            events = channel.events()
+            if events:
+                selector.register(channel.sock, events, Ready(self, channel))
+
+    def serve(self, ready: Ready, mask: int) -> None:
+        if ready.channel is None:
+            assert self.outlet is not None
+            self.outlet.drain()
+        else:
+            self.channels.ready(ready.channel, mask)
 
     # -- receiving -----------------------------------------------------------------------------
     def receive(self, timeout: float) -> dict[str, Any]:
@@ -146,18 +195,27 @@ class Session:
             wait = min(deadline, self.last_heard + self.window if self.heartbeat else deadline) - now
             self.read_ready(wait)
         frame = self.queued.pop(0)
-        if isinstance(frame, Data):
+        if not isinstance(frame, dict):
             raise Disconnected("the agent sent file data unasked")
         if frame["t"] == "error":
             raise Disconnected(f"the agent stopped: {frame.get('message')}")
         return frame
 
     def read_ready(self, timeout: float) -> bool:
-        """Read what is waiting (up to ``timeout``); True if something arrived. EOF raises Disconnected."""
+        """Read what is waiting (up to ``timeout``); True if something arrived. EOF raises Disconnected.
+        Channels' sockets are served meanwhile: a reply awaited never waits behind a forwarded port."""
         with selectors.DefaultSelector() as selector:
             selector.register(self.fd, selectors.EVENT_READ)
-            if not selector.select(max(0.0, timeout)):
-                return False
+            self.watch(selector)
+            ready = selector.select(max(0.0, timeout))
+        readable = False
+        for key, mask in ready:
+            if key.data is None:
+                readable = True
+            else:
+                self.serve(key.data, mask)
+        if not readable:
+            return False
         chunk = os.read(self.fd, READ_CHUNK)
         if not chunk:
             try:
@@ -167,16 +225,15 @@ class Session:
             raise Disconnected(self._why("the connection closed"))
         self.last_heard = time.monotonic()
         try:
-            frames = self.reader.feed(chunk)
+            for frame in self.reader.feed(chunk):
+                if is_channel_frame(frame):
+                    self.channels.take(frame)
+                elif isinstance(frame, dict) and frame["t"] in NOTICES:
+                    self.notices.append(frame)
+                elif not isinstance(frame, dict) or frame["t"] != PING:
+                    self.queued.append(frame)
         except ProtocolError as exc:
             raise Disconnected(f"bad data from the agent: {exc.message}") from None
-        for frame in frames:
-            if isinstance(frame, Data):
-                self.queued.append(frame)
-            elif frame["t"] in NOTICES:
-                self.notices.append(frame)
-            elif frame["t"] != PING:
-                self.queued.append(frame)
         return True
 
     def _why(self, what: str) -> str:
@@ -197,6 +254,7 @@ class Session:
         the transport is gone. ``dead``: the link is dead, so nothing would arrive: kill the
         transport's whole process tree at once (kubectl would otherwise wait for its own timeouts)."""
         proc, self.proc = self.proc, None
+        self.channels.close_all(self.adopt)  # their clients see the end; the listeners stay (forward.py)
         if self.heartbeat is not None:
             self.heartbeat.stop()
             self.heartbeat = None

@@ -16,7 +16,7 @@ import pytest
 from reloadd.errors import ReloaddError
 from reloadd.sync.agent import Agent
 from reloadd.sync.paths import PathRefused, Root, check_link_target, check_path, check_root
-from reloadd.sync.protocol import Data, Frame, FrameReader, ProtocolError, encode_data, encode_message
+from reloadd.sync.protocol import ChannelData, Data, Frame, FrameReader, ProtocolError, encode_data, encode_message
 
 
 class Pod:
@@ -32,6 +32,7 @@ class Pod:
 
     def handle(self, frame: Frame) -> None:
         """A frame as the agent gets it: encoded, sent, decoded (and checked) by the FrameReader."""
+        assert not isinstance(frame, ChannelData)  # the channel table's, never the agent's (test_sync_channels.py)
         wire = encode_data(frame.chunk) if isinstance(frame, Data) else encode_message(frame)
         for decoded in FrameReader().feed(wire):
             self.agent.handle(decoded)

@@ -1,0 +1,150 @@
+"""``reloadd sync -p LOCAL:REMOTE``: the laptop's listeners for forwarded ports.
+
+Each listener is bound once, at the start, on 127.0.0.1:LOCAL, and stays for the whole sync:
+across app restarts, agent reconnects and pod replacement. Every client it accepts becomes a
+channel (channels.py) of the session that is connected then (the first pod connected, with -l);
+while none is (a reconnect), the client waits up to ``SESSION_WAIT`` seconds for one instead of
+being refused. Unlike ``kubectl port-forward``, nothing here ends when the pod or the app does.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Union
+
+from ..errors import ConfigError
+from .channels import LOOPBACK
+
+if TYPE_CHECKING:
+    from .session import Session
+
+SESSION_WAIT = 10.0  # seconds an accepted client waits for a session (a reconnect) before it is closed
+BACKLOG = 128  # clients the kernel holds while the laptop is busy (sending a batch)
+MAX_PORT = 65535
+
+
+@dataclass(frozen=True)
+class Forward:
+    """127.0.0.1:local on the laptop to 127.0.0.1:remote in the pod."""
+
+    local: int
+    remote: int
+
+    def __str__(self) -> str:
+        return str(self.local) if self.local == self.remote else f"{self.local}:{self.remote}"
+
+
+def parse_forward(value: Union[str, int]) -> Forward:
+    """``PORT`` or ``LOCAL:REMOTE`` (a number from the config is PORT); ValueError says what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"{value!r}: expected PORT or LOCAL:REMOTE")
+    local, colon, remote = str(value).partition(":")
+    return Forward(_port(local, value), _port(remote, value) if colon else _port(local, value))
+
+
+def _port(text: str, value: Union[str, int]) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{value!r}: expected PORT or LOCAL:REMOTE, ports being numbers (3000, 8080:3000)")
+    port = int(text)
+    if not 1 <= port <= MAX_PORT:
+        raise ValueError(f"{value!r}: {port} is not a port (1 to {MAX_PORT})")
+    return port
+
+
+def check_forwards(values: Iterable[Union[str, int]]) -> list[Forward]:
+    """Every ``-p`` (or ``sync.ports``) value; ValueError on a bad one or a local port given twice."""
+    forwards: list[Forward] = []
+    for value in values:
+        forward = parse_forward(value)
+        if any(other.local == forward.local for other in forwards):
+            raise ValueError(f"local port {forward.local} is forwarded twice")
+        forwards.append(forward)
+    return forwards
+
+
+def parse_forwards(values: Iterable[Union[str, int]], source: str) -> list[Forward]:
+    """``check_forwards`` for the command line: a usage error in one line."""
+    try:
+        return check_forwards(values)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Listener:
+    sock: socket.socket
+    forward: Forward
+
+
+@dataclass
+class Waiting:
+    """A client accepted while no session was connected."""
+
+    sock: socket.socket
+    remote: int
+    until: float
+
+
+class Forwarder:
+    """The listeners, and the clients waiting for a session."""
+
+    def __init__(self, forwards: list[Forward]) -> None:
+        self.forwards = forwards
+        self.listeners: list[Listener] = []
+        self.waiting: list[Waiting] = []
+
+    def listen(self) -> None:
+        """Bind every listener now: a port in use is a usage error (exit 2), said in one line."""
+        for forward in self.forwards:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restarted sync rebinds at once
+            try:
+                sock.bind((LOOPBACK, forward.local))
+            except OSError as exc:
+                sock.close()
+                self.close()
+                where = f"{LOOPBACK}:{forward.local}"
+                raise ConfigError(f"-p {forward}: cannot listen on {where}: {exc.strerror}") from None
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+            self.listeners.append(Listener(sock, forward))
+
+    def accept(self, listener: Listener, session: Optional[Session]) -> None:
+        """A client connected: a channel of ``session``, or waiting for one."""
+        try:
+            client, _ = listener.sock.accept()
+        except OSError:  # gone before it was taken, or out of descriptors: the sync goes on
+            return
+        client.setblocking(False)
+        if session is not None:
+            session.channels.open(client, listener.forward.remote)
+        else:
+            self.adopt(client, listener.forward.remote)
+
+    def adopt(self, sock: socket.socket, remote: int) -> None:
+        """A client whose session ended before the agent answered: it waits for the next session."""
+        self.waiting.append(Waiting(sock, remote, time.monotonic() + SESSION_WAIT))
+
+    def hand_over(self, session: Optional[Session], now: float) -> None:
+        """Waiting clients go to ``session`` once there is one; those that waited too long are closed."""
+        waiting, self.waiting = self.waiting, []
+        for client in waiting:
+            if session is not None:
+                session.channels.open(client.sock, client.remote)
+            elif now >= client.until:
+                client.sock.close()
+            else:
+                self.waiting.append(client)
+
+    def next_due(self) -> Optional[float]:
+        return min((client.until for client in self.waiting), default=None)
+
+    def close(self) -> None:
+        for listener in self.listeners:
+            listener.sock.close()
+        for client in self.waiting:
+            client.sock.close()
+        self.listeners, self.waiting = [], []
