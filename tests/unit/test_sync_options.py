@@ -215,3 +215,14 @@ def test_the_command_line_wins_key_by_key_over_the_config_file(tmp_path: Path) -
     assert (merged.to, merged.selector, merged.namespace, merged.container) == (None, "app=web", "staging", "app")
     with pytest.raises(ConfigError, match="sync.to ':/app': expected TARGET"):
         destination_where(*with_config(Destination(), Destination(to=":/app")))
+
+
+def test_the_readme_dev_session_config_selects_by_label_into_the_apps_directory(tmp_path: Path) -> None:
+    cli = parse_sync_args([str(tmp_path)])
+    assert cli is not None
+    config = Destination(to=":/app", namespace="dev", container="app", selector="app=api")
+    where = destination_where(*with_config(cli.destination, config))
+    assert (where.selector, where.remote_dir, where.namespace, where.container) == ("app=api", "/app", "dev", "app")
+    assert exec_argv(where, "pod/api-7d9f") == [
+        "kubectl", "exec", "-i", "-n", "dev", "-c", "app", "pod/api-7d9f", "--", "reloadd", "agent", "/app",
+    ]  # fmt: skip
