@@ -108,7 +108,7 @@ def run_once(mode: str, args: list[str], cwd: Path, timeout: float = 15) -> tupl
 # Exit codes at every boundary reloadd or a shell gives a meaning to (0, 1, 2 = usage, the
 # sysexits range, 126/127, 128+N, 255), not all 256: each is one reloadd start, and 512 starts
 # on a loaded 2-core machine take longer than any sane per-test timeout.
-EXIT_CODES = (0, 1, 2, 3, 42, 64, 69, 70, 78, 99, 100, 125, 126, 127, 128, 129, 130, 137, 143, 200, 254, 255)
+EXIT_CODES = (0, 1, 2, 3, 64, 70, 78, 125, 126, 127, 128, 129, 130, 143, 254, 255)
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
@@ -248,6 +248,7 @@ def live_sleepers(pid: int) -> list[psutil.Process]:
     return found
 
 
+STORM = 20  # restarts: a leak of one zombie or descriptor each shows many times over the slack below
 WARM_START_FDS = 2  # both ends of two pipes are held while the next warm process starts, one of each after
 
 
@@ -261,12 +262,12 @@ def test_a_restart_storm_leaks_no_zombie_and_no_descriptor(init: Callable[..., I
     wait_for(lambda: len(starts(app)) == 1, what="first start")
     target = one.target
     before = fd_count(target)
-    for count in range(2, 52):
+    for count in range(2, STORM + 2):
         os.kill(target, signal.SIGHUP)
         wait_for(starts_reach(app, count), what=f"restart {count}:\n{one.runner.log()[-2000:]}")
     wait_for(lambda: not one.zombies(), timeout=3, what="no zombies after the storm")
     # The pipes to the next warm process come and go with its start (two more while it starts);
-    # a leak of one descriptor per restart would be fifty more.
+    # a leak of one descriptor per restart would be STORM more.
     assert fd_count(target) <= before + WARM_START_FDS, (before, os.listdir(f"/proc/{target}/fd"))
 
 
