@@ -209,6 +209,7 @@ class SyncConfig(BaseModel):
     delete: bool = False
     on_change: Optional[list[OnChangeRule]] = Field(default=None, alias="onChange")  # None: by the lockfile
     ports: list[Union[int, str]] = Field(default_factory=list)  # forwarded ports (sync/forward.py), as -p
+    logs: bool = False  # as --logs: the app's output from the pods, on the laptop
 
     _exclude = field_validator("exclude", "include", mode="before")(_as_list)
 
@@ -367,6 +368,7 @@ EXPECTED = {
     "sync.exclude": "a glob or a list of globs",
     "sync.include": '"node_modules", ".git" or a list of them',
     "sync.delete": "true or false",
+    "sync.logs": "true or false",
     "sync.onChange": '[{ "paths": ["package.json"], "run": "npm install" }]',
     "sync.onChange.paths": "a glob or a non-empty list of globs",
     "sync.onChange.run": "a shell command",

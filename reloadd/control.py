@@ -27,6 +27,12 @@ or, when the batch's dependency install failed (sync/installs.py):
 A connection that closes (or stays silent for ``HOLD_MAX``, or the hold it asked for) without a
 commit releases the hold: that is how a batch that failed and was rolled back ends, with no restart.
 With no supervisor listening the agent just writes, and the watcher does its usual job.
+
+An agent asked for the app's logs (``reloadd sync --logs``) opens one more connection:
+  agent -> supervisor  ``{"logs": true}``
+  supervisor -> agent  ``{"log": LINE, "stream": "stdout"|"stderr"}`` for every line the apps
+                       write (app_output.py), until either side closes; lines the agent is too
+                       slow to take are dropped, never waited for
 """
 
 from __future__ import annotations
@@ -35,14 +41,16 @@ import errno
 import hashlib
 import json
 import os
+import select
 import selectors
 import socket
 import stat
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 CONTROL_DIR_ENV = "RELOADD_CONTROL_DIR"
 SOCKET_SUFFIX = ".sock"
@@ -56,6 +64,8 @@ MAX_MESSAGE = 16 * 1024 * 1024  # bytes one connection may send: a commit of ~10
 ECHO_MEMORY = 100_000  # committed files whose signatures are kept to recognise the watcher's echo
 READ_CHUNK = 65536
 PRIVATE_MODE = 0o700
+LOG_RESCAN = 1.0  # seconds between looks for a supervisor that started after the log feed
+LOG_STREAMS = ("stdout", "stderr")
 
 
 def control_dir(env: Mapping[str, str]) -> Path:
@@ -106,6 +116,7 @@ class _Connection:
     begun: bool = False
     hold: float = HOLD_MAX  # seconds from ``opened`` the hold lasts
     kept: bool = False  # committed, and the agent waits on it for the outcome
+    logs: bool = False  # a log listener: never "done", never holding
 
 
 @dataclass
@@ -127,6 +138,8 @@ class ControlServer:
         self.stamped: list[str] = []  # files whose mtime alone the agent changed: taken with take_stamped()
         self.awaiting: list[Committed] = []  # committed batches whose agent waits for an outcome
         self.kept: list[str] = []  # files written whose dependency install failed: taken with take_kept()
+        self.log_socks: list[socket.socket] = []  # log listeners; log_line() runs in the output threads
+        self.log_lock = threading.Lock()
         self._poll = selectors.DefaultSelector()
         self.listeners: dict[Path, socket.socket] = {}
         try:
@@ -218,7 +231,7 @@ class ControlServer:
         try:
             data = conn.sock.recv(READ_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return None, time.monotonic() - conn.opened > conn.hold
+            return None, not conn.logs and time.monotonic() - conn.opened > conn.hold
         except OSError:
             return None, True
         if not data:
@@ -233,7 +246,11 @@ class ControlServer:
             line, _, rest = bytes(conn.buffer).partition(b"\n")
             conn.buffer = bytearray(rest)
             message = _json(line)
-            if "begin" in message and not conn.begun:
+            if message.get("logs") is True and not conn.begun and not conn.logs:
+                conn.logs = True
+                with self.log_lock:
+                    self.log_socks.append(conn.sock)
+            elif "begin" in message and not conn.begun:
                 conn.begun = True
                 _send(conn.sock, ACK)
             elif "hold" in message and conn.begun:
@@ -255,7 +272,21 @@ class ControlServer:
                 return None, True
         return None, False
 
+    def log_line(self, stream: str, line: str) -> None:
+        """One line the apps wrote, to every log listener; called in the output threads, never waits:
+        a listener whose socket is full loses the line."""
+        data = (json.dumps({"log": line, "stream": stream}) + "\n").encode()
+        with self.log_lock:
+            for sock in self.log_socks:
+                try:
+                    sock.send(data, socket.MSG_DONTWAIT)
+                except OSError:
+                    pass  # full (dropped) or gone (the poll sees it close and drops it)
+
     def _drop(self, conn: _Connection) -> None:
+        if conn.logs:
+            with self.log_lock:
+                self.log_socks = [sock for sock in self.log_socks if sock is not conn.sock]
         self.connections.pop(conn.sock.fileno(), None)
         self._poll.unregister(conn.sock)
         if not conn.kept:  # a kept one stays open for its outcome: reply() closes it
@@ -323,14 +354,10 @@ class Announcement:
 
     def __init__(self, root: str, env: Mapping[str, str]) -> None:
         self.socks: list[socket.socket] = []
-        directory = control_dir(env)
-        if private_dir(directory, create=False) is not None:
-            return  # no (safe) channel: the supervisor's watcher sees the files as usual
-        for key in keys_above(root):
-            for path in sorted(directory.glob(f"{key}.*{SOCKET_SUFFIX}")):
-                sock = _connect(path)
-                if sock is not None:
-                    self.socks.append(sock)
+        for path in supervisor_sockets(root, env):
+            sock = _connect(path)
+            if sock is not None:
+                self.socks.append(sock)
         begin = (json.dumps({"begin": root}) + "\n").encode()
         for sock in self.socks:
             _send(sock, begin)
@@ -388,6 +415,77 @@ class Announcement:
         for sock in self.socks:
             sock.close()
         self.socks = []
+
+
+def supervisor_sockets(root: str, env: Mapping[str, str]) -> list[Path]:
+    """The sockets of the supervisors a batch in ``root`` concerns; none without a (safe) channel."""
+    directory = control_dir(env)
+    if private_dir(directory, create=False) is not None:
+        return []  # no (safe) channel: the supervisor's watcher sees the files as usual
+    return [path for key in keys_above(root) for path in sorted(directory.glob(f"{key}.*{SOCKET_SUFFIX}"))]
+
+
+class LogFeed:
+    """The agent's end of ``--logs``: a thread that listens to every supervisor watching ``root`` (one
+    that starts later too) and hands each line the apps write to ``deliver(stream, line)``."""
+
+    def __init__(self, root: str, env: Mapping[str, str], deliver: Callable[[str, str], None]) -> None:
+        self.root = root
+        self.env = dict(env)
+        self.deliver = deliver
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="logs", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _run(self) -> None:
+        listening: dict[Path, tuple[socket.socket, bytearray]] = {}
+        try:
+            while not self.stopped.is_set():
+                for path in supervisor_sockets(self.root, self.env):
+                    if path not in listening:
+                        sock = _connect(path)
+                        if sock is not None and _sent(sock, b'{"logs": true}\n'):
+                            listening[path] = (sock, bytearray())
+                socks = {sock: path for path, (sock, _) in listening.items()}
+                readable, _, _ = select.select(list(socks), [], [], LOG_RESCAN)
+                for sock in readable:
+                    path = socks[sock]
+                    if not self._read(sock, listening[path][1]):
+                        sock.close()
+                        del listening[path]
+        finally:
+            for sock, _ in listening.values():
+                sock.close()
+
+    def _read(self, sock: socket.socket, buffer: bytearray) -> bool:
+        try:
+            data = sock.recv(READ_CHUNK)
+        except OSError:
+            return False
+        if not data or len(buffer) > MAX_MESSAGE:
+            return False
+        buffer += data
+        *lines, rest = bytes(buffer).split(b"\n")
+        buffer[:] = rest
+        for line in lines:
+            message = _json(line)
+            if isinstance(message.get("log"), str) and message.get("stream") in LOG_STREAMS:
+                self.deliver(str(message["stream"]), str(message["log"]))
+        return True
+
+
+def _sent(sock: socket.socket, data: bytes) -> bool:
+    try:
+        sock.sendall(data)
+        return True
+    except OSError:
+        sock.close()
+        return False
 
 
 def _connect(path: Path) -> Optional[socket.socket]:

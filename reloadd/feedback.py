@@ -32,7 +32,7 @@ class _Starting:
     batches: list[Committed]
     committed_at: float
     started_at: float
-    mark: int  # the stderr line count (stderr_tee.py) when it started: its own lines follow
+    mark: int  # the stderr line count (app_output.py) when it started: its own lines follow
 
 
 @dataclass

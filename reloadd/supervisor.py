@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from . import console, policy
+from .app_output import AppOutput
 from .changes import Burst, Delay
 from .command import script_missing
 from .control import Committed, ControlServer, Echoes
@@ -41,7 +42,6 @@ from .pid1 import (
 )
 from .plan import Plan
 from .ports import listens_on_all_interfaces
-from .stderr_tee import StderrTee
 from .system import System
 from .tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
 from .warm import launch_for
@@ -125,7 +125,7 @@ class Supervisor:
         self.control: Optional[ControlServer] = None  # `reloadd agent` says "batch committed" here
         self.echoes = Echoes()  # what a committed batch wrote: the watcher's later report of it is no change
         self.feedback = Feedback()  # committed batches waiting to hear what they did to the app
-        self.tee: Optional[StderrTee] = None  # the apps' stderr passed on: why a synced start crashed
+        self.output: Optional[AppOutput] = None  # the apps' output passed on: crash lines and --logs for sync
         self.warm = self.system.warm(self.selector)
         self.warm_ready = False
         self.start_changes: set[str] = set()  # what the next start follows from: decides what the warm process may keep
@@ -173,9 +173,9 @@ class Supervisor:
             self.control = self.system.open_control(self._control_dirs())
             if self.control is not None:
                 self.selector.register(self.control, selectors.EVENT_READ, "control")
-            if self.control is not None and not self.system.stderr_is_terminal():
-                self.tee = self.system.stderr_tee()
-                self.warm.stderr_fd = self.tee.write_fd
+            if self.control is not None:
+                self.output = self.system.app_output(self.control.log_line)
+                self.warm.output_fds = self.output.fds
         if command.inspect and listens_on_all_interfaces(command.inspect[0]):
             out.warn(
                 f"the inspector listens on {command.inspect[0]}:{command.inspect[1]}, every interface: anyone who "
@@ -203,8 +203,8 @@ class Supervisor:
         self.handle_reaped()
         self.terminal.take_back()
         self.soft.cleanup()
-        if self.tee is not None:
-            self.tee.close()
+        if self.output is not None:
+            self.output.close()
 
     def abandon(self) -> None:
         """reloadd failed: stop the app's whole tree (signal, wait, SIGKILL) before the error goes up."""
@@ -393,7 +393,7 @@ class Supervisor:
             self.last_status = exit_status(status)
             if self.state is State.RUNNING:
                 mark = self.feedback.mark
-                lines = self.tee.since(mark) if self.tee is not None and mark is not None else []
+                lines = self.output.crash_lines(mark) if self.output is not None and mark is not None else []
                 self.tell(self.feedback.ended(self.last_status, lines))
                 self.begin_stop(State.CLEANING_UP, signal.SIGTERM, "the app exited; stopping what it left running")
         elif self.warm.reaped(pid, status) or self.hooks.reaped(pid, status):
@@ -479,7 +479,7 @@ class Supervisor:
         if pid is None:
             return
         self.transition(State.RUNNING, why, tree=self.system.tree(pid, lambda: self.hooks.pids() | self.warm.pids()))
-        self.tell(self.feedback.started(self.system.now(), self.tee.count if self.tee is not None else 0))
+        self.tell(self.feedback.started(self.system.now(), self.output.mark if self.output is not None else 0))
         self.warm.prepare(launch)
         if not self.reads_stdin:
             self.terminal.give_to(pid)
@@ -489,7 +489,7 @@ class Supervisor:
     def _spawn_cold(self, argv: list[str], env: dict[str, str]) -> Optional[int]:
         stdin_fd = self.app_stdin.open_for_child() if self.reads_stdin else None
         try:
-            return self.system.spawn(argv, env, stdin_fd, self.tee.write_fd if self.tee is not None else None)
+            return self.system.spawn(argv, env, stdin_fd, self.output.fds if self.output is not None else (None, None))
         except ReloaddError as exc:
             out.error(exc.message)
             self._exit(exc.exit_code, "the app could not be started")

@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import pid1, ports, tree
+from .app_output import AppOutput, Listener
 from .console import stdin_is_interactive
 from .control import ControlServer, control_dir, private_dir
 from .matching import Rules
 from .output import out
-from .stderr_tee import StderrTee
 from .sync.guard import refusal
 from .tree import ChildTree, StopLadder
 from .warm import Warm
 from .watcher import Watcher, WatchReport
+
+Outputs = tuple[Optional[int], Optional[int]]  # an app's stdout and stderr (None: reloadd's own)
 
 
 class System:
@@ -36,8 +38,8 @@ class System:
         """Wait outside the loop (only while stopping for good, when nothing else is to be done)."""
         time.sleep(seconds)
 
-    def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int], stderr_fd: Optional[int]) -> int:
-        return tree.spawn(argv, env, stdin_fd=stdin_fd, stderr_fd=stderr_fd)
+    def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int], outputs: Outputs) -> int:
+        return tree.spawn(argv, env, stdin_fd=stdin_fd, stdout_fd=outputs[0], stderr_fd=outputs[1])
 
     def reap(self) -> list[tuple[int, int]]:
         return pid1.reap()
@@ -73,9 +75,6 @@ class System:
     def interactive_stdin(self) -> bool:
         return stdin_is_interactive()
 
-    def stderr_is_terminal(self) -> bool:
-        return os.isatty(2)
-
     def watch(
         self,
         rules: Rules,
@@ -92,9 +91,10 @@ class System:
         """The pre-started node for the next generation; it registers its report pipes on ``selector``."""
         return Warm(selector)
 
-    def stderr_tee(self) -> StderrTee:
-        """A pipe for the apps' stderr that reloadd copies on to its own, keeping the last lines."""
-        return StderrTee()
+    def app_output(self, listener: Listener) -> AppOutput:
+        """Pipes for the apps' output that reloadd copies on to its own, keeping the last lines and
+        handing each to ``listener``, wherever reloadd's own output is not a terminal."""
+        return AppOutput(listener)
 
     def open_control(self, watched: list[str]) -> Optional[ControlServer]:
         """The local channel on which `reloadd agent` says a synced batch is in (for a batch written

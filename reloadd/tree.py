@@ -122,6 +122,7 @@ def spawn(
     env: dict[str, str],
     stdin_fd: Optional[int] = None,
     extra_fds: Sequence[tuple[int, int]] = (),
+    stdout_fd: Optional[int] = None,
     stderr_fd: Optional[int] = None,
 ) -> int:
     """Start ``argv`` in a new process group with default signal dispositions; return its pid.
@@ -134,13 +135,15 @@ def spawn(
         env: the complete environment of the new process.
         stdin_fd: a descriptor to become its stdin, or None to share reloadd's.
         extra_fds: (ours, theirs) descriptors to hand over as well (the warm process's pipes).
-        stderr_fd: a descriptor to become its stderr (stderr_tee.py), or None to share reloadd's.
+        stdout_fd, stderr_fd: descriptors to become its stdout and stderr (app_output.py), or None
+            to share reloadd's.
     """
     path = resolve_program(argv[0], env.get("PATH"))
     actions = [] if stdin_fd is None else [(os.POSIX_SPAWN_DUP2, stdin_fd, 0)]
     actions += [(os.POSIX_SPAWN_DUP2, ours, theirs) for ours, theirs in extra_fds]
-    if stderr_fd is not None:
-        actions.append((os.POSIX_SPAWN_DUP2, stderr_fd, 2))
+    for ours, theirs in ((stdout_fd, 1), (stderr_fd, 2)):
+        if ours is not None:
+            actions.append((os.POSIX_SPAWN_DUP2, ours, theirs))
     try:
         return os.posix_spawn(
             path, argv, env, file_actions=actions, setpgroup=0, setsigdef=RESET_IN_CHILD, setsigmask=()

@@ -295,7 +295,7 @@ class Warm:
         self.discarded: set[int] = set()  # killed, not yet reaped
         self.next_launch: Optional[Launch] = None  # what prepare() asked for, spawned by tick()
         self.prepare_at = 0.0
-        self.stderr_fd: Optional[int] = None  # the apps' stderr when reloadd passes it on (stderr_tee.py)
+        self.output_fds: tuple[Optional[int], Optional[int]] = (None, None)  # app_output.py: None is reloadd's
 
     # -- the interface the supervisor calls ------------------------------------------------------
     def configure(self, enabled: bool) -> None:
@@ -437,7 +437,12 @@ class Warm:
         argv = [launch.argv[0], *launch.flags, launch.script, *launch.args]
         try:
             pid = spawn(
-                argv, preload_env(dict(launch.env)), stdin_fd=stdin_read, extra_fds=fds, stderr_fd=self.stderr_fd
+                argv,
+                preload_env(dict(launch.env)),
+                stdin_fd=stdin_read,
+                extra_fds=fds,
+                stdout_fd=self.output_fds[0],
+                stderr_fd=self.output_fds[1],
             )
         except ReloaddError:
             for fd in (control_write, report_read, stdin_write):

@@ -89,7 +89,7 @@ class FakeWatcher:
 class FakeWarm:
     """No warm process: every start is cold (the real one is proven by the integration tests)."""
 
-    stderr_fd: Optional[int] = None
+    output_fds: tuple[Optional[int], Optional[int]] = (None, None)
 
     def configure(self, enabled: bool) -> None:
         pass
@@ -169,7 +169,7 @@ class FakeSystem:
     def sleep(self, seconds: float) -> None:
         self.clock += seconds
 
-    def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int], stderr_fd: Optional[int]) -> int:
+    def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int], outputs: object) -> int:
         pid, self.next_pid = self.next_pid, self.next_pid + 1
         self.processes[pid] = FakeProcess(pid, argv)
         self.actions.append(("spawn", pid))
@@ -220,8 +220,6 @@ class FakeSystem:
     def interactive_stdin(self) -> bool:
         return False
 
-    def stderr_is_terminal(self) -> bool:
-        return True
 
     def warm(self, selector: object) -> FakeWarm:
         return FakeWarm()

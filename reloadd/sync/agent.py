@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
 from .. import __version__
-from ..control import Announcement
+from ..control import Announcement, LogFeed
 from ..errors import ConfigError, ReloaddError
 from ..output import out
 from .batch import Batch, failures, skips
@@ -92,6 +92,7 @@ class Agent:
         self.counter = 0
         self.listings: dict[str, list[Entry]] = {}  # the last start's walk, by directory, until compared
         self.installer = Installer(root.path, send, self._commit_to_supervisor)
+        self.logs: Optional[LogFeed] = None  # --logs: the app's output, from the supervisors
 
     # -- dispatch ----------------------------------------------------------------------------------
     def handle(self, frame: Frame) -> None:
@@ -139,6 +140,9 @@ class Agent:
         """Walk the whole tree (the laptop walks its own meanwhile), then send each directory's digest."""
         self.exclude = excluder(self.root.path, message["exclude"])
         self.installer.rules = rules_from_wire(_on_change(message.get("onChange")))
+        if message.get("logs") is True and self.logs is None:
+            self.logs = LogFeed(self.root.path, self.env, self._log)
+            self.logs.start()
         self.listings = group(walk(self.root.fd, self.exclude, self._stale_temp, self._warn))
         for chunk in chunks(digest_items(self.listings)):
             self.send({"t": "dirs", "items": chunk})
@@ -302,6 +306,9 @@ class Agent:
     def _pass_on(self, ident: int, announcement: Announcement, installed: dict[str, Any]) -> None:
         said = announcement.outcome()
         self._say({"t": "live", "id": ident, **live_fields(said), **installed})
+
+    def _log(self, stream: str, line: str) -> None:
+        self._say({"t": "log", "line": line, "stream": stream})
 
     def _say(self, message: dict[str, Any]) -> None:
         """A message from another thread than the main loop's: a dead link is the main loop's to find."""
@@ -481,6 +488,8 @@ def _serve(agent: Agent, stdio: Stdio) -> int:
     finally:
         agent.abort()
         agent.installer.stop()
+        if agent.logs is not None:
+            agent.logs.stop()
         stdio.channels.close_all()
 
 

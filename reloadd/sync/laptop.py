@@ -406,6 +406,8 @@ class Syncer:
             for message in notices:
                 if message["t"] == "output":
                     out.info(f"{self._where(session)} | {message['line']}", event="output")
+                elif message["t"] == "log":
+                    show_log(self._where(session), message["stream"], message["line"])
                 else:
                     self.live.heard(session.name, self._where(session), message, session.root)
 
@@ -504,6 +506,8 @@ class Syncer:
 
     def _start_message(self) -> dict[str, Any]:
         message: dict[str, Any] = {"t": "start", "exclude": self.globs}
+        if self.options.logs or (self.options.logs is None and self.settings.sync.logs):
+            message["logs"] = True
         rules = self.settings.sync.on_change
         if rules is not None:  # else the pod's default: the project's package.json and lockfiles
             message["onChange"] = [[rule.paths, rule.run, rule.timeout] for rule in rules]
@@ -1142,6 +1146,19 @@ class Phases:
 
     def describe(self) -> str:
         return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.parts)
+
+
+def show_log(where: str, stream: str, line: str) -> None:
+    """A line the app wrote in the pod (--logs): on stdout, prefixed by the pod (a JSON line with
+    --log-format json, on stderr with reloadd's own)."""
+    if out.json_lines:
+        out.info(line, event="log", target=where, stream=stream)
+        return
+    try:
+        sys.stdout.write(f"{where} | {line}\n")
+        sys.stdout.flush()
+    except OSError:
+        pass  # nobody reads the laptop's stdout any more: the sync goes on
 
 
 def process_age() -> float:

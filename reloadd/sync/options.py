@@ -73,6 +73,8 @@ Link:
                             side pings every SECONDS/4 when idle [env: RELOADD_SYNC_HEARTBEAT]
 
 Output:
+  --logs                    also print the app's own output (stdout and stderr) from each pod,
+                            each line prefixed by the pod [config: sync.logs]
   -V, --verbose             list every file sent or deleted, and kubectl's own last lines when it fails
   -q, --quiet               only errors and warnings
   --log-format FORMAT       text, or json for one JSON object per line [env: RELOADD_LOG_FORMAT]
@@ -124,6 +126,7 @@ class SyncOptions:
     heartbeat: float = HEARTBEAT_WINDOW  # seconds of silence that make a link dead (heartbeat.py)
     heartbeat_flag: Optional[str] = None  # --heartbeat as given; sync_main resolves it with the environment
     destination: Destination = field(default_factory=Destination)  # as the command line gave it
+    logs: Optional[bool] = None  # --logs; None: the config's sync.logs
     forwards: list[Forward] = field(default_factory=list)  # -p; empty: the config's sync.ports
 
 
@@ -177,6 +180,7 @@ def _parser() -> _Parser:
     parser.add_argument("--no-colours", "--no-colors", dest="colours", action="store_false")
     parser.add_argument("--config")
     parser.add_argument("--heartbeat")
+    parser.add_argument("--logs", action="store_true", default=None)
     parser.add_argument("-p", "--port", action="append", default=[])
     parser.add_argument("-h", "--help", action="store_true")
     return parser
@@ -261,5 +265,6 @@ def _options(args: argparse.Namespace, where: Optional[Where], destination: Dest
         args.allow_mass_delete,
         heartbeat_flag=args.heartbeat,
         destination=destination,
+        logs=args.logs,
         forwards=parse_forwards(args.port, "sync: -p"),
     )

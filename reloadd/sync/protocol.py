@@ -129,8 +129,9 @@ MESSAGES: dict[str, Schema] = {
         {"ms": _SIZE, "status": _NS, "lines": _strs, "command": _STR, "installed": _STR, "install_ms": _SIZE},
     ),
     "output": Schema({"line": _STR}, {}),  # a line of a dependency install's output (installs.py)
+    "log": Schema({"line": _STR, "stream": _STR}, {}),  # a line the app wrote (--logs)
     # laptop -> agent
-    "start": Schema({"exclude": _strs}, {"onChange": _LIST}),  # onChange: agent._on_change checks it
+    "start": Schema({"exclude": _strs}, {"onChange": _LIST, "logs": _BOOL}),  # onChange: agent._on_change checks it
     "list": Schema({"dirs": _strs}, {}),  # the entries of these directories, please (their digests differ)
     "compared": Schema({}, {}),  # the comparison is over: the agent drops its walk (no reply)
     "hash": Schema({"paths": _strs}, {}),

@@ -26,7 +26,7 @@ from .transport import stderr_tail
 READ_CHUNK = 1024 * 1024
 FLUSH_AT = 256 * 1024  # frames are gathered up to this many bytes per write: a checkout of small files
 # is thousands of tiny frames, and one write each would cost a context switch each
-NOTICES = ("live", "output")  # messages the agent sends on its own at any time, not as an answer: kept apart
+NOTICES = ("live", "output", "log")  # messages the agent sends on its own at any time, not as an answer: kept apart
 CLOSE_WAIT = 2.0  # seconds the agent gets to exit after its stdin closes, before SIGTERM
 TERM_WAIT = 2.0  # ...and after SIGTERM, before SIGKILL
 

@@ -85,7 +85,7 @@ def test_a_non_blocking_stderr_flooded_by_the_app_still_gets_every_line(
     tmp_path: Path, run_reloadd: RunReloadd, passed_on: bool
 ) -> None:
     """shared: the app writes to reloadd's own stderr and makes it non-blocking. passed-on: reloadd
-    takes synced batches, so the app's stderr is a pipe reloadd copies on (stderr_tee.py)."""
+    takes synced batches, so the app's stderr is a pipe reloadd copies on (app_output.py)."""
     app = make_app(tmp_path / "app", server_js=FLOOD_APP)
     read_end, write_end = os.pipe()
     control = tmp_path / "control"

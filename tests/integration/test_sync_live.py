@@ -16,6 +16,8 @@ import pytest
 from support import Reloadd, free_port, make_app, wait_for
 from sync_support import control_env, served, start_sync
 
+from reloadd.control import LOG_RESCAN
+
 LIVE = re.compile(r"\] (\S+): (.+?) → (.*)$", re.M)  # pod: what → outcome
 QUIET = 1.5  # seconds with no further line: "exactly one line for this batch"
 
@@ -120,3 +122,37 @@ def test_json_lines_carry_the_outcome_and_the_crash_lines(run_reloadd, laptop: P
     record = live_records()[-1]
     assert record["outcome"] == "crashed" and record["level"] == "error"
     assert any("TypeError: nope" in line for line in record["lines"])  # type: ignore[attr-defined]
+
+
+LOGGING_SERVER_JS = """\
+const http = require('http');
+const version = require('./version.js');
+console.log('serving ' + version + ' from ' + process.pid);
+console.error('a warning on stderr');
+http.createServer((req, res) => res.end(version)).listen(Number(process.env.PORT), '127.0.0.1');
+"""
+
+
+def test_logs_brings_the_apps_own_output_to_the_laptop_and_the_pods_logs_keep_it(
+    run_reloadd, laptop: Path, pod: Path
+) -> None:
+    (laptop / "server.js").write_text(LOGGING_SERVER_JS)
+    sync = start_sync(run_reloadd, laptop, pod, "--logs")
+    app, port = app_in(run_reloadd, pod)
+    time.sleep(LOG_RESCAN + QUIET)  # the agent looks for a supervisor that started after it this often
+    (laptop / "version.js").write_text("module.exports = 'v2';\n")
+    wait_for(lambda: served(port) == "v2", what=app.log())
+    where = str(pod)
+    wait_for(lambda: f"{where} | serving v2 from " in sync.out(), what=f"the app's line on the laptop:\n{sync.out()}")
+    assert f"{where} | a warning on stderr" in sync.out()
+    assert "serving v2 from " in app.out() and "a warning on stderr" in app.log()  # still in the pod's own logs
+
+
+def test_without_logs_the_apps_output_stays_in_the_pod(run_reloadd, laptop: Path, pod: Path) -> None:
+    (laptop / "server.js").write_text(LOGGING_SERVER_JS)
+    sync = start_sync(run_reloadd, laptop, pod)
+    app, port = app_in(run_reloadd, pod)
+    seen = len(outcomes(sync))
+    (laptop / "version.js").write_text("module.exports = 'v2';\n")
+    next_outcome(sync, seen)
+    assert "serving" not in sync.out() and "serving v2" in app.out()

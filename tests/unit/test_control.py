@@ -6,14 +6,16 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from reloadd.control import HOLD_LIMIT, HOLD_MAX, Announcement, ControlServer, Echoes, private_dir
+from reloadd.control import HOLD_LIMIT, HOLD_MAX, Announcement, ControlServer, Echoes, LogFeed, private_dir
 
 
 @pytest.fixture
@@ -199,3 +201,27 @@ def test_an_asked_for_hold_outlasts_the_default_and_is_bounded(directory: Path) 
         threading.Event().wait(0.1)
         assert conn.hold < HOLD_LIMIT
         announcement.close()
+
+
+def test_log_lines_reach_a_listener_and_a_listener_that_reads_nothing_never_blocks_the_app(directory: Path) -> None:
+    server = ControlServer(directory, ["/app"])
+    heard: list[tuple[str, str]] = []
+    feed = LogFeed("/app", {"RELOADD_CONTROL_DIR": str(directory)}, lambda stream, line: heard.append((stream, line)))
+    stalled = socket.socket(socket.AF_UNIX)
+    try:
+        feed.start()
+        stalled.connect(str(next(iter(server.listeners))))
+        stalled.sendall(b'{"logs": true}\n')
+        settle(lambda: bool(server.take_batches()) or len(server.log_socks) == 2)
+        assert len(server.log_socks) == 2
+        server.log_line("stdout", "listening on 3000")
+        settle(lambda: bool(heard))
+        assert heard == [("stdout", "listening on 3000")]
+        started = time.monotonic()
+        for _ in range(20_000):  # far more than the stalled listener's socket holds
+            server.log_line("stderr", "x" * 200)
+        assert time.monotonic() - started < 5.0  # dropped for the stalled one, never waited for
+    finally:
+        feed.stop()
+        stalled.close()
+        server.close()
