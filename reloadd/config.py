@@ -381,13 +381,25 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     loc = [str(part) for part in error.get("loc", ()) if not str(part).startswith(("list[", "literal[", "function"))]
     loc = [part for part in loc if part not in {"str", "int", "float", "bool", "dict[str,str]"}]
     key = ".".join(loc) or "(top level)"
-    top = loc[0] if loc else ""
     message = str(error.get("msg", "invalid value"))
     if error.get("type") == "value_error":
         message = message.removeprefix("Value error, ") if hasattr(message, "removeprefix") else message
         return key, message
-    named = ".".join(part for part in loc if not part.isdigit())  # sync.onChange.0.run -> sync.onChange.run
-    return key, f"expected {EXPECTED.get(named, EXPECTED.get(top, message[0].lower() + message[1:]))}"
+    named = [part for part in loc if not part.isdigit()]  # sync.onChange.0.run -> sync.onChange.run
+    if error.get("type") == "extra_forbidden":
+        return key, f"not a key reloadd knows there (expected {_expected(named[:-1], message)})"
+    if error.get("type") == "missing":
+        return key, f"missing (expected {_expected(named, message)})"
+    return key, f"expected {_expected(named, message)}"
+
+
+def _expected(named: list[str], message: str) -> str:
+    """What the nearest documented key expects: sync.onChange.run, else sync.onChange, else sync..."""
+    for end in range(len(named), 0, -1):
+        found = EXPECTED.get(".".join(named[:end]))
+        if found is not None:
+            return found
+    return message[0].lower() + message[1:]
 
 
 def validate(raw: dict[str, Any], source: str) -> Settings:
@@ -415,7 +427,8 @@ def validate(raw: dict[str, Any], source: str) -> Settings:
         key, expected = _describe(dict(first))
         got = first.get("input")
         whole_object = isinstance(got, dict) and key.count(".") == 0 and key not in {"env", "hot", "sync"}
-        shown = "" if whole_object else f", got {_shown(got)}"
+        no_value = first.get("type") == "missing"
+        shown = "" if whole_object or no_value else f", got {_shown(got)}"
         raise ConfigError(f"{source}: key '{key}': {expected}{shown}") from None
     problem = _env_problem(settings.env) or _glob_problem(settings)
     if problem:

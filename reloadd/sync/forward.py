@@ -26,6 +26,9 @@ BACKLOG = 128  # clients the kernel holds while the laptop is busy (sending a ba
 MAX_PORT = 65535
 
 
+LOOP_HINT_OFFSET = 10000  # the local port suggested instead of a looping one: PORT + this (3000 -> 13000)
+
+
 @dataclass(frozen=True)
 class Forward:
     """127.0.0.1:local on the laptop to 127.0.0.1:remote in the pod."""
@@ -63,6 +66,22 @@ def check_forwards(values: Iterable[Union[str, int]]) -> list[Forward]:
             raise ValueError(f"local port {forward.local} is forwarded twice")
         forwards.append(forward)
     return forwards
+
+
+def check_loops(forwards: list[Forward], same_host: bool, source: str) -> None:
+    """Where the pod side is this machine (``--transport env``), 127.0.0.1:PORT in the "pod" is the
+    laptop's own listener: a forward to the same port would connect to itself, without end."""
+    for forward in forwards:
+        if same_host and forward.local == forward.remote:
+            raise ConfigError(
+                f"{source}: {forward.local}: with --transport env the pod side is this machine, so "
+                f"127.0.0.1:{forward.remote} would be this forward itself; give another local port "
+                f"(-p {_other_port(forward.local)}:{forward.remote})"
+            )
+
+
+def _other_port(port: int) -> int:
+    return port + LOOP_HINT_OFFSET if port + LOOP_HINT_OFFSET <= MAX_PORT else port - LOOP_HINT_OFFSET
 
 
 def parse_forwards(values: Iterable[Union[str, int]], source: str) -> list[Forward]:

@@ -9,18 +9,19 @@ supervisor keeps holding its restarts (control.py ``hold``); then:
   - the command succeeded: the batch is committed to the supervisor as ``fresh`` (nothing the
     warm process preloaded may be kept: those modules are stale) and the app restarts once;
   - it failed or timed out: the supervisor is told to keep the running app (``keep``), the
-    laptop gets the command's last lines and exit status, and the next batch that changes
-    those paths runs it again.
+    laptop gets the command's error lines (or its last ones) and exit status, and every later
+    batch runs it again first, whatever it changes, until it succeeds: a failed ``npm ci`` may
+    have emptied ``node_modules``, and no restart may land on what it left.
 Batches committed while a command runs join it: their files are in place at once, and they
 are committed to the supervisor together when it is over (one restart), so an install is
 never raced by a restart. A session that ends during a command (the laptop stopped, a dead
-link) ends the command's whole process group and keeps the running app, as for a failure; the
-next batch that changes those paths runs it again.
+link) ends the command's whole process group and keeps the running app, as for a failure.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -45,7 +46,11 @@ NO_LOCKFILE_COMMAND = "npm install"
 DEFAULT_TIMEOUT = 600.0  # seconds; as config.DEFAULT_ON_CHANGE_TIMEOUT (the agent does not import the model)
 HOLD_SLACK = 30.0  # seconds the supervisor holds beyond the commands' timeouts
 TERM_GRACE = 5.0  # seconds a timed-out command's process group gets after SIGTERM, before SIGKILL
-TAIL_LINES = 20  # the command's last lines, for the laptop when it fails
+TAIL_LINES = 20  # the command's last lines kept
+SHOWN_LINES = 10  # its first error lines (or else its last lines), for the laptop when it fails
+# npm ("npm error ...", "npm ERR! ..."), yarn ("error ..."), pnpm ("ERR_PNPM_..."): the lines that say
+# why, which a usage text printed after them would push out of the last lines.
+ERROR_LINE = re.compile(r"\berror\b|\bERR!|\bERR_", re.IGNORECASE)
 LINE_MAX = 1000  # characters of one output line passed on
 READ_CHUNK = 65536
 SHELL = "/bin/sh"
@@ -119,6 +124,7 @@ class Installer:
         self.lock = threading.Lock()
         self.waiting: list[_Batch] = []
         self.again: set[Rule] = set()  # rules whose paths changed again while a command ran
+        self.failed: list[Rule] = []  # the rules of the last run, if it failed: every batch runs them again
         self.thread: Optional[threading.Thread] = None
         self.proc: Optional[subprocess.Popen[bytes]] = None  # the command running now
         self.stopping = False
@@ -132,7 +138,8 @@ class Installer:
                 self.again.update(matching(self.rules, self.root, relative))
                 announcement.hold(self._hold(self.rules))
                 return True
-            rules = matching(self.rules, self.root, relative)
+            wanted = set(matching(self.rules, self.root, relative)) | set(self.failed)
+            rules = [rule for rule in self.rules if rule in wanted]
             if not rules:
                 return False
             self.waiting.append(batch)
@@ -161,14 +168,14 @@ class Installer:
             for rule in rules:
                 ran.append(self._run(rule))
                 if ran[-1].status != 0:
-                    self._failed(ran[-1])
+                    self._failed(ran[-1], rules)
                     return
             with self.lock:
                 # A batch that came meanwhile changed a rule's paths again: run it again, in order.
                 rules = [rule for rule in self.rules if rule in self.again]
                 self.again = set()
                 if not rules:
-                    batches, self.waiting, self.thread = self.waiting, [], None
+                    batches, self.waiting, self.thread, self.failed = self.waiting, [], None, []
                     break
         installed = {
             "installed": ", ".join(r.command for r in ran),
@@ -177,9 +184,9 @@ class Installer:
         for batch in batches:
             self.pass_on(batch.ident, batch.announcement, batch.changed, installed)
 
-    def _failed(self, ran: Ran) -> None:
+    def _failed(self, ran: Ran, rules: list[Rule]) -> None:
         with self.lock:
-            batches, self.waiting, self.thread = self.waiting, [], None
+            batches, self.waiting, self.thread, self.failed = self.waiting, [], None, rules
         for batch in batches:
             batch.announcement.keep(batch.changed)
             fields: dict[str, Any] = {"what": "install-failed", "command": ran.command, "lines": ran.tail}
@@ -192,6 +199,7 @@ class Installer:
         self._say({"t": "output", "line": f"running {command}"})
         started = time.monotonic()
         tail: deque[str] = deque(maxlen=TAIL_LINES)
+        errors: list[str] = []
         try:
             proc = subprocess.Popen(
                 [SHELL, "-c", command],
@@ -209,15 +217,17 @@ class Installer:
         if stopping:
             _end_group(proc)
         assert proc.stdout is not None
-        status = self._stream(proc, proc.stdout.fileno(), started + rule.timeout, tail)
+        status = self._stream(proc, proc.stdout.fileno(), started + rule.timeout, tail, errors)
         proc.stdout.close()
         with self.lock:
             self.proc = None
         if status is None:
             tail.append(f"killed after {rule.timeout:g} s (sync.onChange timeout)")
-        return Ran(command, status, list(tail), time.monotonic() - started)
+        return Ran(command, status, errors[:SHOWN_LINES] or list(tail)[-SHOWN_LINES:], time.monotonic() - started)
 
-    def _stream(self, proc: subprocess.Popen[bytes], fd: int, deadline: float, tail: deque[str]) -> Optional[int]:
+    def _stream(
+        self, proc: subprocess.Popen[bytes], fd: int, deadline: float, tail: deque[str], errors: list[str]
+    ) -> Optional[int]:
         """Pass the command's lines on until it ends (its status) or its time is up (None)."""
         partial = b""
         while True:
@@ -232,19 +242,21 @@ class Installer:
                 break
             *lines, partial = (partial + data).split(b"\n")
             for raw in lines:
-                self._line(raw, tail)
+                self._line(raw, tail, errors)
         if partial:
-            self._line(partial, tail)
+            self._line(partial, tail, errors)
         try:
             return proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             _end_group(proc)
             return None
 
-    def _line(self, raw: bytes, tail: deque[str]) -> None:
+    def _line(self, raw: bytes, tail: deque[str], errors: list[str]) -> None:
         line = raw.decode(errors="replace").rstrip()[:LINE_MAX]
         if line:
             tail.append(line)
+            if ERROR_LINE.search(line) and len(errors) < SHOWN_LINES:
+                errors.append(line)
             self._say({"t": "output", "line": line})
 
     def _say(self, message: dict[str, Any]) -> None:

@@ -49,7 +49,7 @@ from ..sources import load_settings
 from ..watcher import Watcher, WatchReport
 from . import listing
 from .excludes import check_include, excluder, sync_globs
-from .forward import Forwarder, Listener, parse_forwards
+from .forward import Forwarder, Listener, check_loops, parse_forwards
 from .gitignore import GITIGNORE, IGNORE_FILE_MAX, GitIgnore
 from .gitignore import load as load_gitignore
 from .guard import EXIT_REFUSED
@@ -71,7 +71,7 @@ from .options import Destination, SyncOptions, destination_where, with_config
 from .pods import PodEvent, PodWatch
 from .protocol import DATA_CHUNK, PROTOCOL_VERSION, chunks
 from .session import Disconnected, Ready, Session
-from .transport import Where, check_engine, exec_argv
+from .transport import Where, check_engine, exec_argv, same_host
 
 HELLO_TIMEOUT = 60.0  # seconds for the transport to start the agent (kubectl may pull credentials first)
 REPLY_TIMEOUT = 120.0  # seconds for an answer to a manifest, hash or commit request (pings keep a slow one alive)
@@ -237,6 +237,7 @@ class Syncer:
         self.began = time.monotonic() - process_age()  # the first "in sync" counts from the command's start
         self.live = Live()  # batches sent, until each pod says what they did to the app
         forwards = options.forwards or parse_forwards(settings.sync.ports, "sync.ports")  # -p wins over the config
+        check_loops(forwards, same_host(self.where), "sync: -p" if options.forwards else "sync.ports")
         self.forwarder = Forwarder(forwards)
         if first is not None:
             first.adopt = self.forwarder.adopt

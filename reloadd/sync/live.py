@@ -26,6 +26,7 @@ LIVE_EVENT = "live"
 INSTALL_LINES_SHOWN = 10  # of a failed install's last lines
 CRASH_LINES_SHOWN = 6  # of the app's first stderr lines: the location, the source line, the error
 NODE_FOOTER = re.compile(r"^Node\.js v\d")  # the last line of node's report of an uncaught error
+INSPECTOR_LINE = re.compile(r"^(Debugger listening on ws://|For help, see: https://nodejs\.org/|Debugger attached\.)")
 PENDING_MAX = 1000  # batches remembered until their outcome comes (a pod that never answers)
 MS = 1000.0
 
@@ -88,8 +89,11 @@ def describe(where: str, sent: Optional[Sent], message: dict[str, Any], pod_root
 
 
 def _worth_showing(line: str) -> bool:
-    """The app's own lines: not blank, not node's internal frames, not node's version footer."""
-    return bool(line.strip()) and "(node:internal/" not in line and not NODE_FOOTER.match(line)
+    """The app's own lines: not blank, not node's internal frames, its version footer or its
+    inspector's greeting (with --inspect they come first and would push the error out)."""
+    if not line.strip() or "(node:internal/" in line or NODE_FOOTER.match(line):
+        return False
+    return not INSPECTOR_LINE.match(line)
 
 
 class Live:

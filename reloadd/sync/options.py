@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from .excludes import check_include
 from .forward import Forward, parse_forwards
 from .heartbeat import HEARTBEAT_WINDOW, parse_window
-from .transport import Where, engine_to, split_to
+from .transport import Where, engine_to, same_host, split_to
 
 SYNC_HELP = """\
 Usage:
@@ -214,7 +214,11 @@ def destination_where(destination: Destination, to: str = "--to") -> Where:
     target, remote = split_to(d.to or "", transport=d.transport is not None or d.selector is not None)
     if d.to is not None and d.transport is None and d.selector is None and not target:
         raise ConfigError(f"sync: {to} {d.to!r}: expected TARGET[:REMOTE_DIR], e.g. deploy/api:/app")
-    return Where(target, remote, d.namespace, d.container, d.context, d.selector, d.transport)
+    where = Where(target, remote, d.namespace, d.container, d.context, d.selector, d.transport)
+    if same_host(where) and remote is None:
+        # The agent's working directory would be this one: it would write wherever the command ran.
+        raise ConfigError("sync: --transport env runs the pod side on this machine: say where it writes, --to DIR")
+    return where
 
 
 def with_config(cli: Destination, config: Destination) -> tuple[Destination, str]:
@@ -224,6 +228,8 @@ def with_config(cli: Destination, config: Destination) -> tuple[Destination, str
     to, selector, source = cli.to, cli.selector, "--to"
     if not cli.named:
         to, selector, source = config.to, config.selector, "sync.to"
+    elif cli.transport is not None and cli.to is None and config.to and ":" in config.to:
+        to, source = ":" + config.to.partition(":")[2], "sync.to"  # --transport keeps the config's :DIR
     merged = Destination(
         to, cli.namespace or config.namespace, cli.container or config.container, cli.context, selector, cli.transport
     )

@@ -27,6 +27,7 @@ ENGINE_SCHEMES = {
 }
 AGENT_COMMAND = ["reloadd", "agent"]
 ENGINE_CHECK_TIMEOUT = 30.0  # seconds `docker compose version` may take (a slow docker CLI)
+SAME_HOST_TRANSPORT = "env"  # --transport env: the agent on this machine (for trying sync, and tests)
 STDERR_TAIL = 20  # lines of a transport's or kubectl's own stderr kept for the failure line and -V
 
 
@@ -41,6 +42,18 @@ class Where:
     context: Optional[str] = None
     selector: Optional[str] = None
     transport: Optional[str] = None
+
+
+def same_host(where: Where) -> bool:
+    """The pod side runs on this machine (``--transport env``): its 127.0.0.1 and its working
+    directory are the laptop's own."""
+    if where.transport is None:
+        return False
+    try:
+        words = shlex.split(where.transport)
+    except ValueError:
+        return False
+    return words[:1] == [SAME_HOST_TRANSPORT]
 
 
 def agent_argv(remote_dir: Optional[str]) -> list[str]:

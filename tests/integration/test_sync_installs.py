@@ -161,3 +161,32 @@ def sleepers(marker: str) -> list[psutil.Process]:
         if proc.info["cmdline"] == ["sleep", marker]:
             found.append(proc)
     return found
+
+
+FLAKY_INSTALL = (
+    "if [ -e deps-broken ]; then echo 'npm error code EUSAGE'; "
+    'for n in $(seq 30); do echo "usage line $n"; done; exit 1; fi; echo installed-ok'
+)
+
+
+def test_after_a_failed_install_every_save_runs_it_again_before_any_restart(
+    run_reloadd, laptop: Path, pod: Path
+) -> None:
+    (laptop / "nodemon.json").write_text(json.dumps({"sync": {"onChange": [{"paths": "deps*", "run": FLAKY_INSTALL}]}}))
+    sync, port = session(run_reloadd, laptop, pod)
+    before = len(starts(pod))
+    (laptop / "deps-broken").write_text("the install fails while this file is here\n")
+    wait_for(lambda: "failed (exit status 1)" in sync.log(), timeout=INSTALL_BOUND, what=sync.log())
+    log = sync.log()
+    summary = log[log.rindex("failed (exit status 1)") :]
+    assert "npm error code EUSAGE" in summary and "usage line 30" not in summary, log  # why, not the usage text
+
+    (laptop / "server.js").write_text(SERVER_JS + "// an ordinary edit\n")  # no dependency file changed
+    wait_for(lambda: log.count("| running ") < sync.log().count("| running "), what=sync.log())
+    wait_for(lambda: sync.log().count("failed (exit status 1)") == 2, timeout=INSTALL_BOUND, what=sync.log())
+    time.sleep(QUIET)
+    assert len(starts(pod)) == before and served(port) == "v1", sync.log()  # no restart onto broken deps
+
+    (laptop / "deps-broken").unlink()
+    wait_for(lambda: "| installed-ok" in sync.log(), timeout=INSTALL_BOUND, what=sync.log())
+    wait_for(lambda: len(starts(pod)) == before + 1, what=sync.log())

@@ -341,10 +341,10 @@ def test_port_specs() -> None:
 
 
 def test_p_flags_are_parsed_in_order(tmp_path: object) -> None:
-    options = parse_sync_args(["--transport", "env", "-p", "3000", "--port", "8080:3000"])
+    options = parse_sync_args(["--transport", "ssh box", "-p", "3000", "--port", "8080:3000"])
     assert options is not None and options.forwards == [Forward(3000, 3000), Forward(8080, 3000)]
     with pytest.raises(ConfigError, match="sync: -p: '0': 0 is not a port"):
-        parse_sync_args(["--transport", "env", "-p", "0"])
+        parse_sync_args(["--transport", "ssh box", "-p", "0"])
 
 
 def test_sync_ports_in_a_config_file_are_checked_like_p() -> None:

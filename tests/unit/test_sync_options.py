@@ -9,6 +9,7 @@ import pytest
 
 from reloadd.cli import parse_args
 from reloadd.errors import ConfigError, ReloaddError
+from reloadd.sync.forward import check_loops, parse_forwards
 from reloadd.sync.guard import refusal
 from reloadd.sync.laptop import human_duration
 from reloadd.sync.options import Destination, destination_where, parse_sync_args, whole_repository_warning, with_config
@@ -37,7 +38,35 @@ def test_the_default_transport_is_kubectl_exec_with_the_agent_appended(tmp_path:
 def test_a_custom_transport_is_shell_split_and_replaces_everything_before_the_agent(tmp_path: Path) -> None:
     argv = argv_for(str(tmp_path), "--transport", "ssh -p 2222 'dev box'", "--to", "/srv/app")
     assert argv == ["ssh", "-p", "2222", "dev box", "reloadd", "agent", "/srv/app"]
-    assert argv_for(str(tmp_path), "--transport", "env") == ["env", "reloadd", "agent"]
+    assert argv_for(str(tmp_path), "--transport", "docker exec -i box") == [
+        "docker",
+        "exec",
+        "-i",
+        "box",
+        "reloadd",
+        "agent",
+    ]
+
+
+@pytest.mark.parametrize("to", [[], ["--to", ""], ["--to", ":"]])
+def test_transport_env_must_say_where_or_it_would_write_where_the_command_ran(tmp_path: Path, to: list[str]) -> None:
+    with pytest.raises(ConfigError, match="--transport env runs the pod side on this machine: say where"):
+        parse_sync_args([str(tmp_path), "--transport", "env", *to])
+
+
+def test_transport_keeps_the_config_files_directory() -> None:
+    merged, _ = with_config(Destination(transport="ssh box"), Destination(to="deploy/api:/app"))
+    assert destination_where(merged).remote_dir == "/app"
+    merged, _ = with_config(Destination(transport="ssh box"), Destination(to="deploy/api"))
+    assert destination_where(merged).remote_dir is None
+
+
+def test_a_forward_to_its_own_port_on_this_machine_is_refused(tmp_path: Path) -> None:
+    forwards = parse_forwards(["3000", "13001:3001"], "sync: -p")
+    with pytest.raises(ConfigError, match=r"sync: -p: 3000: with --transport env .* \(-p 13000:3000\)"):
+        check_loops(forwards, same_host=True, source="sync: -p")
+    check_loops(forwards, same_host=False, source="sync: -p")  # a pod has its own 127.0.0.1
+    check_loops(forwards[1:], same_host=True, source="sync: -p")
 
 
 @pytest.mark.parametrize(
