@@ -29,26 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support import Reloadd, free_port, make_app, wait_for  # noqa: E402
-from sync_support import control_env, tree  # noqa: E402
+from sync_support import PORTS_SERVER_JS, control_env, tree  # noqa: E402
 
 BIG_MB = 256
 REQUESTS = 200
-SERVER_JS = """\
-const http = require('http');
-const big = Buffer.alloc(1024 * 1024, 'x');
-http.createServer((req, res) => {
-  if (req.url === '/big') {
-    let left = Number(process.env.BIG_MB);
-    const more = () => {
-      while (left > 0) { left--; if (!res.write(big)) { res.once('drain', more); return; } }
-      res.end();
-    };
-    more();
-    return;
-  }
-  res.end('ok');
-}).listen(Number(process.env.PORT), '127.0.0.1');
-"""
 
 
 def get(port: int, path: str = "/") -> bytes:
@@ -79,7 +63,7 @@ def main() -> None:
     edits = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        laptop = make_app(base / "laptop", server_js=SERVER_JS)
+        laptop = make_app(base / "laptop", server_js=PORTS_SERVER_JS)
         pod = base / "pod"
         pod.mkdir()
         remote, local = free_port(), free_port()

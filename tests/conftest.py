@@ -35,6 +35,14 @@ def app(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def pod(tmp_path: Path) -> Path:
+    """The folder that plays a pod's app directory in the sync tests (the agent writes there)."""
+    directory = tmp_path / "pod"
+    directory.mkdir()
+    return directory
+
+
+@pytest.fixture
 def run_reloadd() -> Iterator[Callable[..., Reloadd]]:
     """Start reloadd with ``run_reloadd(args, cwd, env=...)``; everything it started is ended after the test."""
     started: list[Reloadd] = []

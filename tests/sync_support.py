@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
@@ -95,3 +96,40 @@ def served(port: int) -> str:
             return str(response.read().decode())
     except OSError:
         return ""
+
+
+# The forwarded-ports app: "<version> <pid>" on /, BIG_MB megabytes of "x" on /big.
+PORTS_SERVER_JS = """\
+const http = require('http');
+const version = require('./version.js');
+const big = Buffer.alloc(1024 * 1024, 'x');
+const server = http.createServer((req, res) => {
+  if (req.url === '/big') {
+    let left = Number(process.env.BIG_MB);
+    const more = () => {
+      while (left > 0) { left--; if (!res.write(big)) { res.once('drain', more); return; } }
+      res.end();
+    };
+    more();
+    return;
+  }
+  res.end(version + ' ' + process.pid);
+});
+server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening ' + process.pid));
+"""
+
+FETCH_TIMEOUT = 10.0  # seconds for one request through a forwarded port (the agent retries 5 s)
+
+
+def fetch(port: int, path: str = "/", timeout: float = FETCH_TIMEOUT) -> str:
+    """GET ``path`` over a fresh connection; "" when the connection fails or closes early."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            answer = bytearray()
+            while chunk := sock.recv(1024 * 1024):
+                answer += chunk
+    except OSError:
+        return ""
+    head, _, body = answer.decode(errors="replace").partition("\r\n\r\n")
+    return body if head.startswith("HTTP/1.1 200") else ""

@@ -33,13 +33,6 @@ def laptop(tmp_path: Path) -> Path:
     return make_app(tmp_path / "laptop", server_js=COUNTING_SERVER_JS)
 
 
-@pytest.fixture
-def pod(tmp_path: Path) -> Path:
-    directory = tmp_path / "pod"
-    directory.mkdir()
-    return directory
-
-
 def start_app(run_reloadd: Callable[..., Reloadd], pod: Path) -> tuple[Reloadd, int]:
     port = free_port()
     app = run_reloadd(["server.js"], pod, env={"PORT": str(port), **control_env(pod.parent)})

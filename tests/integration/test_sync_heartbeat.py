@@ -27,13 +27,6 @@ def laptop(tmp_path: Path) -> Path:
     return make_app(tmp_path / "laptop")
 
 
-@pytest.fixture
-def pod(tmp_path: Path) -> Path:
-    directory = tmp_path / "pod"
-    directory.mkdir()
-    return directory
-
-
 def test_an_agent_whose_laptop_goes_silent_ends_itself_within_the_window(pod: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NODE_ENV"}
     env.update(control_env(pod.parent))

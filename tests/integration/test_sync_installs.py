@@ -72,13 +72,6 @@ def laptop(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def pod(tmp_path: Path) -> Path:
-    directory = tmp_path / "pod"
-    directory.mkdir()
-    return directory
-
-
 def session(run_reloadd: Callable[..., Reloadd], laptop: Path, pod: Path) -> tuple[Reloadd, int]:
     sync = start_sync(run_reloadd, laptop, pod, env=NPM_OFFLINE)
     wait_for(lambda: "restarted" in sync.log() or "no reloadd in the pod" in sync.log(), what=sync.log())

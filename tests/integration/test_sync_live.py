@@ -37,15 +37,14 @@ def laptop(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def pod(tmp_path: Path) -> Path:
-    directory = tmp_path / "pod"
-    directory.mkdir()
-    return directory
-
-
 def outcomes(sync: Reloadd) -> list[str]:
     return [match[2] for match in LIVE.findall(sync.log())]
+
+
+def settled(sync: Reloadd) -> int:
+    """The number of live lines once every batch so far has its own (each "synced" line is followed by one)."""
+    wait_for(lambda: len(outcomes(sync)) >= sync.log().count("] synced "), what=f"the live lines:\n{sync.log()}")
+    return len(outcomes(sync))
 
 
 def next_outcome(sync: Reloadd, before: int) -> str:
@@ -70,7 +69,7 @@ def test_every_batch_says_once_whether_the_app_restarted_or_crashed_and_where(
 ) -> None:
     sync = start_sync(run_reloadd, laptop, pod)
     app, port = app_in(run_reloadd, pod, *flags)
-    seen = len(outcomes(sync))
+    seen = settled(sync)
 
     (laptop / "version.js").write_text("module.exports = 'v2';\n")
     outcome = next_outcome(sync, seen)
@@ -94,7 +93,7 @@ def test_a_batch_the_app_does_not_watch_says_no_restart(run_reloadd, laptop: Pat
     sync = start_sync(run_reloadd, laptop, pod)
     app, _ = app_in(run_reloadd, pod)
     starts_before = app.log().count("starting `node server.js`")
-    seen = len(outcomes(sync))
+    seen = settled(sync)
     (laptop / "notes.md").write_text("not watched: .md is not among the app's extensions\n")
     assert next_outcome(sync, seen) == "no restart (nothing the app watches changed)"
     assert app.log().count("starting `node server.js`") == starts_before
@@ -102,7 +101,7 @@ def test_a_batch_the_app_does_not_watch_says_no_restart(run_reloadd, laptop: Pat
 
 def test_with_no_supervisor_in_the_pod_the_line_says_nothing_restarted(run_reloadd, laptop: Path, pod: Path) -> None:
     sync = start_sync(run_reloadd, laptop, pod)
-    seen = len(outcomes(sync))
+    seen = settled(sync)
     (laptop / "version.js").write_text("module.exports = 'v2';\n")
     outcome = next_outcome(sync, seen)
     assert outcome.startswith("written, but no reloadd in the pod watches"), sync.log()
@@ -152,7 +151,7 @@ def test_without_logs_the_apps_output_stays_in_the_pod(run_reloadd, laptop: Path
     (laptop / "server.js").write_text(LOGGING_SERVER_JS)
     sync = start_sync(run_reloadd, laptop, pod)
     app, port = app_in(run_reloadd, pod)
-    seen = len(outcomes(sync))
+    seen = settled(sync)
     (laptop / "version.js").write_text("module.exports = 'v2';\n")
     next_outcome(sync, seen)
     assert "serving" not in sync.out() and "serving v2" in app.out()

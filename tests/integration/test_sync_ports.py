@@ -16,33 +16,14 @@ from typing import Callable
 
 import pytest
 from support import DEADLINE, Reloadd, free_port, make_app, reloadd_argv, wait_for
-from sync_support import SYNCED, agents_of, control_env, start_sync, tree
+from sync_support import FETCH_TIMEOUT, PORTS_SERVER_JS, SYNCED, agents_of, control_env, fetch, start_sync, tree
 
 RESTARTS = 20
 BIG_BYTES = 64 * 1024 * 1024  # the slow reader's response: far more than every buffer on the way
 BATCH_BOUND_MS = 1000  # a batch while a forwarded client reads nothing: generous, the real figure is ms
-FETCH_TIMEOUT = 10.0  # seconds for one request through the forwarded port (the agent retries 5 s)
 RETRY_PAUSE = 0.5  # seconds before a client's one retry (the old app may take that long to be gone)
 
 # The app: "<version> <pid>" on /, BIG_BYTES on /big; the port from the environment.
-PORTS_SERVER_JS = """\
-const http = require('http');
-const version = require('./version.js');
-const big = Buffer.alloc(1024 * 1024, 'x');
-const server = http.createServer((req, res) => {
-  if (req.url === '/big') {
-    let left = Number(process.env.BIG_MB);
-    const more = () => {
-      while (left > 0) { left--; if (!res.write(big)) { res.once('drain', more); return; } }
-      res.end();
-    };
-    more();
-    return;
-  }
-  res.end(version + ' ' + process.pid);
-});
-server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('listening ' + process.pid));
-"""
 
 
 @pytest.fixture
@@ -50,25 +31,6 @@ def laptop(tmp_path: Path) -> Path:
     return make_app(tmp_path / "laptop", server_js=PORTS_SERVER_JS)
 
 
-@pytest.fixture
-def pod(tmp_path: Path) -> Path:
-    directory = tmp_path / "pod"
-    directory.mkdir()
-    return directory
-
-
-def fetch(port: int, path: str = "/", timeout: float = FETCH_TIMEOUT) -> str:
-    """GET ``path`` over a fresh connection; "" when the connection fails or closes early."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            answer = bytearray()
-            while chunk := sock.recv(1024 * 1024):
-                answer += chunk
-    except OSError:
-        return ""
-    head, _, body = answer.decode(errors="replace").partition("\r\n\r\n")
-    return body if head.startswith("HTTP/1.1 200") else ""
 
 
 def start_app(run_reloadd: Callable[..., Reloadd], pod: Path, port: int) -> Reloadd:
@@ -266,6 +228,7 @@ def test_a_bad_configured_port_and_a_port_in_use_exit_2_in_one_line(tmp_path: Pa
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = sync("-p", str(port))
+        remote = free_port()
+        done = sync("-p", f"{port}:{remote}")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert f"-p {port}: cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert f"-p {port}:{remote}: cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
