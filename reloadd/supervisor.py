@@ -173,7 +173,6 @@ class Supervisor:
             self.control = self.system.open_control(self._control_dirs())
             if self.control is not None:
                 self.selector.register(self.control, selectors.EVENT_READ, "control")
-            if self.control is not None:
                 self.output = self.system.app_output(self.control.log_line)
                 self.warm.output_fds = self.output.fds
         if command.inspect and listens_on_all_interfaces(command.inspect[0]):
