@@ -125,10 +125,18 @@ def fetch(port: int, path: str = "/", timeout: float = FETCH_TIMEOUT) -> str:
     """GET ``path`` over a fresh connection; "" when the connection fails or closes early."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            answer = bytearray()
-            while chunk := sock.recv(1024 * 1024):
-                answer += chunk
+            return fetch_on(sock, path)
+    except OSError:
+        return ""
+
+
+def fetch_on(sock: socket.socket, path: str = "/") -> str:
+    """GET ``path`` on a connection already made; "" when it closes early."""
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = bytearray()
+        while chunk := sock.recv(1024 * 1024):
+            answer += chunk
     except OSError:
         return ""
     head, _, body = answer.decode(errors="replace").partition("\r\n\r\n")

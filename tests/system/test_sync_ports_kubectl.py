@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from kube_standin import StandIn
 from support import DEADLINE, free_port, make_app, wait_for
-from sync_support import FETCH_TIMEOUT, PORTS_SERVER_JS, control_env, fetch, first_sync_done, tree
+from sync_support import FETCH_TIMEOUT, PORTS_SERVER_JS, control_env, fetch, fetch_on, first_sync_done, tree
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs the kubectl binary on PATH")
 
@@ -92,10 +92,11 @@ def test_with_a_selector_the_port_moves_to_another_pod_when_its_pod_goes_away(
     standin.cluster.remove_pod("web-2")
     sync.wait_log("pod/web-2 is gone")
     answers: list[str] = []
-    client = threading.Thread(target=lambda: answers.append(fetch(local)))
-    client.start()  # accepted with no pod connected: it waits for the next one
-    time.sleep(0.5)
-    web3 = standin.cluster.add_pod("web-3", labels={"app": "web"}, env=control_env(tmp_path)).directory
-    client.join(FETCH_TIMEOUT + 1)
+    with socket.create_connection(("127.0.0.1", local), timeout=FETCH_TIMEOUT + 1) as early:
+        # Connected with no pod connected: it waits for the next one.
+        client = threading.Thread(target=lambda: answers.append(fetch_on(early)))
+        client.start()
+        web3 = standin.cluster.add_pod("web-3", labels={"app": "web"}, env=control_env(tmp_path)).directory
+        client.join(FETCH_TIMEOUT + 1)
     assert answers and answers[0].startswith("v1 "), sync.log()
     assert tree(web3) == tree(laptop)
