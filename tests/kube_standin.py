@@ -24,6 +24,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -106,6 +107,7 @@ class Cluster:
         self.deployments: dict[str, dict[str, str]] = {}  # name -> pod labels it selects
         self.forbidden: set[str] = set()  # "create pods/exec", "list pods", "get pods"...
         self.missing_command = False
+        self.start_delay = 0.0  # seconds before an exec'd command starts (a slow pod, a busy node)
         self.server_errors = 0  # answer this many requests with 503 first
         self.streams: list[ExecStream] = []
         self.requests: list[str] = []
@@ -441,6 +443,7 @@ class Handler(BaseHTTPRequestHandler):
             _send_frame(sock, OP_CLOSE, struct.pack(">H", 1000))
             return
         env = {**self.cluster.base_env, **pod.env}
+        time.sleep(self.cluster.start_delay)
         proc = subprocess.Popen(
             command, cwd=pod.directory, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )

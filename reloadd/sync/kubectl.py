@@ -48,8 +48,9 @@ def require_kubectl() -> None:
                            "or use --transport", EXIT_NO_KUBECTL)  # fmt: skip
 
 
-def explain(name: str, status: Optional[int], stderr: list[str], where: Where) -> Failure:
-    """Why starting the agent in ``name`` through kubectl failed."""
+def explain(name: str, status: Optional[int], stderr: list[str], where: Where, why: str = "") -> Failure:
+    """Why starting the agent in ``name`` through kubectl failed (``why``: what this side saw, for when
+    kubectl said nothing and had not exited)."""
     lines = [line for line in stderr if not NOISE.match(line)]
     text = "\n".join(lines)
     if status == MISSING_COMMAND or "executable file not found" in text or "no such file or directory" in text:
@@ -62,7 +63,7 @@ def explain(name: str, status: Optional[int], stderr: list[str], where: Where) -
         who = f" (user {user.group(1)})" if user else ""
         return Failure(f"{name}: not allowed to {verb} {resource}{_namespace(text)}{who}: "
                        f"RBAC forbids it; ask for the {resource} {verb} permission", EXIT_FORBIDDEN)  # fmt: skip
-    return _not_found(name, text, where) or _cluster(text) or _transient(name, text) or _other(name, status, lines)
+    return _not_found(name, text, where) or _cluster(text) or _transient(name, text) or _other(name, status, lines, why)
 
 
 def _container(where: Where) -> str:
@@ -128,8 +129,8 @@ def _transient(name: str, text: str) -> Optional[Failure]:
     return None
 
 
-def _other(name: str, status: Optional[int], lines: list[str]) -> Failure:
-    said = lines[-1].strip() if lines else f"exit status {status}"
+def _other(name: str, status: Optional[int], lines: list[str], why: str) -> Failure:
+    said = lines[-1].strip() if lines else f"exit status {status}" if status is not None else why or "no answer"
     return Failure(f"{name}: could not start the sync: {said}", EXIT_FAILED)
 
 

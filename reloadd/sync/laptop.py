@@ -468,7 +468,7 @@ class Syncer:
         local = self._local_manifest()
         timer.mark("walk")
         try:
-            hello = session.receive(HELLO_TIMEOUT)
+            hello = session.receive(HELLO_TIMEOUT, first=True)
         except Disconnected as exc:
             raise NotStarted(self._why_not_started(link, str(exc))) from None
         if hello["t"] == "refused":
@@ -496,7 +496,7 @@ class Syncer:
         tail = session.stderr_tail()
         session.close(dead=True)
         if self.where.transport is None:
-            failure = explain(session.name, status, tail, self.where)
+            failure = explain(session.name, status, tail, self.where, why)
         else:
             said = f"; it said: {tail[-1]}" if tail else ""
             failure = Failure(f"{session.name}: could not start the sync: {why}{said}", EXIT_AGENT_FAILED)

@@ -178,21 +178,24 @@ class Session:
             self.channels.ready(ready.channel, mask)
 
     # -- receiving -----------------------------------------------------------------------------
-    def receive(self, timeout: float) -> dict[str, Any]:
+    def receive(self, timeout: float, first: bool = False) -> dict[str, Any]:
         """The next message; raises Disconnected when the stream ends, breaks or stays silent.
 
         ``timeout`` bounds the wait for the answer itself; a link silent for the heartbeat window
-        (no ping either) is dead sooner.
+        (no ping either) is dead sooner, except for the ``first`` message: the agent cannot ping
+        before it runs, and starting it (kubectl's credentials, the pod's Python) may take longer
+        than a short window on a busy machine.
         """
         self.flush()
         deadline = time.monotonic() + timeout
+        watched = self.heartbeat is not None and not first
         while not self.queued:
             now = time.monotonic()
             if now >= deadline:
-                raise Disconnected(f"no answer from the agent within {timeout:g}s")
-            if self.heartbeat is not None and self.silent_for(now) >= self.window:
+                raise Disconnected(f"no answer from the agent within {timeout:g} s")
+            if watched and self.silent_for(now) >= self.window:
                 raise Disconnected(f"no answer for {self.window:g} s")
-            wait = min(deadline, self.last_heard + self.window if self.heartbeat else deadline) - now
+            wait = min(deadline, self.last_heard + self.window if watched else deadline) - now
             self.read_ready(wait)
         frame = self.queued.pop(0)
         if not isinstance(frame, dict):

@@ -106,6 +106,17 @@ def test_a_dropped_connection_reconnects_and_edits_made_meanwhile_arrive(
     assert not KLOG_LINE.search(sync.log()) and "websocket" not in sync.log(), sync.log()
 
 
+def test_an_agent_slower_to_start_than_the_window_is_waited_for(
+    run_reloadd, standin: StandIn, tmp_path: Path
+) -> None:
+    """Silence before the agent's first word is not a dead link: nothing can ping before the agent runs."""
+    pod = add_pod(standin, tmp_path, "web-1")
+    standin.cluster.start_delay = 2 * float(SHORT_WINDOW)
+    sync = synced(run_reloadd, standin, tmp_path, "--to", "pod/web-1", "--heartbeat", SHORT_WINDOW)
+    assert tree(pod) == tree(tmp_path / "laptop")
+    assert "reconnecting" not in sync.log() and "could not start" not in sync.log(), sync.log()
+
+
 def test_a_save_is_served_and_a_frozen_link_is_noticed_within_the_window_resynced_in_one_batch(
     run_reloadd, standin: StandIn, tmp_path: Path
 ) -> None:

@@ -62,6 +62,12 @@ def test_kubectl_failures_become_one_line_of_ours(
     assert "memcache" not in failure.message and "Error from server" not in failure.message
 
 
+def test_a_kubectl_that_said_nothing_and_still_runs_is_explained_by_what_this_side_saw() -> None:
+    failure = explain("pod/web-1", None, [], WHERE, "no answer for 8 s")
+    assert failure.message == "pod/web-1: could not start the sync: no answer for 8 s"
+    assert "None" not in explain("pod/web-1", None, [], WHERE).message
+
+
 def test_reconnection_is_at_once_then_backs_off_to_a_few_seconds() -> None:
     assert [laptop.backoff(n) for n in range(7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 
