@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from . import __version__
+from . import __version__, shapes
 from .errors import EXIT_NOT_FOUND, ReloaddError
 from .output import out, use_colour
 
@@ -111,7 +111,7 @@ def run(argv: list[str]) -> int:
 def dump(plan: Plan) -> int:
     """``--dump``: the resolved config and command on stdout, always (nodemon's does the same); a
     program that could not be started is one line on stderr, not a refusal to answer."""
-    data = {"config": plan.settings.model_dump(by_alias=True), "command": plan.command.argv, "cwd": str(plan.cwd)}
+    data = {"config": shapes.dump(plan.settings, by_alias=True), "command": plan.command.argv, "cwd": str(plan.cwd)}
     _print(json.dumps(data, indent=2, default=str))
     problem = program_problem(plan)
     if problem:

@@ -19,18 +19,15 @@ from typing import Any, Callable, Optional
 
 from . import __version__
 from .config import (
-    DEFAULT_EVENT_TIMEOUT,
-    DEFAULT_POLL_INTERVAL_MS,
-    DEFAULT_STOP_TIMEOUT,
     MAX_POLL_INTERVAL_MS,
     check_milliseconds,
     check_poll_interval,
     check_seconds,
     format_inspect,
     parse_inspect,
-    signal_number,
 )
 from .errors import ConfigError
+from .settings import DEFAULT_EVENT_TIMEOUT, DEFAULT_POLL_INTERVAL_MS, DEFAULT_STOP_TIMEOUT, signal_number
 
 EXACT_MARK = "--"  # everything after it is the command, run exactly as given
 MS_PER_SECOND = 1000.0

@@ -1,35 +1,20 @@
-"""The configuration model: every nodemon.json key reloadd understands, validated by pydantic.
+"""Checking a configuration: every nodemon.json key reloadd understands, against settings.py's shape.
 
 Config files, package.json and the command line all produce plain dicts keyed by nodemon's
 names (``legacyWatch``, ``execMap``...). ``sources.py`` merges them; this module validates a
-layer or the merged result and turns pydantic's errors into one line naming file and key.
+layer or the merged result (shapes.py) and turns an error into one line naming file and key.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-from typing import Any, Literal, Optional, Union
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Any, Optional
 
 from .errors import ConfigError
 from .matching import check_glob
+from .settings import HotConfig, OnChangeRule, ScalarEnv, Settings, SyncConfig, signal_number
+from .shapes import Catalogue, Checks, Invalid, keys, load
 
-DEFAULT_IGNORE_ROOT = [
-    "**/.git/**",
-    "**/.nyc_output/**",
-    "**/.sass-cache/**",
-    "**/bower_components/**",
-    "**/coverage/**",
-    "**/node_modules/**",
-]
-DEFAULT_EXEC_MAP = {"py": "python", "rb": "ruby", "ts": "ts-node"}
-DEFAULT_RESTART_SIGNAL = "SIGUSR2"  # nodemon's default: node dies of it unless the app handles it
-DEFAULT_STOP_TIMEOUT = 5.0  # seconds the old tree gets before SIGKILL
-DEFAULT_POLL_INTERVAL_MS = 100  # chokidar's (and so nodemon's) default interval
-DEFAULT_EVENT_TIMEOUT = 30.0  # seconds a hook may run before it is killed
-DEFAULT_ON_CHANGE_TIMEOUT = 600.0  # seconds a sync.onChange command (an npm ci) may run before it is killed
 # Reachable through kubectl port-forward, not from the network (docs/behaviour.md "Inspector").
 INSPECT_DEFAULT_HOST = "127.0.0.1"
 INSPECT_DEFAULT_PORT = 9229  # node's own default inspector port
@@ -50,19 +35,6 @@ SHOWN_VALUE_CHARS = 80  # an error line shows at most this much of the bad value
 DEEP_MERGED_KEYS = ("env", "execMap", "events", "watchOptions")
 
 EVENT_NAMES = ("start", "restart", "crash", "exit", "quit", "config:update")
-
-
-def signal_number(name: str) -> int:
-    """Map ``SIGUSR2``/``usr2``/``12`` to a signal number, or raise ValueError."""
-    text = name.strip().upper()
-    if text.isdigit():
-        return int(signal.Signals(int(text)))
-    if not text.startswith("SIG"):
-        text = "SIG" + text
-    try:
-        return int(signal.Signals[text])
-    except KeyError:
-        raise ValueError(f"unknown signal name {name!r}") from None
 
 
 def parse_inspect(text: str) -> tuple[str, int]:
@@ -151,194 +123,69 @@ def _as_list(value: Any) -> Any:
     return value
 
 
-class HotConfig(BaseModel):
-    """Soft reload: changes touching only ``paths`` signal the app instead of restarting it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    paths: list[str] = Field(default_factory=list)
-    signal: str = "SIGHUP"
-
-    _paths = field_validator("paths", mode="before")(_as_list)
-
-    @field_validator("signal")
-    @classmethod
-    def _check_signal(cls, value: str) -> str:
-        signal_number(value)
-        return value
+def _ext_string(value: Any) -> Any:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ",".join(value)
+    return value
 
 
-class OnChangeRule(BaseModel):
-    """``sync.onChange``: when a synced batch changes a file matching ``paths``, the pod runs ``run``
-    before the app restarts (sync/installs.py); like DevSpace's ``onUpload.exec``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    paths: list[str] = Field(min_length=1)
-    run: str = Field(min_length=1)
-    timeout: float = DEFAULT_ON_CHANGE_TIMEOUT  # seconds
-
-    _paths = field_validator("paths", mode="before")(_as_list)
-
-    @field_validator("run")
-    @classmethod
-    def _check_run(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("expected a shell command, not only spaces")
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _check_timeout(cls, value: float) -> float:
-        return check_seconds(value, positive=True)
+def _not_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
 
 
-class SyncConfig(BaseModel):
-    """``reloadd sync``: where to, what it leaves out (besides ignoreRoot and .gitignore), whether it
-    deletes pod-only files, what the pod runs when some files change, and which ports it forwards. The
-    command line wins."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    to: Optional[str] = Field(default=None, min_length=1)  # as --to
-    namespace: Optional[str] = Field(default=None, min_length=1)  # as -n
-    container: Optional[str] = Field(default=None, min_length=1)  # as -c
-    selector: Optional[str] = Field(default=None, min_length=1)  # as -l
-    exclude: list[str] = Field(default_factory=list)
-    include: list[str] = Field(default_factory=list)  # protected names to sync anyway (sync/excludes.py)
-    delete: bool = False
-    on_change: Optional[list[OnChangeRule]] = Field(default=None, alias="onChange")  # None: by the lockfile
-    ports: list[Union[int, str]] = Field(default_factory=list)  # forwarded ports (sync/forward.py), as -p
-    logs: bool = False  # as --logs: the app's output from the pods, on the laptop
-
-    _exclude = field_validator("exclude", "include", mode="before")(_as_list)
-
-    @field_validator("ports", mode="before")
-    @classmethod
-    def _check_ports(cls, value: Any) -> Any:
-        from .sync.forward import check_forwards  # the sync's own rules (-p): one place says what a port is
-
-        values = _as_list(value) if not isinstance(value, int) else [value]
-        if isinstance(values, list):
-            check_forwards(values)
-        return values
+def _check_signal(value: str) -> str:
+    signal_number(value)
+    return value
 
 
-ScalarEnv = Union[str, int, float, bool]
+def _check_run(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a shell command, not only spaces")
+    return value
 
 
-class Settings(BaseModel):
-    """The effective configuration. Field aliases are nodemon's key names."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", validate_default=False)
-
-    watch: Union[list[str], Literal[False]] = Field(default_factory=lambda: ["*.*"])
-    ignore: list[str] = Field(default_factory=list)
-    ignore_root: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE_ROOT), alias="ignoreRoot")
-    ext: Optional[str] = None  # None = derived from the script
-    delay: float = 0.0  # milliseconds
-    exec: Optional[Union[str, list[str]]] = None
-    exec_map: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_EXEC_MAP), alias="execMap")
-    env: dict[str, ScalarEnv] = Field(default_factory=dict)
-    events: dict[str, str] = Field(default_factory=dict)
-    verbose: bool = False
-    quiet: bool = False
-    legacy_watch: Optional[bool] = Field(default=None, alias="legacyWatch")  # None = decide per mount
-    polling_interval: int = Field(default=DEFAULT_POLL_INTERVAL_MS, alias="pollingInterval")
-    restartable: Union[str, Literal[False]] = "rs"
-    colours: bool = True
-    signal: str = DEFAULT_RESTART_SIGNAL
-    stdin: bool = True
-    run_on_change_only: bool = Field(default=False, alias="runOnChangeOnly")
-    exitcrash: bool = False
-    script: Optional[str] = None
-    args: list[str] = Field(default_factory=list)
-    node_args: list[str] = Field(default_factory=list, alias="nodeArgs")
-    exec_args: list[str] = Field(default_factory=list, alias="execArgs")
-    cwd: Optional[str] = None
-    spawn: bool = False
-    watch_options: dict[str, Any] = Field(default_factory=dict, alias="watchOptions")
-    # reloadd's own keys (README "Options")
-    stop_timeout: float = Field(default=DEFAULT_STOP_TIMEOUT, alias="stopTimeout")
-    inspect: Optional[str] = None  # "HOST:PORT"; "brk:HOST:PORT" for --inspect-brk
-    restart_on_crash: bool = Field(default=False, alias="restartOnCrash")
-    log_format: Literal["text", "json"] = Field(default="text", alias="logFormat")
-    event_timeout: float = Field(default=DEFAULT_EVENT_TIMEOUT, alias="eventTimeout")
-    hot: Optional[HotConfig] = None
-    warm: bool = True  # keep the next node started and its dependencies loaded (reloadd/warm.py)
-    sync: SyncConfig = Field(default_factory=SyncConfig)
-
-    _lists = field_validator("ignore", "ignore_root", "args", "node_args", "exec_args", mode="before")(_as_list)
-
-    @field_validator("watch", mode="before")
-    @classmethod
-    def _watch_list(cls, value: Any) -> Any:
-        return _as_list(value)
-
-    @field_validator("ext", mode="before")
-    @classmethod
-    def _ext_string(cls, value: Any) -> Any:
-        if isinstance(value, list) and all(isinstance(item, str) for item in value):
-            return ",".join(value)
-        return value
-
-    @field_validator("signal")
-    @classmethod
-    def _check_signal(cls, value: str) -> str:
-        signal_number(value)
-        return value
-
-    @field_validator("delay", "stop_timeout", "event_timeout", mode="before")
-    @classmethod
-    def _not_boolean(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("expected a number, not true/false")
-        return value
-
-    @field_validator("delay")
-    @classmethod
-    def _check_delay(cls, value: float) -> float:
-        return check_milliseconds(value)
-
-    @field_validator("stop_timeout")
-    @classmethod
-    def _check_stop_timeout(cls, value: float) -> float:
-        return check_seconds(value)
-
-    @field_validator("event_timeout")
-    @classmethod
-    def _check_event_timeout(cls, value: float) -> float:
-        return check_seconds(value, positive=True)
-
-    _interval = field_validator("polling_interval", mode="before")(_whole_number)
-
-    @field_validator("polling_interval")
-    @classmethod
-    def _check_poll_interval(cls, value: int) -> int:
-        return check_poll_interval(value)
-
-    @field_validator("inspect", mode="before")
-    @classmethod
-    def _inspect(cls, value: Any) -> Any:
-        return _normalise_inspect(value)
-
-    @field_validator("events")
-    @classmethod
-    def _check_events(cls, value: dict[str, str]) -> dict[str, str]:
-        return value  # unknown event names are warned about by sources.unknown_keys
-
-    @property
-    def watching(self) -> bool:
-        return self.watch is not False
-
-    @property
-    def restart_signal(self) -> int:
-        return signal_number(self.signal)
+def _check_positive_seconds(value: float) -> float:
+    return check_seconds(value, positive=True)
 
 
-KNOWN_KEYS = frozenset(
-    {field.alias or name for name, field in Settings.model_fields.items()} | {"exitCrash", "dump", "version", "help"}
-)
+def _check_ports(value: Any) -> Any:
+    from .sync.forward import check_forwards  # the sync's own rules (-p): one place says what a port is
+
+    values = _as_list(value) if not isinstance(value, int) else [value]
+    if isinstance(values, list):
+        check_forwards(values)
+    return values
+
+
+# Each field's checks besides its type: `before` sees the raw value (and may reshape it), `after`
+# the typed one. Unknown keys at the top level belong to nodemon (warned about by sources.py);
+# inside reloadd's own objects they are errors.
+CHECKS: Catalogue = {
+    Settings: Checks(
+        before={
+            **dict.fromkeys(("watch", "ignore", "ignore_root", "args", "node_args", "exec_args"), _as_list),
+            "ext": _ext_string,
+            **dict.fromkeys(("delay", "stop_timeout", "event_timeout"), _not_boolean),
+            "polling_interval": _whole_number,
+            "inspect": _normalise_inspect,
+        },
+        after={
+            "signal": _check_signal,
+            "delay": check_milliseconds,
+            "stop_timeout": check_seconds,
+            "event_timeout": _check_positive_seconds,
+            "polling_interval": check_poll_interval,
+        },
+        open=True,
+    ),
+    HotConfig: Checks(before={"paths": _as_list}, after={"signal": _check_signal}),
+    OnChangeRule: Checks(before={"paths": _as_list}, after={"run": _check_run, "timeout": _check_positive_seconds}),
+    SyncConfig: Checks(before={"exclude": _as_list, "include": _as_list, "ports": _check_ports}),
+}
+
+KNOWN_KEYS = keys(Settings) | {"exitCrash", "dump", "version", "help"}
 
 # What each key expects, in words, for error messages (pydantic's own are too technical).
 EXPECTED = {
@@ -421,10 +268,10 @@ def validate(raw: dict[str, Any], source: str) -> Settings:
     if problem:
         raise ConfigError(f"{source}: key '{problem[0]}': {problem[1]}")
     try:
-        settings = Settings.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key, expected = _describe(dict(first))
+        settings = load(Settings, data, CHECKS)
+    except Invalid as exc:
+        first = exc.errors[0]
+        key, expected = _describe(first)
         got = first.get("input")
         whole_object = isinstance(got, dict) and key.count(".") == 0 and key not in {"env", "hot", "sync"}
         no_value = first.get("type") == "missing"

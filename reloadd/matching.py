@@ -16,12 +16,10 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .config import Settings
+from .settings import Settings
 
 DEFAULT_WATCH = "*.*"  # nodemon's default: the working directory, recursively
 WHOLE_DIRECTORY = ("*.*", ".", ".*")  # nodemon treats all three as "the working directory"

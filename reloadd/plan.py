@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .command import Command
-from .config import Settings
 from .matching import Rules
+from .settings import Settings
 
 
 @dataclass

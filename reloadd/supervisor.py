@@ -42,6 +42,7 @@ from .pid1 import (
 )
 from .plan import Plan
 from .ports import listens_on_all_interfaces
+from .shapes import dump
 from .system import System
 from .tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
 from .warm import launch_for
@@ -303,8 +304,8 @@ class Supervisor:
         except ReloaddError as exc:
             out.error(f"config not reloaded: {exc.message}; keeping the running config")
             return
-        old = self.plan.settings.model_dump()
-        changed = sorted(k for k, v in plan.settings.model_dump().items() if old.get(k) != v)
+        old = dump(self.plan.settings)
+        changed = sorted(k for k, v in dump(plan.settings).items() if old.get(k) != v)
         out.status(f"config reloaded: {', '.join(changed) or 'no setting changed'}")
         if self.watcher:
             self.watcher.stop()

@@ -220,7 +220,6 @@ class FakeSystem:
     def interactive_stdin(self) -> bool:
         return False
 
-
     def warm(self, selector: object) -> FakeWarm:
         return FakeWarm()
 

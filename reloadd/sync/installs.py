@@ -43,7 +43,7 @@ LOCKFILE_COMMANDS = (  # the first lockfile present decides, as each tool's docs
     ("pnpm-lock.yaml", "pnpm install --frozen-lockfile"),
 )
 NO_LOCKFILE_COMMAND = "npm install"
-DEFAULT_TIMEOUT = 600.0  # seconds; as config.DEFAULT_ON_CHANGE_TIMEOUT (the agent does not import the model)
+DEFAULT_TIMEOUT = 600.0  # seconds; as settings.DEFAULT_ON_CHANGE_TIMEOUT (the agent imports no config)
 HOLD_SLACK = 30.0  # seconds the supervisor holds beyond the commands' timeouts
 TERM_GRACE = 5.0  # seconds a timed-out command's process group gets after SIGTERM, before SIGKILL
 TAIL_LINES = 20  # the command's last lines kept

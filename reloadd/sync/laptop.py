@@ -41,10 +41,10 @@ from typing import Any, Optional
 from .. import __version__
 from ..changes import Burst
 from ..cli import CliArgs
-from ..config import Settings
 from ..errors import ReloaddError
 from ..matching import Rules, is_temp_file
 from ..output import out, use_colour
+from ..settings import Settings
 from ..sources import load_settings
 from ..watcher import Watcher, WatchReport
 from . import listing
@@ -145,7 +145,7 @@ class SyncRules(Rules):
     """What the watcher reports: every file under the root that the sync does not exclude (dotfiles too)."""
 
     def __init__(self, root: Path, exclude: Exclude) -> None:
-        super().__init__(Settings.model_validate({"watch": [str(root)], "ignoreRoot": []}), root, None, ["*"])
+        super().__init__(Settings(watch=[str(root)], ignore_root=[]), root, None, ["*"])
         self._root = str(root)
         self._exclude_rule = exclude
 

@@ -33,8 +33,6 @@ BAD_EDITS = [
 ]
 
 
-
-
 def greeting_app(root: Path, port: int) -> Callable[[str], None]:
     root.mkdir()
     (root / "server.js").write_text(GREETING_APP)

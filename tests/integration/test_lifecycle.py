@@ -146,8 +146,6 @@ http.createServer((q, s) => s.end(String(process.env.GREETING))).listen(Number(p
 """
 
 
-
-
 def check_reload(app: Path, runner: Reloadd, port: int, write: Callable[[str], None], broken: str) -> None:
     wait_for(lambda: greeting(port) == "one", what=runner.log())
     write("two")

@@ -106,9 +106,7 @@ def test_a_dropped_connection_reconnects_and_edits_made_meanwhile_arrive(
     assert not KLOG_LINE.search(sync.log()) and "websocket" not in sync.log(), sync.log()
 
 
-def test_an_agent_slower_to_start_than_the_window_is_waited_for(
-    run_reloadd, standin: StandIn, tmp_path: Path
-) -> None:
+def test_an_agent_slower_to_start_than_the_window_is_waited_for(run_reloadd, standin: StandIn, tmp_path: Path) -> None:
     """Silence before the agent's first word is not a dead link: nothing can ping before the agent runs."""
     pod = add_pod(standin, tmp_path, "web-1")
     standin.cluster.start_delay = 2 * float(SHORT_WINDOW)

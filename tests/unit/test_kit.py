@@ -22,7 +22,7 @@ import pytest
 import yaml
 from support import reloadd_argv
 
-from reloadd import config
+from reloadd import config, settings, shapes
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -197,7 +197,7 @@ def stop_timeout(argv: list[str], env: dict[str, str]) -> float:
             return float(options[index + 1])
         if option.startswith("--stop-timeout="):
             return float(option.split("=", 1)[1])
-    return float(env.get("RELOADD_STOP_TIMEOUT", config.DEFAULT_STOP_TIMEOUT))
+    return float(env.get("RELOADD_STOP_TIMEOUT", settings.DEFAULT_STOP_TIMEOUT))
 
 
 def image_repository(image: str) -> str:
@@ -388,11 +388,11 @@ def test_compose_bind_mounts_the_app_under_reloadd() -> None:
 
 def test_nodemon_json_example_is_valid_and_shows_every_key() -> None:
     raw = json.loads((ROOT / "nodemon.json.example").read_text())
-    settings = config.validate(raw, "nodemon.json.example")
-    aliases = {field.alias or name for name, field in config.Settings.model_fields.items()}
+    loaded = config.validate(raw, "nodemon.json.example")
+    aliases = shapes.keys(settings.Settings)
     assert aliases - set(raw) == set(), "keys missing from nodemon.json.example"
     assert set(raw) - aliases == set(), "keys reloadd does not know"
-    assert settings.hot is not None and settings.hot.paths
+    assert loaded.hot is not None and loaded.hot.paths
     for command in raw["events"].values():
         shlex.split(command)  # each is a well-formed `sh -c` command
     assert set(raw["events"]) == set(config.EVENT_NAMES)

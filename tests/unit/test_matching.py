@@ -13,9 +13,10 @@ from typing import Any, Optional
 
 import pytest
 
-from reloadd.config import Settings
+from reloadd.config import validate
 from reloadd.errors import ConfigError
 from reloadd.matching import GlobSet, Rules, expand_braces, is_temp_file
+from reloadd.settings import Settings
 
 JS_DEFAULT = ["js", "mjs", "cjs", "json"]  # nodemon's list for a .js script (or none)
 ALL = ["*"]
@@ -76,7 +77,7 @@ def make_rules(project: Path, config: dict[str, Any]) -> Rules:
     for key in ("watch", "ignore", "ignoreRoot"):
         if isinstance(raw.get(key), list):
             raw[key] = [item.replace("{project}", str(project)) for item in raw[key]]
-    return Rules(Settings.model_validate(raw), cwd=project, script=script, extensions=extensions)
+    return Rules(validate(raw, "test"), cwd=project, script=script, extensions=extensions)
 
 
 def case(name: str, config: dict[str, Any], path: str, expected: bool) -> Any:

@@ -9,8 +9,8 @@ from typing import Any, Callable, Optional
 import pytest
 
 from reloadd.cli import CliArgs, parse_args
-from reloadd.config import DEFAULT_EXEC_MAP, DEFAULT_IGNORE_ROOT, DEFAULT_STOP_TIMEOUT
 from reloadd.errors import ConfigError
+from reloadd.settings import DEFAULT_EXEC_MAP, DEFAULT_IGNORE_ROOT, DEFAULT_STOP_TIMEOUT
 from reloadd.sources import Loaded, load_settings, merge
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ import pytest
 from support import wait_for
 
 from reloadd import watcher as watcher_module
-from reloadd.config import Settings
 from reloadd.matching import Rules
 from reloadd.output import out
+from reloadd.settings import Settings
 from reloadd.watcher import InotifyNotifier, NotifierKind, Watcher, WatchfilesNotifier, WatchReport, notifier_kind
 
 
