@@ -35,6 +35,9 @@ from .output import out, plural
 from .tree import send, spawn
 
 BOOTSTRAP = Path(__file__).with_name("warm_boot.cjs")  # shipped as package data
+# For an ES module entry: node awaits it before the entry, so the warm process can build the ES
+# module wrappers of the packages it preloaded (see warm_gate.mjs). Package data too.
+GATE = Path(__file__).with_name("warm_gate.mjs")
 CONTROL_FD = 3  # in the warm process: reloadd writes its orders here (see warm_boot.cjs)
 REPORT_FD = 4  # in the warm process: it reports "ready" and what the app loaded here
 FD_FLOOR = 10  # our ends of the pipes are moved above 3 and 4 so posix_spawn's dup2 always copies
@@ -128,6 +131,7 @@ class _Waiting:
     preloaded: int = 0
     fingerprint: tuple[object, ...] = ()
     died: Optional[int] = None  # exit status if it ended while waiting
+    gate: bool = False  # started with warm_gate.mjs
 
 
 # -- is this command one a warm process can run? ------------------------------------------------
@@ -259,11 +263,17 @@ def fingerprint(cwd: str, preload: list[str]) -> tuple[object, ...]:
     return tuple(stamps)
 
 
-def preload_env(env: dict[str, str]) -> dict[str, str]:
-    """The app's environment with the bootstrap added to NODE_OPTIONS (node's quoting: \\ and \" escaped)."""
-    quoted = str(BOOTSTRAP).replace("\\", "\\\\").replace('"', '\\"')
+def preload_env(env: dict[str, str], gate: bool = False) -> dict[str, str]:
+    """The app's environment with the bootstrap (and, for an ES module entry, the gate) added to
+    NODE_OPTIONS (node's quoting: \\ and \" escaped)."""
+    flags = [("--require", str(BOOTSTRAP))] + ([("--import", GATE.as_uri())] if gate else [])
     own = env.get("NODE_OPTIONS", "")
-    return {**env, "NODE_OPTIONS": f'{own} --require "{quoted}"'.lstrip()}
+    added = " ".join(f'{flag} "{_node_quoted(value)}"' for flag, value in flags)
+    return {**env, "NODE_OPTIONS": f"{own} {added}".lstrip()}
+
+
+def _node_quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _high(fd: int) -> int:
@@ -296,6 +306,9 @@ class Warm:
         self.next_launch: Optional[Launch] = None  # what prepare() asked for, spawned by tick()
         self.prepare_at = 0.0
         self.output_fds: tuple[Optional[int], Optional[int]] = (None, None)  # app_output.py: None is reloadd's
+        # The last warm process ran an ES module entry on a node that takes --import in NODE_OPTIONS:
+        # the next one gets the gate.
+        self.gate = False
 
     # -- the interface the supervisor calls ------------------------------------------------------
     def configure(self, enabled: bool) -> None:
@@ -385,6 +398,9 @@ class Warm:
     def discard(self, reason: str) -> None:
         """Kill the waiting process (config change, exit, incompatible change); the reaper collects it."""
         self.next_launch = None
+        # Whatever made it stale (a package.json with another "type", another script) may have
+        # changed the entry's kind: the next warm process goes without the gate and tells.
+        self.gate = False
         waiting = self.waiting
         if waiting is None:
             return
@@ -438,7 +454,7 @@ class Warm:
         try:
             pid = spawn(
                 argv,
-                preload_env(dict(launch.env)),
+                preload_env(dict(launch.env), gate=self.gate and GATE.is_file()),
                 stdin_fd=stdin_read,
                 extra_fds=fds,
                 stdout_fd=self.output_fds[0],
@@ -454,7 +470,7 @@ class Warm:
         os.set_blocking(report_read, False)
         channel = _Channel(pid, report_read)
         self.selector.register(report_read, selectors.EVENT_READ, "warm")
-        return _Waiting(launch, channel, control_write, stdin_write)
+        return _Waiting(launch, channel, control_write, stdin_write, gate=self.gate and GATE.is_file())
 
     def _order(self, preload: Optional[list[str]] = None) -> None:
         """Write the waiting process's orders: argv, inspector, and what to preload."""
@@ -472,6 +488,7 @@ class Warm:
             "inspectIndex": launch.inspect_index,
             "preload": waiting.preload,
             "root": launch.cwd,
+            "gate": waiting.gate,
         }
         waiting.ordered = self._write(waiting, orders)
 
@@ -551,11 +568,14 @@ class Warm:
             self.prepare(launch)
             return
         waiting.ready = True
+        self.gate = message.get("kind") == "esm" and message.get("gateable") is True
         preloaded = message.get("preloaded", 0)
         waiting.preloaded = preloaded if isinstance(preloaded, int) else 0
         took = time.monotonic() - waiting.started
         packages = plural(waiting.preloaded, "package")
-        out.detail(f"warm process {waiting.channel.pid} ready in {took:.2f}s: {packages} preloaded")
+        modules = "an ES module" if waiting.preloaded == 1 else "ES modules"
+        wrapped = f" and wrapped as {modules}" if waiting.gate else ""
+        out.detail(f"warm process {waiting.channel.pid} ready in {took:.2f}s: {packages} preloaded{wrapped}")
 
     def _record_unsafe(self, unsafe: object) -> bool:
         """Remember packages that must never be preloaded again; True if there were any."""

@@ -9,7 +9,9 @@
 //      so a dependency required now sees the entry as require.main, and requires the packages the
 //      previous generation's own code required;
 //   3. says "ready" on descriptor 4 and blocks until reloadd writes "go" (or closes the pipe:
-//      reloadd is gone, and so is this process);
+//      reloadd is gone, and so is this process); for an ES module entry started with the gate
+//      (warm_gate.mjs, `--import` in NODE_OPTIONS), steps 3 and 4 wait for the gate, which first
+//      has node build the preloaded packages' ES module wrappers;
 //   4. makes the clocks that count from the process's start count from now, opens the inspector
 //      if the app asked for one (only now: the old generation holds the port until it is
 //      stopped), removes itself from require.cache and returns. Node itself then runs the entry
@@ -300,10 +302,19 @@ function importedRoots() {
     .map((mod) => mod.filename);
 }
 
+// A preloaded file counts as used while the app still loads its package: which of a package's
+// files node looks up depends on what it has cached (a package's re-exported files are looked up
+// only when its ES module wrapper is built), not on what the app imports.
+function packageOf(file) {
+  const rest = file.slice(file.lastIndexOf(IN_NODE_MODULES) + IN_NODE_MODULES.length).split(SEP);
+  return file.slice(0, file.lastIndexOf(IN_NODE_MODULES) + IN_NODE_MODULES.length)
+    + rest.slice(0, rest[0].startsWith('@') ? 2 : 1).join(SEP);
+}
+
 function reportLoaded(loaded, preloadedRoots, originalLoader, unsafe) {
   const patched = LOADER_PARTS().some((part, index) => part !== originalLoader[index]);
-  const required = new Set(loaded);
-  const unused = [...preloadedRoots].filter((file) => !required.has(file));
+  const required = new Set(loaded.map(packageOf));
+  const unused = [...preloadedRoots].filter((file) => !required.has(packageOf(file)));
   send({ loaded, patched, unused, unsafe });
   closeReport();
 }
@@ -328,42 +339,75 @@ if (kind === 'cjs') {
 } else if (kind === 'esm') {
   preloaded = preload(orders.preload, undefined, orders.root); // no parent: as if imported
 }
-send({ ready: true, kind, preloaded: preloaded.count, unsafe: preloaded.unsafe });
-
-const go = readLine();
-fs.closeSync(control);
-if (!go.go) process.reallyExit(0);
-
-if (entry !== null && (resolveMain(process.argv[1]) !== mainPath || entryKind(mainPath) !== 'cjs')) {
-  unmakeMain(entry); // the entry moved or changed kind while waiting: node finds it afresh
-  entry = null;
-}
-restartClocks();
-if (orders.inspect) require('inspector').open(orders.inspect.port, orders.inspect.host, false);
-
-const preloadedRoots = new Set(orders.preload.slice(0, preloaded.count));
-if (entry !== null) {
-  // The entry's first run happens right after this file returns; a tick later it is over.
-  process.nextTick(() => {
-    entry[SYMBOLS.kIsCachedByESMLoader] = false;
-    reportLoaded(appRoots(), preloadedRoots, originalLoader, preloaded.unsafe);
+// An ES module entry started with the gate (warm_gate.mjs, added as --import) waits for "go" in
+// the gate, once the packages it imports are wrapped as ES modules; any other waits here.
+const GATE_EVENT = 'reloadd:warm-gate';
+// The gate imports each package under a URL of its own: node keeps the lexed exports per module
+// (the slow part), while the entry's import of the plain URL still looks the module up, which is how
+// the report learns what the app imported.
+const WRAPPER_QUERY = '?reloadd-warm';
+const IMPORTABLE = /\.c?js$/; // a CommonJS file: JSON and addons need import attributes or cannot be imported
+if (kind === 'esm' && orders.gate) {
+  process.once(GATE_EVENT, (box) => {
+    const { pathToFileURL } = require('url');
+    box.urls = orders.preload.slice(0, preloaded.count).filter((file) => IMPORTABLE.test(file))
+      .map((file) => `${pathToFileURL(file).href}${WRAPPER_QUERY}`);
+    box.go = run;
   });
-} else if (kind === 'esm' && resolveMain(process.argv[1]) === mainPath) {
-  // Node's ES module runner listens for 'exit' while the entry's module graph loads and
-  // evaluates, and stops listening once it has: that moment is when the app's static imports
-  // are all in. Our listener goes with the report.
-  const unwatch = watchLookups(preloadedRoots);
-  const onRemove = (event, listener) => {
-    if (event !== 'exit' || listener.name !== ESM_RUNNER_EXIT_LISTENER) return;
-    process.off('removeListener', onRemove);
-    unwatch();
-    try {
-      reportLoaded(importedRoots(), preloadedRoots, originalLoader, preloaded.unsafe);
-    } catch {
-      closeReport(); // never the app's problem
-    }
-  };
-  process.on('removeListener', onRemove);
 } else {
-  closeReport();
+  run();
+}
+
+function run() {
+  waitForGo();
+  start();
+}
+
+function waitForGo() {
+  send({ ready: true, kind, preloaded: preloaded.count, unsafe: preloaded.unsafe, gateable: canGate() });
+  const go = readLine();
+  fs.closeSync(control);
+  if (!go.go) process.reallyExit(0);
+}
+
+// Whether this node takes --import in NODE_OPTIONS (20.6 and later): reloadd adds the gate only then.
+function canGate() {
+  return process.allowedNodeEnvironmentFlags.has('--import');
+}
+
+// After "go": the entry point runs as node would run it, and what it loaded is reported.
+function start() {
+  if (entry !== null && (resolveMain(process.argv[1]) !== mainPath || entryKind(mainPath) !== 'cjs')) {
+    unmakeMain(entry); // the entry moved or changed kind while waiting: node finds it afresh
+    entry = null;
+  }
+  restartClocks();
+  if (orders.inspect) require('inspector').open(orders.inspect.port, orders.inspect.host, false);
+
+  const preloadedRoots = new Set(orders.preload.slice(0, preloaded.count));
+  if (entry !== null) {
+    // The entry's first run happens right after this file returns; a tick later it is over.
+    process.nextTick(() => {
+      entry[SYMBOLS.kIsCachedByESMLoader] = false;
+      reportLoaded(appRoots(), preloadedRoots, originalLoader, preloaded.unsafe);
+    });
+  } else if (kind === 'esm' && resolveMain(process.argv[1]) === mainPath) {
+    // Node's ES module runner listens for 'exit' while the entry's module graph loads and
+    // evaluates, and stops listening once it has: that moment is when the app's static imports
+    // are all in. Our listener goes with the report.
+    const unwatch = watchLookups(preloadedRoots);
+    const onRemove = (event, listener) => {
+      if (event !== 'exit' || listener.name !== ESM_RUNNER_EXIT_LISTENER) return;
+      process.off('removeListener', onRemove);
+      unwatch();
+      try {
+        reportLoaded(importedRoots(), preloadedRoots, originalLoader, preloaded.unsafe);
+      } catch {
+        closeReport(); // never the app's problem
+      }
+    };
+    process.on('removeListener', onRemove);
+  } else {
+    closeReport();
+  }
 }

@@ -24,6 +24,7 @@ from warm_support import inspector_evaluate, listeners, make_probe_app, read_pro
 RunReloadd = Callable[..., Reloadd]
 READY_PRELOADED = "s: 1 package preloaded"  # the warm process that follows generation 1 has the dependency loaded
 WARM_TAKEN = "warm start: pid"
+GATE_READY = "1 package preloaded and wrapped as an ES module"
 
 
 def run_two_generations(
@@ -34,20 +35,23 @@ def run_two_generations(
     extra: list[str] | None = None,
     env: dict[str, str] | None = None,
     script: str = "",
+    count: int = 2,
 ) -> tuple[Reloadd, dict[str, Any], dict[str, Any]]:
+    """Start the probe app and change it ``count - 1`` times; the first probe and the last."""
     script = script or "server.js"
     flags = ["-V"] + ([] if warm else ["--no-warm"]) + (extra or [])
     runner = run_reloadd([*flags, script, "one", "two words"], root, env={"PROBE_ENV": "set", **(env or {})})
-    first = read_probe(root, "v1", what=f"first probe; log:\n{runner.log()}")
-    if warm and not esm:
-        runner.wait_log(READY_PRELOADED)
-    elif warm:
-        runner.wait_log("ready in")
-    set_version(root, "v2", esm=esm)
-    second = read_probe(root, "v2", what=f"second probe; log:\n{runner.log()}")
+    first = last = read_probe(root, "v1", what=f"first probe; log:\n{runner.log()}")
+    for number in range(2, count + 1):
+        if warm:  # the warm process that follows this generation has its package loaded
+            ready = "ready in" if esm else READY_PRELOADED
+            warm_ready = lambda: runner.log().count(ready) >= number - 1  # noqa: B023, E731
+            wait_for(warm_ready, what=f"warm process {number - 1}:\n{runner.log()}")
+        set_version(root, f"v{number}", esm=esm)
+        last = read_probe(root, f"v{number}", what=f"probe {number}; log:\n{runner.log()}")
     if warm:
-        assert runner.log().count(WARM_TAKEN) >= 2, runner.log()
-    return runner, first, second
+        assert runner.log().count(WARM_TAKEN) >= count, runner.log()
+    return runner, first, last
 
 
 CLOCK_SMALL = 2.0  # seconds: process.uptime() and performance.now() when the app's first line runs
@@ -102,9 +106,12 @@ def test_a_warm_generation_sees_what_a_cold_one_sees(tmp_path: Path, run_reloadd
             tmp_path / mode / "app", esm=kind in ("esm", "inspect-esm"), esm_in_js=kind == "esm-syntax-in-js"
         )
         script = script_name(kind)
+        # An ES module app's second warm process is the first with its packages wrapped (GATE_READY).
         runner, _, second = run_two_generations(
-            run_reloadd, root, warm=mode == "warm", esm=esm, extra=extra, script=script
+            run_reloadd, root, warm=mode == "warm", esm=esm, extra=extra, script=script, count=3 if esm else 2
         )
+        if esm and mode == "warm" and kind != "esm-syntax-in-js":
+            assert GATE_READY in runner.log(), runner.log()
         assert second["ppid"] == runner.pid  # reloadd is the app's parent, warm or cold
         assert os.getpgid(second["pid"]) == second["pid"]  # in its own process group, as a cold start
         observed[mode] = comparable({**second, "ephemeral": port == "0"}, root)
@@ -505,3 +512,36 @@ def test_an_app_that_patches_the_module_loader_gets_nothing_preloaded(tmp_path: 
     set_version(root, "v2")
     second = read_probe(root, "v2")
     assert f"warm start: pid {second['pid']}, 0 packages preloaded" in runner.log()
+
+
+def test_an_es_module_app_keeps_its_packages_preloaded_and_wrapped_restart_after_restart(
+    tmp_path: Path, run_reloadd: RunReloadd
+) -> None:
+    """A package whose main re-exports another file (as express's does) is still the app's after its ES
+    module wrapper was built early: no restart says it is no longer required, and every warm start from
+    the second on has it preloaded."""
+    root = tmp_path / "app"
+    root.mkdir()
+    lib = root / "node_modules" / "reexporting"
+    (lib / "lib").mkdir(parents=True)
+    (lib / "package.json").write_text('{"name": "reexporting", "main": "index.js"}\n')
+    (lib / "index.js").write_text("module.exports = require('./lib/impl.js');\n")
+    (lib / "lib" / "impl.js").write_text("exports.greet = (who) => `hello ${who}`;\n")
+    (root / "server.mjs").write_text(
+        "import { greet } from 'reexporting';\nimport version from './version.mjs';\n"
+        "import { appendFileSync } from 'fs';\n"
+        "appendFileSync('starts.log', `${greet(version)}\\n`);\nsetInterval(() => {}, 1000);\n"
+    )
+    set_version(root, "v1", esm=True)
+    runner = run_reloadd(["-V", "server.mjs"], root)
+    started = root / "starts.log"
+    for number in range(2, 6):
+        wait_for(lambda: started.exists() and started.read_text().count("\n") >= number - 1, what=runner.log())  # noqa: B023
+        wait_for(lambda: runner.log().count("ready in") >= number - 1, what=f"warm process:\n{runner.log()}")  # noqa: B023
+        set_version(root, f"v{number}", esm=True)
+    wait_for(lambda: "hello v5" in started.read_text(), what=runner.log())
+    log = runner.log()
+    assert "no longer requires" not in log, log
+    assert GATE_READY in log, log
+    preloaded = [int(n) for n in re.findall(r"warm start: pid \d+, (\d+) packages? preloaded", log)]
+    assert len(preloaded) >= 5 and all(n >= 1 for n in preloaded[1:]), log  # the first start had nothing to preload

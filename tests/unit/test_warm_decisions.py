@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,7 +12,17 @@ from reloadd.cli import parse_args
 from reloadd.command import build_command
 from reloadd.config import validate
 from reloadd.sources import env_options, merge
-from reloadd.warm import BOOTSTRAP, Launch, launch_difference, launch_for, package_of, preload_list, stale_reason
+from reloadd.warm import (
+    BOOTSTRAP,
+    GATE,
+    Launch,
+    launch_difference,
+    launch_for,
+    package_of,
+    preload_env,
+    preload_list,
+    stale_reason,
+)
 
 NM = "/app/node_modules"
 
@@ -125,7 +136,17 @@ def test_no_warm_flag_and_config_key() -> None:
     assert validate({}, "test").warm is True
 
 
-def test_the_node_side_script_ships_with_the_package() -> None:
+def test_the_node_side_scripts_ship_with_the_package() -> None:
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
-    assert BOOTSTRAP.is_file()
-    assert f'reloadd = ["{BOOTSTRAP.name}"]' in pyproject  # package data: a wheel without it starts cold
+    assert BOOTSTRAP.is_file() and GATE.is_file()
+    # package data: a wheel without the bootstrap starts cold, one without the gate builds no ES module wrappers
+    assert f'reloadd = ["{BOOTSTRAP.name}", "{GATE.name}"]' in pyproject
+
+
+def test_the_gate_is_added_after_the_apps_own_node_options_and_only_when_asked() -> None:
+    env = {"NODE_OPTIONS": "--max-old-space-size=512"}
+    plain = shlex.split(preload_env(env)["NODE_OPTIONS"])
+    assert plain == ["--max-old-space-size=512", "--require", str(BOOTSTRAP)]
+    gated = shlex.split(preload_env(env, gate=True)["NODE_OPTIONS"])
+    assert gated == [*plain, "--import", GATE.as_uri()]  # a file URL: a path with spaces or % stays one specifier
+    assert env == {"NODE_OPTIONS": "--max-old-space-size=512"}  # the app's own environment is untouched
