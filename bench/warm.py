@@ -394,19 +394,21 @@ def main() -> None:
 NOTES = """
 Reading these figures: this run had the machine to itself (a tiny app's cold start: ~65 ms), so
 nodemon's cold restarts are as fast as they get and the ratios are the least flattering; on a
-loaded machine (the previous run) every cold start stretches and the warm ratios fall (0.26,
-0.18, 0.41). The tools ran alternately in the same run, so the ratios compare like with like.
-The warm restart saves node's boot and the loading of the preloaded packages; what remains is
-detection and the 20 ms burst window, stopping the old tree, and loading the app's own files.
-In the ES module app the CommonJS packages (express, cors, morgan, compression, cookie-parser,
-winston, lodash, dayjs) are preloaded, but helmet, zod and uuid are imported as their ES module
-builds, which reloadd does not preload (node offers no list of an app's ES modules without a
-loader hook in the app's process), and every ES module of the app is linked and evaluated
-afresh: not met. A save that comes sooner after a start than the warm process needs to boot and
-preload waits for it: never slower than a cold start, but not faster either. `--no-warm` is
-reloadd's cold restart, on par with nodemon. Startup is met since the config is checked without
-pydantic (docs/design.md, "reloadd's own cost"); it is measured with reloadd's bytecode compiled,
-as an installed package has it. Idle CPU is bench/idle.py's section.
+loaded machine every cold start stretches and the warm ratios fall. The tools ran alternately in
+the same run, so the ratios compare like with like. The warm restart saves node's boot and the
+loading of the preloaded packages; what remains is detection and the 20 ms burst window,
+stopping the old tree, and loading the app's own files. In the ES module app the CommonJS
+packages (express, cors, morgan, compression, cookie-parser, winston, lodash, dayjs) are
+preloaded and, from the second warm process on, their ES module wrappers built before "go"
+(warm_gate.mjs; without it this app measured 0.47 of nodemon on the same machine); helmet, zod
+and uuid are imported as their ES module builds, which reloadd does not preload (node offers no
+list of an app's ES modules without a loader hook in the app's process, ~19 ms here), and every
+ES module of the app is linked and evaluated afresh. A save that comes sooner after a start than
+the warm process needs to boot and preload waits for it: never slower than a cold start, but not
+faster either. `--no-warm` is reloadd's cold restart, on par with nodemon. Startup is met since
+the config is checked without pydantic (docs/design.md, "reloadd's own cost"); it is measured
+with reloadd's bytecode compiled, as an installed package has it. Idle CPU is bench/idle.py's
+section.
 """
 
 
