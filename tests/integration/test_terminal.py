@@ -28,6 +28,14 @@ from support import DEADLINE, kill_session, make_app, starts, wait_for
 CTRL_Z = b"\x1a"
 
 
+def _terminal_session() -> None:
+    """In the shell's child before exec: what a terminal window gives its shell. The pty becomes the
+    controlling terminal, and SIGHUP is the default whatever the test run inherited: under `nohup
+    pytest` bash would keep SIGHUP ignored and pass that on, and reloadd rightly takes that as nohup."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class Shell:
     """`bash -i` on a fresh pty, its controlling terminal; ``.screen`` is everything it printed."""
 
@@ -49,7 +57,7 @@ class Shell:
             stdout=slave,
             stderr=slave,
             start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            preexec_fn=_terminal_session,
         )
         os.close(slave)
         self._screen = bytearray()
