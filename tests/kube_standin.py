@@ -174,7 +174,10 @@ class Cluster:
             stream.proc.wait()
             for pipe in (stream.proc.stdin, stream.proc.stdout, stream.proc.stderr):
                 if pipe is not None:
-                    pipe.close()  # the pump threads see a closed file and end
+                    try:
+                        pipe.close()  # the pump threads see a closed file and end
+                    except BrokenPipeError:
+                        pass  # stdin still held bytes for an agent that is gone (a stopped one's full pipe)
 
 
 def selector_matches(selector: str, labels: dict[str, str]) -> bool:

@@ -243,7 +243,10 @@ def test_native_watching_skips_ignored_directories(app: Path, run_reloadd: RunRe
         return counts[-1]
 
     wait_for(lambda: sample() >= wanted, what=f"{wanted} watches; log:\n{runner.log()}")
-    hold(lambda: sample() <= wanted + WATCH_SLACK, QUIET, f"at most {wanted} + {WATCH_SLACK} watches: {counts}")
+    try:
+        hold(lambda: sample() <= wanted + WATCH_SLACK, QUIET, f"at most {wanted} + {WATCH_SLACK} watches")
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}: counted {counts}; log:\n{runner.log()}") from None
     assert max(counts) <= wanted + WATCH_SLACK, f"watches over time: {counts}"
 
     touch(app / "node_modules" / "pkg7" / "index.js")  # ignored: never a restart
