@@ -130,7 +130,12 @@ def _transient(name: str, text: str) -> Optional[Failure]:
 
 
 def _other(name: str, status: Optional[int], lines: list[str], why: str) -> Failure:
-    said = lines[-1].strip() if lines else f"exit status {status}" if status is not None else why or "no answer"
+    if lines:
+        said = lines[-1].strip()
+    elif status is not None:
+        said = f"exit status {status}"
+    else:
+        said = why or "no answer"  # kubectl said nothing and still runs: what this side saw
     return Failure(f"{name}: could not start the sync: {said}", EXIT_FAILED)
 
 

@@ -468,7 +468,7 @@ class Syncer:
         local = self._local_manifest()
         timer.mark("walk")
         try:
-            hello = session.receive(HELLO_TIMEOUT, first=True)
+            hello = session.receive(HELLO_TIMEOUT)
         except Disconnected as exc:
             raise NotStarted(self._why_not_started(link, str(exc))) from None
         if hello["t"] == "refused":

@@ -68,6 +68,9 @@ class Session:
         self.heartbeat: Optional[Heartbeat] = None
         self.stderr: Optional[IO[bytes]] = None
         self.last_heard = time.monotonic()
+        # Silence counts only once the agent has said something: it cannot ping before it runs, and
+        # starting it (kubectl's credentials, the pod's Python) may take longer than a short window.
+        self.heard = False
         self.channels = Openers(self._offer, self._refused)
         # Where forwarded clients the agent never answered go when the session ends (forward.py).
         self.adopt: Optional[Callable[[socket.socket, int], None]] = None
@@ -104,6 +107,7 @@ class Session:
         self.proc.stdin = None
         self.outlet = Outlet(fd, self.window)
         self.last_heard = time.monotonic()
+        self.heard = False  # a new agent: silent until it runs
 
     def beat(self) -> None:
         """Start the heartbeat (once the agent is asked to start: it walks while this side does); the first
@@ -178,17 +182,15 @@ class Session:
             self.channels.ready(ready.channel, mask)
 
     # -- receiving -----------------------------------------------------------------------------
-    def receive(self, timeout: float, first: bool = False) -> dict[str, Any]:
+    def receive(self, timeout: float) -> dict[str, Any]:
         """The next message; raises Disconnected when the stream ends, breaks or stays silent.
 
         ``timeout`` bounds the wait for the answer itself; a link silent for the heartbeat window
-        (no ping either) is dead sooner, except for the ``first`` message: the agent cannot ping
-        before it runs, and starting it (kubectl's credentials, the pod's Python) may take longer
-        than a short window on a busy machine.
+        (no ping either) is dead sooner, once the agent has said anything.
         """
         self.flush()
         deadline = time.monotonic() + timeout
-        watched = self.heartbeat is not None and not first
+        watched = self.heartbeat is not None and self.heard
         while not self.queued:
             now = time.monotonic()
             if now >= deadline:
@@ -227,6 +229,7 @@ class Session:
                 raise Disconnected(exc.message) from None
             raise Disconnected(self._why("the connection closed"))
         self.last_heard = time.monotonic()
+        self.heard = True
         try:
             for frame in self.reader.feed(chunk):
                 if is_channel_frame(frame):
