@@ -451,10 +451,11 @@ class Warm:
         stdin_read, stdin_write = os.pipe() if launch.stdin_pipe else (None, None)
         fds = [(control_read, CONTROL_FD), (report_write, REPORT_FD)]
         argv = [launch.argv[0], *launch.flags, launch.script, *launch.args]
+        gate = self.gate and GATE.is_file()
         try:
             pid = spawn(
                 argv,
-                preload_env(dict(launch.env), gate=self.gate and GATE.is_file()),
+                preload_env(dict(launch.env), gate=gate),
                 stdin_fd=stdin_read,
                 extra_fds=fds,
                 stdout_fd=self.output_fds[0],
@@ -470,7 +471,7 @@ class Warm:
         os.set_blocking(report_read, False)
         channel = _Channel(pid, report_read)
         self.selector.register(report_read, selectors.EVENT_READ, "warm")
-        return _Waiting(launch, channel, control_write, stdin_write, gate=self.gate and GATE.is_file())
+        return _Waiting(launch, channel, control_write, stdin_write, gate=gate)
 
     def _order(self, preload: Optional[list[str]] = None) -> None:
         """Write the waiting process's orders: argv, inspector, and what to preload."""

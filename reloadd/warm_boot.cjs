@@ -306,9 +306,9 @@ function importedRoots() {
 // files node looks up depends on what it has cached (a package's re-exported files are looked up
 // only when its ES module wrapper is built), not on what the app imports.
 function packageOf(file) {
-  const rest = file.slice(file.lastIndexOf(IN_NODE_MODULES) + IN_NODE_MODULES.length).split(SEP);
-  return file.slice(0, file.lastIndexOf(IN_NODE_MODULES) + IN_NODE_MODULES.length)
-    + rest.slice(0, rest[0].startsWith('@') ? 2 : 1).join(SEP);
+  const at = file.lastIndexOf(IN_NODE_MODULES) + IN_NODE_MODULES.length;
+  const parts = file.slice(at).split(SEP);
+  return file.slice(0, at) + parts.slice(0, parts[0].startsWith('@') ? 2 : 1).join(SEP);
 }
 
 function reportLoaded(loaded, preloadedRoots, originalLoader, unsafe) {
