@@ -163,6 +163,11 @@ def test_an_error_prints_as_node_prints_it(tmp_path: Path, run_reloadd: RunReloa
         read_probe(root, "v1")
         if mode == "warm":
             runner.wait_log(READY_PRELOADED if not esm else "ready in")
+        if esm:  # one generation more: the warm process that runs the broken code is a gated one
+            set_version(root, "v2", esm=True)
+            read_probe(root, "v2")
+            if mode == "warm":
+                runner.wait_log(GATE_READY)
         mark = len(runner.log())
         with (root / script).open("a") as entry:
             entry.write(code)
@@ -173,7 +178,7 @@ def test_an_error_prints_as_node_prints_it(tmp_path: Path, run_reloadd: RunReloa
         runner.stop()
     assert printed["warm"] == printed["cold"]
     assert printed["warm"].count(header) == 1, printed["warm"]
-    assert "warm_boot" not in printed["warm"] and "reloadd" not in printed["warm"]
+    assert not any(ours in printed["warm"] for ours in ("warm_boot", "warm_gate", "reloadd"))
     assert f"ROOT/{'lib/boom' if where == 'required' else 'server'}.{'mjs' if esm else 'js'}:" in printed["warm"]
 
 
