@@ -166,11 +166,11 @@ def inotify_watch_count(pid: int) -> int:
     (a thread that called unshare(CLONE_FILES)); watchers running in threads are still counted
     through the shared table.
     """
-    total = 0
+    instances: set[str] = set()
     for proc in _tree(pid):
         for task in _own_fd_table_tasks(proc.pid):
-            total += _watches_in(f"/proc/{proc.pid}/task/{task}/fdinfo")
-    return total
+            instances |= _inotify_instances(f"/proc/{proc.pid}/task/{task}/fdinfo")
+    return sum(instance.count("inotify wd:") for instance in instances)
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -199,19 +199,22 @@ def _shares_fd_table(pid: int, tid: int) -> bool:
     return bool(result == 0 or result < 0)
 
 
-def _watches_in(fdinfo_dir: str) -> int:
-    count = 0
+def _inotify_instances(fdinfo_dir: str) -> set[str]:
+    """Each inotify descriptor's watch lines. A child between fork and exec holds copies of its
+    parent's descriptors (close-on-exec ones too, until the exec): the same instance, counted once."""
+    found: set[str] = set()
     try:
         entries = os.listdir(fdinfo_dir)
     except (FileNotFoundError, ProcessLookupError):
-        return 0
+        return found
     for entry in entries:
         try:
             text = Path(fdinfo_dir, entry).read_text()
         except (FileNotFoundError, ProcessLookupError):
             continue  # fd closed while we were reading
-        count += text.count("inotify wd:")
-    return count
+        if "inotify wd:" in text:
+            found.add("".join(line for line in text.splitlines(keepends=True) if line.startswith("inotify wd:")))
+    return found
 
 
 @cache
