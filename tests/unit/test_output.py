@@ -25,18 +25,24 @@ def pipe() -> Iterator[tuple[int, int]]:
             pass
 
 
-def fill(fd: int) -> None:
+def fill(fd: int) -> int:
+    """Fill the pipe until a write would block; return how many bytes it holds."""
     os.set_blocking(fd, False)
-    try:
-        while True:
-            os.write(fd, b"x" * 65536)
-    except BlockingIOError:
-        pass
-    try:
-        while True:
-            os.write(fd, b"x")
-    except BlockingIOError:
-        pass
+    held = 0
+    for size in (65536, 1):
+        try:
+            while True:
+                held += os.write(fd, b"x" * size)
+        except BlockingIOError:
+            pass
+    return held
+
+
+def read_exactly(fd: int, count: int) -> None:
+    """Read the filler and nothing after it, so a line written meanwhile stays in the pipe."""
+    os.set_blocking(fd, True)
+    while count:
+        count -= len(os.read(fd, count))
 
 
 def read_all(fd: int) -> bytes:
@@ -67,9 +73,9 @@ def test_a_closed_stream_loses_the_line_silently(pipe: tuple[int, int]) -> None:
 
 def test_a_full_non_blocking_pipe_is_waited_on_then_the_line_arrives(pipe: tuple[int, int]) -> None:
     read_end, write_end = pipe
-    fill(write_end)
+    held = fill(write_end)
     stream = os.fdopen(write_end, "w", closefd=False)
-    timer = threading.Timer(0.2, read_all, args=(read_end,))  # room appears after a while
+    timer = threading.Timer(0.2, read_exactly, args=(read_end, held))  # room appears after a while
     timer.start()
     Output(stream).info("waited for")
     timer.join()
