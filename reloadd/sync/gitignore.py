@@ -248,8 +248,11 @@ class GitIgnore:
         return known
 
     def _match(self, path: str, is_dir: bool) -> bool:
+        rules = self._rules(path.rpartition("/")[0])
+        if not rules.patterns:  # most trees outside a repository: every walked path asks
+            return False
         full = f"{self._prefix}/{path}" if self._prefix else path
-        pattern = self._rules(path.rpartition("/")[0]).decide(full, is_dir)
+        pattern = rules.decide(full, is_dir)
         return pattern is not None and not pattern.negative
 
     def _rules(self, directory: str) -> Rules:

@@ -16,7 +16,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from .paths import NAME_MAX, TEMP_PREFIX
 from .protocol import INT64
@@ -28,8 +28,10 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 Exclude = Callable[[str, bool], bool]  # (relative path, is a directory) -> leave it out
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """One path of a tree. A named tuple, not a frozen dataclass: a walk makes one per file, and a
+    frozen dataclass's constructor costs three times as much (a 20,000-file start pays it on both sides)."""
+
     path: str
     kind: str
     size: int = 0
