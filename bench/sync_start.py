@@ -58,7 +58,8 @@ CASES = {
     "d": "1 % of files changed",
     "r": "reconnect, pod identical",
 }
-REFERENCE = {"a": "rsync -a", "b": "tar | env tar", "c": "rsync -a", "d": "rsync -a", "r": "rsync -a"}
+TAR_PIPE = r"tar \| env tar"  # escaped: the name goes into a markdown table
+REFERENCE = {"a": "rsync -a", "b": TAR_PIPE, "c": "rsync -a", "d": "rsync -a", "r": "rsync -a"}
 GOAL_RATIO = {"a": 2.0, "b": 1.5, "c": 2.0, "d": 2.0}  # (r) has only a time goal: back within 1 s
 GOAL_SECONDS = {("20k", "a"): 0.5, ("100k", "a"): 2.0, ("20k", "r"): 1.0}
 TOUCH_OFFSET_NS = 1_000_000_000_000  # (c): pod mtimes 1,000 s older than the laptop's

@@ -27,6 +27,7 @@ connections ride the first connected pod's stream (channels.py), served by the s
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import stat
@@ -73,6 +74,7 @@ from .protocol import DATA_CHUNK, PROTOCOL_VERSION, chunks
 from .session import Disconnected, Ready, Session
 from .transport import Where, check_engine, exec_argv, same_host
 
+_NOT_PLAIN = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")  # an empty, "." or ".." component: relpath normalises it
 HELLO_TIMEOUT = 60.0  # seconds for the transport to start the agent (kubectl may pull credentials first)
 REPLY_TIMEOUT = 120.0  # seconds for an answer to a manifest, hash or commit request (pings keep a slow one alive)
 RECONNECT_STEP = 0.5  # the first reconnection is at once; then this many seconds, doubled after each failure...
@@ -147,9 +149,16 @@ class SyncRules(Rules):
     def __init__(self, root: Path, exclude: Exclude) -> None:
         super().__init__(Settings(watch=[str(root)], ignore_root=[]), root, None, ["*"])
         self._root = str(root)
+        self._prefix = self._root.rstrip("/") + "/"
         self._exclude_rule = exclude
 
     def _relative(self, path: str) -> Optional[str]:
+        # The watcher's paths are the root joined with plain names: cut the prefix (relpath costs
+        # ~7 us a call, and the watcher's start asks once per directory of the tree).
+        if path.startswith(self._prefix):
+            relative = path[len(self._prefix) :]
+            if not _NOT_PLAIN.search(relative):
+                return relative
         relative = os.path.relpath(path, self._root)
         return None if relative == "." or relative.startswith("../") else relative
 
@@ -214,6 +223,7 @@ class Syncer:
         self.unknown: set[str] = set()  # paths skipped (unreadable, odd...): neither sent nor deleted
         self.rules_exclude: Exclude = excluder(str(root), self.globs)
         self.gitignore: Optional[GitIgnore] = None
+        self.without_gitignore: set[str] = set()  # directories the running walk listed without one
         self._load_rules()
         self.delete = options.delete if options.delete is not None else settings.sync.delete
         self.root_halted: Optional[str] = None  # why LOCAL_DIR is gone, while the sync waits for it
@@ -295,7 +305,20 @@ class Syncer:
         self.gitignore = load_gitignore(self.root, self._read_gitignore, self.env)
 
     def _read_gitignore(self, directory: str) -> Optional[bytes]:
+        if directory in self.without_gitignore:  # just listed: no need to open its path to find none
+            return None
         return self.tree.read_small(f"{directory}/{GITIGNORE}" if directory else GITIGNORE, IGNORE_FILE_MAX)
+
+    def _scan(self, directory: str) -> Manifest:
+        """The tree below ``directory``; git's rules are read from the directories the walk lists."""
+        try:
+            return self.tree.scan(directory, self._excluded, self._skipped, self._listed)
+        finally:
+            self.without_gitignore = set()  # a later read (a .gitignore just made) looks at the tree
+
+    def _listed(self, directory: str, names: set[str]) -> None:
+        if GITIGNORE not in names:
+            self.without_gitignore.add(directory)
 
     def exclude(self, path: str, is_dir: bool) -> bool:
         """Left out of the sync (never sent, never deleted): the globs, git's rules, or skipped as unreadable."""
@@ -648,7 +671,7 @@ class Syncer:
     def _local_manifest(self) -> Manifest:
         """The whole tree, walked through descriptors; what cannot be synced is named and left unknown."""
         self.unknown = set()
-        found = self.tree.scan("", self._excluded, self._skipped)
+        found = self._scan("")
         return {path: entry for path, entry in found.items() if self._portable(entry)}
 
     def _portable(self, entry: Entry) -> bool:
@@ -955,7 +978,7 @@ class Syncer:
             current[prefix + name] = None
 
     def _subtree(self, directory: str) -> dict[str, Optional[Entry]]:
-        found = self.tree.scan(directory, self._excluded, self._skipped)
+        found = self._scan(directory)
         return {path: entry for path, entry in found.items() if self._portable(entry)}
 
     def _local_entry(self, relative: str) -> Optional[Entry]:

@@ -30,6 +30,7 @@ OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO
 LINK_DEPTH_MAX = 40  # symlinks followed while resolving one target (Linux's own limit)
 HASH_CHUNK = 1024 * 1024
 SPECIAL = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+_NEEDS = {stat.S_IFREG: os.R_OK, stat.S_IFDIR: os.R_OK | os.X_OK}  # what reading a file or listing a directory takes
 
 
 class NotSynced(Exception):
@@ -42,6 +43,7 @@ class NotSynced(Exception):
 
 
 Skip = Callable[[NotSynced], None]
+Listed = Callable[[str, set[str]], None]  # (directory relative to the root, the names in it)
 
 
 def reason(path: str, what: str) -> NotSynced:
@@ -113,8 +115,12 @@ class LocalTree:
         finally:
             os.close(fd)
 
-    def scan(self, relative: str, exclude: Exclude, skip: Skip) -> Manifest:
-        """Every entry below the directory ``relative`` (paths relative to the root), never following a link."""
+    def scan(self, relative: str, exclude: Exclude, skip: Skip, listed: Optional[Listed] = None) -> Manifest:
+        """Every entry below the directory ``relative`` (paths relative to the root), never following a link.
+
+        ``listed`` is told each directory's names as soon as it is listed, before ``exclude`` is
+        asked about any of them.
+        """
         found: Manifest = {}
         try:
             stack = [(self.open_dir(relative), f"{relative}/" if relative else "")]
@@ -126,7 +132,10 @@ class LocalTree:
         while stack:
             fd, base = stack.pop()
             try:
-                for name, st in _listing(fd, base, skip):
+                items = _listing(fd, base, skip)
+                if listed is not None:
+                    listed(base.rstrip("/"), {name for name, _ in items})
+                for name, st in items:
                     child = _scan_one(fd, name, st, base, exclude, skip, found)
                     if child is not None:
                         stack.append((child, f"{base}{name}/"))
@@ -280,7 +289,7 @@ def _check_readable(parent: int, name: str, relative: str, st: os.stat_result) -
     kind = SPECIAL.get(stat.S_IFMT(st.st_mode))
     if kind is not None:
         raise reason(relative, f"{kind}, not a regular file")
-    need = {stat.S_IFREG: os.R_OK, stat.S_IFDIR: os.R_OK | os.X_OK}.get(stat.S_IFMT(st.st_mode))
+    need = _NEEDS.get(stat.S_IFMT(st.st_mode))
     if need is None or _mode_allows(st, need):
         return
     if not os.access(name, need, dir_fd=parent, follow_symlinks=False):  # the mode says no: ACLs may say yes

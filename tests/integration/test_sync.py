@@ -303,6 +303,27 @@ def test_a_pod_directory_the_agent_cannot_write_is_one_error_line(pod: Path) -> 
     assert replies[-1]["t"] == "error" and "Read-only file system" in replies[-1]["message"]  # type: ignore[index]
 
 
+def test_nested_gitignores_apply_at_start_and_in_a_directory_made_later(run_reloadd, laptop: Path, pod: Path) -> None:
+    """The walk reads each directory's own .gitignore, found by listing it, at any depth."""
+    deep = laptop / "a" / "b"
+    deep.mkdir(parents=True)
+    (laptop / "a" / ".gitignore").write_text("*.tmp\n")
+    (deep / ".gitignore").write_text("secret.js\n")
+    for name in ("keep.js", "x.tmp", "secret.js"):
+        (deep / name).write_text(name)
+    (laptop / "secret.js").write_text("not ignored above a/b")
+    sync = start_sync(run_reloadd, laptop, pod)
+    assert {"a/b/keep.js", "secret.js"} <= set(tree(pod)), sync.log()
+    assert not {"a/b/x.tmp", "a/b/secret.js"} & set(tree(pod)), sync.log()
+    made = laptop / "c"  # made in one burst with its .gitignore: the burst's walk reads it
+    (made / "d").mkdir(parents=True)
+    (made / ".gitignore").write_text("*.key\n")
+    (made / "d" / "id.key").write_text("k")
+    (made / "d" / "app.js").write_text("a")
+    wait_for(lambda: (pod / "c" / "d" / "app.js").exists(), what=sync.log())
+    assert not (pod / "c" / "d" / "id.key").exists(), sync.log()
+
+
 def test_editing_a_gitignore_changes_what_is_synced_from_then_on(run_reloadd, laptop: Path, pod: Path) -> None:
     (laptop / "secret.env").write_text("A=1")
     sync = start_sync(run_reloadd, laptop, pod)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from reloadd.sync.laptop import SyncRules
 from reloadd.sync.local import LocalTree, NotSynced
 from reloadd.sync.manifest import DIR, FILE, LINK
 
@@ -98,3 +99,39 @@ def test_a_link_is_judged_by_the_real_tree(tree: LocalTree, links: dict[str, str
     else:
         with pytest.raises(NotSynced, match="outside the synced directory"):
             tree.check_link(checked, entry.target)
+
+
+def test_a_walk_tells_each_directory_s_names_before_asking_about_any_of_them(tree: LocalTree) -> None:
+    (Path(tree.path) / "conf" / "deep").mkdir()
+    (Path(tree.path) / "conf" / "deep" / "b.txt").write_text("b")
+    listed: dict[str, set[str]] = {}
+    asked_before_listed: list[str] = []
+
+    def exclude(path: str, is_dir: bool) -> bool:
+        if path.rpartition("/")[0] not in listed:
+            asked_before_listed.append(path)
+        return False
+
+    tree.scan("", exclude, lambda problem: None, lambda directory, names: listed.update({directory: names}))
+    assert listed == {"": {"conf"}, "conf": {"a.txt", "deep"}, "conf/deep": {"b.txt"}}
+    assert asked_before_listed == []
+
+
+ODD_RESTS = ["", "/", "a//b", "a/../b", "./a", "..", "a/..", "a/."]  # what relpath must still normalise
+
+
+@pytest.mark.parametrize("root", ["/work/app", "/"])
+@pytest.mark.parametrize("rest", ["a", "a/b.js", ".env", "a/..b", "...", *ODD_RESTS])
+def test_the_watcher_s_paths_are_made_relative_as_relpath_would(root: str, rest: str) -> None:
+    """The sync's rules cut the root off plain paths; anything else is normalised as before."""
+    asked: list[str] = []
+
+    def exclude(path: str, is_dir: bool) -> bool:
+        asked.append(path)
+        return False
+
+    rules = SyncRules(Path(root), exclude)
+    path = root.rstrip("/") + "/" + rest if rest else root
+    relative = os.path.relpath(path, root)
+    rules.prune(path)
+    assert asked == ([] if relative == "." or relative.startswith("../") else [relative])
