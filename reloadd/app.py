@@ -50,7 +50,8 @@ def make_plan(cli: CliArgs, check_program: bool = True) -> Plan:
     rules = Rules(loaded.settings, cwd=loaded.cwd, script=command.script, extensions=command.extensions)
     missing = missing_script_warning(command, loaded.cwd, loaded.settings.watching)
     warnings = [*loaded.warnings, *([missing] if missing else [])]
-    return Plan(loaded.settings, command, env, loaded.cwd, rules, list(loaded.files), warnings, loaded.notices)
+    files, candidates = list(loaded.files), loaded.candidates
+    return Plan(loaded.settings, command, env, loaded.cwd, rules, files, warnings, loaded.notices, candidates)
 
 
 def configure_output(plan: Plan) -> None:

@@ -23,6 +23,7 @@ class Plan:
     files: list[Path] = field(default_factory=list)  # config files in use: editing one reloads it
     warnings: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    candidates: list[Path] = field(default_factory=list)  # config files not in use that would be read: watched
 
     def relative(self, path: str) -> str:
         return os.path.relpath(path, self.cwd)

@@ -64,6 +64,7 @@ class Loaded:
     files: list[Path] = field(default_factory=list)  # config files in use, global + local: editing one reloads
     warnings: list[str] = field(default_factory=list)  # one line each
     notices: list[str] = field(default_factory=list)  # informational lines
+    candidates: list[Path] = field(default_factory=list)  # local config files not in use that would be read
 
 
 @dataclass
@@ -99,7 +100,17 @@ def load_settings(cli: CliArgs, env: Mapping[str, str]) -> Loaded:
     cwd = _working_dir(base, cli, layers)
     merged["cwd"] = str(cwd)
     settings = validate(merged, "configuration")
-    return Loaded(settings, cwd, [layer.path for layer in files if layer.path], warnings, notices)
+    in_use = [layer.path for layer in files if layer.path]
+    return Loaded(settings, cwd, in_use, warnings, notices, _candidates(base, cli.config_file, in_use))
+
+
+def _candidates(base: Path, config_file: Optional[str], in_use: list[Path]) -> list[Path]:
+    """The local config files that a later start would read if they appeared (a nodemon.json that
+    a sync delivers after reloadd started in an empty pod) or gained a section; none with --config."""
+    if config_file:
+        return []
+    names = (RELOADD_TOML, PYPROJECT_TOML, NODEMON_JSON, PACKAGE_JSON)
+    return [base / name for name in names if base / name not in in_use]
 
 
 # -- working directory --------------------------------------------------------------------------------

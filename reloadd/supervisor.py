@@ -282,12 +282,38 @@ class Supervisor:
         self.hooks.base_env = dict(plan.env)
         self.hooks.timeout = settings.event_timeout
         self.config_files = {str(path) for path in plan.files}
+        self.config_candidates = {str(path) for path in plan.candidates}
         self.warm.configure(settings.warm and self.watching)
+
+    def _replan(self) -> Optional[Plan]:
+        """The plan the config files give now; None (said why) when they cannot give one."""
+        if self.replan is None:
+            return None
+        try:
+            return self.replan()
+        except ReloaddError as exc:
+            out.error(f"config not reloaded: {exc.message}; keeping the running config")
+            return None
+
+    def _reloaded_new_config(self, paths: list[str]) -> bool:
+        """A config file not in use changed (a nodemon.json synced into a pod after reloadd started,
+        a package.json that gained nodemonConfig): reload if it is read now. True when the burst
+        is handled so (reloaded, or said why not), False for an ordinary change."""
+        if self.replan is None or not self.config_candidates.intersection(paths):
+            return False
+        plan = self._replan()
+        if plan is None:
+            return True  # said why; the running config and app stay
+        if {str(path) for path in plan.files} == self.config_files:
+            return False  # still not read (a package.json without nodemonConfig)
+        self.reload_config(plan)
+        return True
 
     def _start_watcher(self) -> None:
         settings = self.plan.settings
+        config = self.plan.files + self.plan.candidates  # watched whatever the rules say
         self.watcher = self.system.watch(
-            self.rules, settings.legacy_watch, settings.polling_interval, self._report, self.plan.files
+            self.rules, settings.legacy_watch, settings.polling_interval, self._report, config
         )
 
     def _report(self, report: WatchReport) -> None:
@@ -295,14 +321,11 @@ class Supervisor:
         self.incoming.append(report)
         self.inbox.wake()
 
-    def reload_config(self) -> None:
+    def reload_config(self, plan: Optional[Plan] = None) -> None:
         """Build the whole new plan first: a reload that would fail leaves the running app alone."""
-        if self.replan is None:
-            return
-        try:
-            plan = self.replan()
-        except ReloaddError as exc:
-            out.error(f"config not reloaded: {exc.message}; keeping the running config")
+        if plan is None:
+            plan = self._replan()
+        if plan is None:
             return
         old = dump(self.plan.settings)
         changed = sorted(k for k, v in dump(plan.settings).items() if old.get(k) != v)
@@ -574,7 +597,8 @@ class Supervisor:
             out.warn(f"a synced dependency install failed: keeping the running app ({plural(len(kept), 'file')} held)")
         for batch in batches:
             self.echoes.remember(batch.paths)
-            paths = {p for p in batch.paths if p in self.config_files or self.rules.matches(p)}
+            config = self.config_files | self.config_candidates
+            paths = {p for p in batch.paths if p in config or self.rules.matches(p)}
             out.detail(f"sync batch committed: {plural(len(batch.paths), 'path')}, {len(paths)} watched")
             if batch.fresh:
                 self.start_fresh = True  # dependencies were installed: the preloaded ones are stale
@@ -594,7 +618,8 @@ class Supervisor:
         """Stopping the old tree may begin with a burst's first change, overlapping the quiet
         window (the next generation still waits for the burst to close), unless the whole
         burst is needed to decide: a config file in it, a soft-reload path, or a delay."""
-        return bool(paths) and not self.delay.seconds and not self.soft.enabled and not self.config_files & paths
+        config = self.config_files | self.config_candidates
+        return bool(paths) and not self.delay.seconds and not self.soft.enabled and not config & paths
 
     def tell(self, outcomes: list[tuple[Committed, Outcome]]) -> None:
         """What synced batches did to the app, to the agents waiting to hear it (feedback.py)."""
@@ -607,6 +632,8 @@ class Supervisor:
             out.detail(f"changed: {self.plan.relative(path)}")
         if self.config_files.intersection(paths):
             self.reload_config()
+        elif self._reloaded_new_config(paths):
+            pass  # a config file that was not read before is now: reloaded, not restarted
         elif self.state is State.RUNNING and self.soft.applies(paths):
             self.soft_reload(paths)
         elif self.delay.seconds > 0:

@@ -196,6 +196,49 @@ def test_editing_package_json_and_reloadd_toml_reloads_them(tmp_path: Path, run_
         runner.stop()
 
 
+ENV_APP_DEFAULT_PORT = ENV_APP.replace("Number(process.env.PORT)", "Number(process.env.PORT || process.argv[2])")
+
+
+@pytest.mark.parametrize("kind", ["nodemon.json", "reloadd.toml", "package.json"])
+def test_a_config_file_that_appears_after_the_start_is_read(tmp_path: Path, run_reloadd: RunReloadd, kind: str) -> None:
+    """As in a pod that reloadd starts before the sync has delivered the project's config."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "server.js").write_text(ENV_APP_DEFAULT_PORT)
+    port = free_port()
+    runner = run_reloadd(["server.js", str(port)], app)
+    wait_for(lambda: greeting(port) == "undefined", what=runner.log())
+    if kind == "nodemon.json":
+        (app / kind).write_text(json.dumps({"env": {"GREETING": "read"}}))
+    elif kind == "reloadd.toml":
+        (app / kind).write_text('[env]\nGREETING = "read"\n')
+    else:  # first without a config section: an ordinary change; then with one
+        (app / kind).write_text(json.dumps({"name": "x"}))
+        wait_for(lambda: len(starts(app)) == 2, what=f"an ordinary restart; log:\n{runner.log()}")
+        assert "config reloaded" not in runner.log()
+        (app / kind).write_text(json.dumps({"name": "x", "nodemonConfig": {"env": {"GREETING": "read"}}}))
+    wait_for(lambda: greeting(port) == "read", what=f"the new config used; log:\n{runner.log()}")
+    assert "config reloaded: env" in runner.log(), runner.log()
+
+
+def test_a_broken_config_file_that_appears_is_reported_and_the_app_kept(
+    tmp_path: Path, run_reloadd: RunReloadd
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "server.js").write_text(ENV_APP_DEFAULT_PORT)
+    port = free_port()
+    runner = run_reloadd(["server.js", str(port)], app)
+    wait_for(lambda: greeting(port) == "undefined", what=runner.log())
+    pid = starts(app)[-1]
+    (app / "nodemon.json").write_text('{"delay": "abc"}')
+    runner.wait_log("config not reloaded")
+    time.sleep(0.5)  # bounded negative check: the app keeps running with the config it had
+    assert starts(app)[-1] == pid and greeting(port) == "undefined", runner.log()
+    (app / "nodemon.json").write_text(json.dumps({"env": {"GREETING": "fixed"}}))
+    wait_for(lambda: greeting(port) == "fixed", what=runner.log())
+
+
 @pytest.mark.parametrize("code", [3, 0])
 def test_rs_after_the_app_ended_fires_restart_as_nodemon_does(app: Path, run_reloadd: RunReloadd, code: int) -> None:
     """`rs` is a restart request whatever the app's state: nodemon fires `restart` for it even after a crash."""

@@ -99,6 +99,17 @@ def test_a_batch_the_app_does_not_watch_says_no_restart(run_reloadd, laptop: Pat
     assert app.log().count("starting `node server.js`") == starts_before
 
 
+def test_a_config_file_synced_after_the_pod_s_reloadd_started_is_read(run_reloadd, laptop: Path, pod: Path) -> None:
+    """The pod's reloadd started before the project's config arrived: the config is read when it comes."""
+    sync = start_sync(run_reloadd, laptop, pod)
+    app, _ = app_in(run_reloadd, pod)
+    (laptop / "reloadd.toml").write_text('ext = "js,md"\n')  # .toml is no watched extension
+    app.wait_log("config reloaded: ext")
+    seen = settled(sync)
+    (laptop / "notes.md").write_text("watched now\n")
+    assert next_outcome(sync, seen).startswith("restarted in "), f"{sync.log()}\n{app.log()}"
+
+
 def test_with_no_supervisor_in_the_pod_the_line_says_nothing_restarted(run_reloadd, laptop: Path, pod: Path) -> None:
     sync = start_sync(run_reloadd, laptop, pod)
     seen = settled(sync)

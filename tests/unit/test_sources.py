@@ -581,3 +581,14 @@ def test_a_removed_current_directory_is_a_usage_error(tmp_path: Path, monkeypatc
     with pytest.raises(ConfigError) as caught:
         load_settings(parse_args(["server.js"]), env={})
     assert caught.value.message.startswith("the current directory cannot be used")
+
+
+def test_the_local_config_files_not_in_use_are_watched_for_unless_config_names_one(proj: Path, home: Path) -> None:
+    """A config file that appears later is read then (a sync delivering the project after the start)."""
+    names = ["reloadd.toml", "pyproject.toml", "nodemon.json", "package.json"]
+    assert [path.name for path in load(home=home).candidates] == names
+    (proj / "nodemon.json").write_text('{"delay": 5}')
+    loaded = load(home=home)
+    assert loaded.files == [proj / "nodemon.json"]
+    assert [path.name for path in loaded.candidates] == ["reloadd.toml", "pyproject.toml", "package.json"]
+    assert load(["--config", "nodemon.json"], home=home).candidates == []
