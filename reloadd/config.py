@@ -275,7 +275,8 @@ def validate(raw: dict[str, Any], source: str) -> Settings:
         got = first.get("input")
         whole_object = isinstance(got, dict) and key.count(".") == 0 and key not in {"env", "hot", "sync"}
         no_value = first.get("type") == "missing"
-        shown = "" if whole_object or no_value else f", got {_shown(got)}"
+        said = whole_object or no_value or _shown(got) in expected  # "unknown signal name 'SIGFOO'" names it
+        shown = "" if said else f", got {_shown(got)}"
         raise ConfigError(f"{source}: key '{key}': {expected}{shown}") from None
     problem = _env_problem(settings.env) or _glob_problem(settings)
     if problem:

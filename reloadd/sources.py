@@ -433,6 +433,8 @@ def _json_problem(exc: json.JSONDecodeError) -> str:
     name enclosed in double quotes", one column further on), and a config error should not."""
     text, index = exc.doc, exc.pos
     before = text[:index].rstrip()
+    if before and not text[index:].strip() and not exc.msg.startswith(("Unterminated string", "Extra data")):
+        return "at the end of the file: the settings end too early (a closing bracket or a value is missing)"
     if exc.msg.startswith(_JSON_TRAILING_COMMA) or (text[index : index + 1] in ("}", "]") and before.endswith(",")):
         index = index if text[index : index + 1] == "," else len(before) - 1
         reason = "a comma before the closing bracket (JSON allows no trailing comma)"

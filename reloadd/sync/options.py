@@ -252,6 +252,8 @@ def _engine_where(d: Destination, to: str) -> Where:
 
 
 def _options(args: argparse.Namespace, where: Optional[Where], destination: Destination) -> SyncOptions:
+    if not os.path.lexists(args.local_dir):
+        raise ConfigError(f"sync: {args.local_dir!r} does not exist")
     if not os.path.isdir(args.local_dir):
         raise ConfigError(f"sync: {args.local_dir!r} is not a directory")
     log_format = parse_log_format("--log-format", args.log_format) if args.log_format is not None else None

@@ -95,6 +95,8 @@ def check_root(directory: str) -> str:
     real = os.path.realpath(directory)
     if real in SYSTEM_DIRS:
         raise ReloaddError(f"agent: refusing to sync into {real}: a system directory, not an app's")
+    if not os.path.lexists(real):
+        raise ReloaddError(f"agent: {directory} does not exist (the pod's app directory: --to names it)")
     if not os.path.isdir(real):
         raise ReloaddError(f"agent: {directory} is not a directory")
     return real

@@ -422,7 +422,7 @@ def test_example_apps_nodemon_json_sends_route_changes_hot() -> None:
     assert settings.hot is not None and settings.hot.paths == ["routes/**"]
     assert settings.hot.signal == "SIGHUP"  # what server.js listens for
     package = json.loads((EXPRESS / "package.json").read_text())
-    assert package["main"] == "server.js" and package["scripts"]["dev"] == "reloadd"
+    assert package["main"] == "server.js" and package["scripts"]["dev"] == "exec reloadd"
     assert "express" in package["dependencies"]
 
 

@@ -264,6 +264,8 @@ FILE_ERRORS = [
     ("nodemon.json", '{"env": "PORT=1"}', "nodemon.json: key 'env': expected an object of environment values"),
     ("nodemon.json", '{"delay": "soon"}', "nodemon.json: key 'delay': expected a number of milliseconds from 0 to"),
     ("nodemon.json", '{"signal": "SIGFOO"}', "nodemon.json: key 'signal': unknown signal name 'SIGFOO'"),
+    ("nodemon.json", '{"ext": "js",', "nodemon.json: invalid JSON at the end of the file: the settings end too early"),
+    ("nodemon.json", '{"watch": ["src"', "nodemon.json: invalid JSON at the end of the file: the settings end"),
     ("nodemon.json", '{"logFormat": "xml"}', "nodemon.json: key 'logFormat': expected \"text\" or \"json\""),
     ("nodemon.json", '{"pollingInterval": 0}', "nodemon.json: key 'pollingInterval': expected a whole number"),
     ("nodemon.json", '{"inspect": "nope"}', "nodemon.json: key 'inspect': expected [HOST:]PORT"),
@@ -283,6 +285,11 @@ def test_bad_config_files_name_the_file_and_key(proj: Path, home: Path, name: st
     path = proj / name
     path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
     assert config_error(home=home).startswith(message)
+
+
+def test_a_message_that_names_the_value_does_not_repeat_it(proj: Path, home: Path) -> None:
+    (proj / "nodemon.json").write_text('{"signal": "SIGFOO"}')
+    assert config_error(home=home) == "nodemon.json: key 'signal': unknown signal name 'SIGFOO'"
 
 
 # Each JSON mistake in reloadd's own words, at the same line and column on every Python: the json

@@ -133,6 +133,14 @@ def test_system_directories_are_refused_as_the_root(directory: str) -> None:
         check_root(directory)
 
 
+def test_a_missing_root_is_named_as_missing_and_a_file_as_no_directory(tmp_path: Path) -> None:
+    with pytest.raises(ReloaddError, match=r"agent: \S+/gone does not exist"):
+        check_root(str(tmp_path / "gone"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ReloaddError, match=r"agent: \S+/file is not a directory"):
+        check_root(str(tmp_path / "file"))
+
+
 def test_a_write_through_a_pod_side_directory_symlink_is_refused(world: tuple[Pod, Path]) -> None:
     pod, outside = world
     os.symlink(str(outside), pod.root / "lib")

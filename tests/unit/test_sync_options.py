@@ -76,7 +76,8 @@ def test_a_forward_to_its_own_port_on_this_machine_is_refused(tmp_path: Path) ->
         (["--transport", "env", "-l", "app=x"], "cannot be used together"),
         (["--to", "pod/x", "--bogus"], "unrecognized arguments"),
         (["--to", "pod/x", "--log-format", "xml"], "expected text or json"),
-        (["/no/such/dir", "--to", "pod/x"], "is not a directory"),
+        (["/no/such/dir", "--to", "pod/x"], "'/no/such/dir' does not exist"),
+        (["/etc/passwd", "--to", "pod/x"], "'/etc/passwd' is not a directory"),
         (["--to", "pod/x", "--include", "dist"], "--include: 'dist' is not a protected name"),
     ],
 )
@@ -150,7 +151,7 @@ def test_docker_and_compose_targets_are_the_docker_transport(
         (["--to", "docker://box", "-n", "dev"], "-n cannot be used"),
         (["--to", "docker://box", "-c", "app"], "-c is for kubectl"),
         (["--to", "compose://api", "--context", "kind"], "--context is for kubectl"),
-        (["/no/such/dir", "--to", "docker://box"], "is not a directory"),
+        (["/no/such/dir", "--to", "docker://box"], "does not exist"),
     ],
 )
 def test_docker_target_usage_errors_are_one_line(args: list[str], message: str) -> None:
