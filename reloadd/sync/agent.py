@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
 from .. import __version__
-from ..control import Announcement, LogFeed
+from ..control import Announcement, LogFeed, control_dir, directory_key
 from ..errors import ConfigError, ReloaddError
 from ..output import out
 from .batch import Batch, failures, skips
@@ -68,6 +68,7 @@ DIR (default: the working directory). Started by `reloadd sync` through kubectl 
 (unless RELOADD_WATCH=1 or RELOADD_SYNC=1) or when RELOADD_SYNC=0, with exit status 3.
 Exit status 65 when the peer sends a malformed frame."""
 NO_SUPERVISOR = "no-supervisor"  # a ``live`` outcome: nothing in the pod runs the app under reloadd here
+OWED_BATCH = 0  # the batch id of an install an earlier session owed: the laptop numbers its batches from 1
 NO_ANSWER = "no-answer"  # a ``live`` outcome: the supervisor did not say what the batch did in time
 LIVE_OUTCOMES = ("restarted", "crashed", "unchanged", "reloaded", "stopped")  # feedback.py
 LIVE_LINES = 12  # stderr lines of a crash at start passed on
@@ -91,7 +92,8 @@ class Agent:
         self.batch: Optional[Batch] = None
         self.counter = 0
         self.listings: dict[str, list[Entry]] = {}  # the last start's walk, by directory, until compared
-        self.installer = Installer(root.path, send, self._commit_to_supervisor)
+        owed = control_dir(env) / f"install-owed-{directory_key(root.path)}.json"
+        self.installer = Installer(root.path, send, self._commit_to_supervisor, owed)
         self.logs: Optional[LogFeed] = None  # --logs: the app's output, from the supervisors
 
     # -- dispatch ----------------------------------------------------------------------------------
@@ -147,6 +149,8 @@ class Agent:
         for chunk in chunks(digest_items(self.listings)):
             self.send({"t": "dirs", "items": chunk})
         self.send({"t": "dirs-end", "count": len(self.listings)})
+        if self.installer.resume():  # after the walk: the install writes node_modules meanwhile
+            self.installer.take(OWED_BATCH, Announcement(self.root.path, self.env), [], [])
 
     def _drop_walk(self, message: dict[str, Any]) -> None:
         """The laptop has compared (``compared``, not answered): the walk's entries are not needed any more."""

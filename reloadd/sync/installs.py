@@ -12,6 +12,11 @@ supervisor keeps holding its restarts (control.py ``hold``); then:
     laptop gets the command's error lines (or its last ones) and exit status, and every later
     batch runs it again first, whatever it changes, until it succeeds: a failed ``npm ci`` may
     have emptied ``node_modules``, and no restart may land on what it left.
+A command that has not succeeded since its paths changed is owed, and the debt outlives the
+session: it is written down (in the private control directory, per synced directory) before
+the command starts and struck off when it succeeds, and the next session runs it as soon as
+its start's walk is over, even with nothing to send. A dead link in the middle of an ``npm ci``
+is then repaired by the reconnection, not by the next dependency change.
 Batches committed while a command runs join it: their files are in place at once, and they
 are committed to the supervisor together when it is over (one restart), so an install is
 never raced by a restart. A session that ends during a command (the laptop stopped, a dead
@@ -20,6 +25,7 @@ link) ends the command's whole process group and keeps the running app, as for a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -30,9 +36,10 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..control import Announcement
+from ..control import Announcement, private_dir
 from .excludes import excluder
 
 DEPENDENCY_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml")
@@ -77,6 +84,10 @@ class Rule:
 DEFAULT_RULES = (Rule(tuple(f"./{name}" for name in DEPENDENCY_FILES), None),)  # the project's own, at the top
 
 
+def rules_to_wire(rules: Iterable[Rule]) -> list[list[Any]]:
+    return [[list(rule.paths), rule.run, rule.timeout] for rule in rules]
+
+
 def rules_from_wire(items: Optional[list[Any]]) -> tuple[Rule, ...]:
     """The laptop's ``onChange`` rules ([paths, run, timeout] each); None: the default rule."""
     if items is None:
@@ -115,9 +126,14 @@ class Installer:
     """At most one install at a time, in a thread; batches committed meanwhile wait for it."""
 
     def __init__(
-        self, root: str, send: Send, pass_on: Callable[[int, Announcement, list[str], dict[str, Any]], None]
+        self,
+        root: str,
+        send: Send,
+        pass_on: Callable[[int, Announcement, list[str], dict[str, Any]], None],
+        owed: Optional[Path] = None,
     ) -> None:
         self.root = root
+        self.owed = owed  # where the commands not yet succeeded are written down (None: not kept)
         self.send = send
         self.pass_on = pass_on  # commits a batch to the supervisor and forwards the outcome (agent.py)
         self.rules: tuple[Rule, ...] = DEFAULT_RULES
@@ -148,6 +164,38 @@ class Installer:
             self.thread.start()
             return True
 
+    def resume(self) -> bool:
+        """The session begins with the current rules: True when an earlier session owed a command
+        (then the next ``take`` runs it, with or without changed paths)."""
+        wanted = [rule for rule in self._read_owed() if rule in self.rules]
+        with self.lock:
+            self.failed = wanted
+        if wanted:
+            commands = ", ".join(rule.command(self.root) for rule in wanted)
+            self._say({"t": "output", "line": f"{commands} did not finish in an earlier session: running it again"})
+        return bool(wanted)
+
+    def _read_owed(self) -> tuple[Rule, ...]:
+        if self.owed is None:
+            return ()
+        try:
+            items = json.loads(self.owed.read_text())
+            return rules_from_wire(items) if isinstance(items, list) else ()
+        except (OSError, ValueError, TypeError):
+            return ()  # none written (or unreadable): nothing is owed
+
+    def _write_owed(self, rules: list[Rule]) -> None:
+        """Before a command runs (``rules``), and once it succeeded (``[]``)."""
+        if self.owed is None:
+            return
+        try:
+            if not rules:
+                self.owed.unlink(missing_ok=True)
+            elif private_dir(self.owed.parent, create=True) is None:
+                self.owed.write_text(json.dumps(rules_to_wire(rules)))
+        except OSError:
+            pass  # not kept: a later dependency change still runs it
+
     def stop(self) -> None:
         """The session ends: end a running command's whole group (no process is left behind) and wait
         until the supervisor has been told to keep the running app."""
@@ -165,6 +213,7 @@ class Installer:
     def _work(self, rules: list[Rule]) -> None:
         ran: list[Ran] = []
         while True:
+            self._write_owed(rules)
             for rule in rules:
                 ran.append(self._run(rule))
                 if ran[-1].status != 0:
@@ -175,6 +224,7 @@ class Installer:
                 rules = [rule for rule in self.rules if rule in self.again]
                 self.again = set()
                 if not rules:
+                    self._write_owed([])  # under the lock: a command that starts next writes its own
                     batches, self.waiting, self.thread, self.failed = self.waiting, [], None, []
                     break
         installed = {

@@ -148,6 +148,34 @@ def test_a_sync_stopped_during_an_install_ends_it_and_keeps_the_app(run_reloadd,
     assert len(starts(pod)) == before and served(port) == "v1"  # the old app serves on, not restarted
 
 
+def test_an_install_cut_off_with_the_session_runs_again_when_the_next_one_starts(
+    run_reloadd, laptop: Path, pod: Path
+) -> None:
+    """A dead link during `npm ci` must not leave the pod on half-installed dependencies until the
+    next dependency change: the reconnection (a new session, nothing to send) runs it again."""
+    marker = "27.1828"  # a sleep nobody else runs
+    once = f"if [ -e tried ]; then echo installed-ok; else touch tried; sleep {marker}; fi"
+    (laptop / "nodemon.json").write_text(json.dumps({"sync": {"onChange": [{"paths": "deps.txt", "run": once}]}}))
+    sync, port = session(run_reloadd, laptop, pod)
+    before = len(starts(pod))
+    (laptop / "deps.txt").write_text("a change that needs the command\n")
+    wait_for(lambda: sleepers(marker), what=f"the command to start; log:\n{sync.log()}")
+    sync.signal(signal.SIGTERM)
+    sync.wait_exit()
+    wait_for(lambda: not sleepers(marker), what="the command's process group to end with the session")
+    assert len(starts(pod)) == before and served(port) == "v1"
+    again = start_sync(run_reloadd, laptop, pod, env=NPM_OFFLINE)
+    wait_for(lambda: "| installed-ok" in again.log(), timeout=INSTALL_BOUND, what=again.log())
+    assert "did not finish in an earlier session: running it again" in again.log(), again.log()
+    wait_for(lambda: len(starts(pod)) == before + 1, what=f"one restart after the install; log:\n{again.log()}")
+    wait_for(lambda: re.search(r"\S+: installed \(if .*\), restarted in", again.log()), what=again.log())
+    again.signal(signal.SIGTERM)
+    again.wait_exit()
+    third = start_sync(run_reloadd, laptop, pod, env=NPM_OFFLINE)  # paid: nothing is owed any more
+    time.sleep(QUIET)
+    assert "| running" not in third.log() and len(starts(pod)) == before + 1, third.log()
+
+
 def sleepers(marker: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):

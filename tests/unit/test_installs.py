@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reloadd.sync.agent import _on_change
-from reloadd.sync.installs import DEFAULT_RULES, Rule, matching, rules_from_wire
+from reloadd.sync.installs import DEFAULT_RULES, Installer, Rule, matching, rules_from_wire
 from reloadd.sync.live import Sent, describe
 from reloadd.sync.protocol import ProtocolError
 
@@ -90,3 +90,32 @@ def test_an_install_is_named_in_the_live_line() -> None:
     assert shown == lines[-10:]
     timed_out = {"t": "live", "id": 1, "what": "install-failed", "command": "npm ci", "lines": []}
     assert "npm ci failed (timed out)" in describe("pod/web", sent, timed_out, "/app")[1]
+
+
+@pytest.mark.parametrize(
+    ("written", "owed"),
+    [
+        (None, False),  # nothing written: nothing owed
+        ('[[["./deps.txt"], "make deps", 600.0]]', True),
+        ('[[["./other.txt"], "make other", 600.0]]', False),  # a rule the laptop no longer sends
+        ("null", False),
+        ("garbage", False),
+        ('[["x"]]', False),
+        ("[[1, 2, 3]]", False),
+        ('[[["a"], "run", "soon"]]', False),
+    ],
+)
+def test_an_owed_command_is_resumed_only_when_written_whole_and_still_a_rule(
+    tmp_path: Path, written: str, owed: bool
+) -> None:
+    record = tmp_path / "control" / "owed.json"
+    record.parent.mkdir(mode=0o700)
+    if written is not None:
+        record.write_text(written)
+    said: list[dict[str, Any]] = []
+    installer = Installer(str(tmp_path), said.append, lambda *args: None, record)
+    installer.rules = (Rule(("./deps.txt",), "make deps"),)
+    assert installer.resume() is owed
+    assert installer.failed == (list(installer.rules) if owed else [])
+    told = ["make deps did not finish in an earlier session: running it again"] if owed else []
+    assert [message["line"] for message in said] == told
