@@ -134,6 +134,7 @@ class Installer:
     ) -> None:
         self.root = root
         self.owed = owed  # where the commands not yet succeeded are written down (None: not kept)
+        self.resumed = False  # the record was read (once per session)
         self.send = send
         self.pass_on = pass_on  # commits a batch to the supervisor and forwards the outcome (agent.py)
         self.rules: tuple[Rule, ...] = DEFAULT_RULES
@@ -166,7 +167,11 @@ class Installer:
 
     def resume(self) -> bool:
         """The session begins with the current rules: True when an earlier session owed a command
-        (then the next ``take`` runs it, with or without changed paths)."""
+        (then the next ``take`` runs it, with or without changed paths). Only the session's first
+        start asks: a later one (a .gitignore changed) may find this session's own command running."""
+        if self.resumed:
+            return False
+        self.resumed = True
         wanted = [rule for rule in self._read_owed() if rule in self.rules]
         with self.lock:
             self.failed = wanted

@@ -119,3 +119,5 @@ def test_an_owed_command_is_resumed_only_when_written_whole_and_still_a_rule(
     assert installer.failed == (list(installer.rules) if owed else [])
     told = ["make deps did not finish in an earlier session: running it again"] if owed else []
     assert [message["line"] for message in said] == told
+    assert installer.resume() is False  # a second start in the same session owes nothing new
+    assert len(said) == len(told)
