@@ -219,7 +219,8 @@ FLAGS: tuple[Flag, ...] = (
          "(see README, Warm restarts)", key="warm", const=False, env="RELOADD_WARM=0", section=RUN),
     Flag(("-I", "--no-stdin"), "do not pass stdin to the app (and do not read `rs` from it)",
          key="stdin", const=False, section=RUN),
-    Flag(("--spawn",), "accepted for nodemon compatibility (reloadd always spawns)", key="spawn", section=RUN),
+    Flag(("--spawn",), "accepted and ignored, for nodemon compatibility: reloadd always spawns (--dump shows "
+         "the value given)", key="spawn", section=RUN),
     Flag(("--cwd",), "run in this directory (config files are looked up there too)",
          attr="cwd", parse=_text, metavar="DIR", section=RUN, config_note="cwd"),
     Flag(("-s", "--signal"), "signal that stops the app on restart (default SIGUSR2, as nodemon)",
