@@ -32,6 +32,7 @@ import selectors
 import signal
 import stat
 import sys
+import termios
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -98,7 +99,7 @@ HINTS = {  # what usually causes each error in a pod, after the system's own wor
 MS = 1000.0
 # A change halts when it would leave the tree without files, or with less than half of them
 # when it had at least this many (a small project losing half its files is a normal edit).
-MASS_DELETE_MIN_FILES = 50
+MASS_DELETE_MIN_FILES = 10
 CONFIRM = {b"y", b"yes"}  # typed (then Enter) on the terminal: go ahead with a halted mass delete
 ROOT_OK, ROOT_GONE, ROOT_REPLACED = "ok", "gone", "replaced"
 
@@ -846,6 +847,7 @@ class Syncer:
         if self.held is None:
             removed, total = mass
             key = "type y and Enter to delete them in the pod, or " if sys.stdin.isatty() else ""
+            _drop_typed_ahead()  # only an answer typed after the question may confirm it
             out.error(
                 f"halted: this change would delete {removed} of the {total} files the pod has from {self.root} "
                 f"(all of them, or more than half of {MASS_DELETE_MIN_FILES} or more); nothing was sent. "
@@ -873,6 +875,8 @@ class Syncer:
             return
         if line.strip().lower() in CONFIRM:
             self.confirmed = True
+        else:
+            out.info("still halted: nothing is deleted in the pod until the files are back, or y and Enter")
 
     # -- live changes --------------------------------------------------------------------------------
     def _handle_changes(self) -> None:
@@ -1258,6 +1262,15 @@ def mass_delete(before: Manifest, sends: list[Entry], deletes: list[str]) -> Opt
     if not after or (len(files) >= MASS_DELETE_MIN_FILES and 2 * len(after) < len(files)):
         return len(removed - after), len(files)
     return None
+
+
+def _drop_typed_ahead() -> None:
+    """Forget what was typed on the terminal before now (a "y" typed ahead must not answer a later halt)."""
+    try:
+        if sys.stdin.isatty():
+            termios.tcflush(sys.stdin.fileno(), termios.TCIFLUSH)
+    except (OSError, ValueError, termios.error):
+        pass  # no terminal to flush: nothing typed ahead is read either
 
 
 def _parents(path: str) -> list[str]:

@@ -55,7 +55,7 @@ What:
                             by default the install its lockfile calls for (npm ci...) when
                             package.json or a lockfile changes; see README
   --allow-mass-delete       do not halt when one change would delete every file, or more than half
-                            of a tree of 50 or more (see "Halts" below)
+                            of a tree of 10 or more (see "Halts" below)
   --config FILE             read this .json or .toml file instead of LOCAL_DIR's reloadd.toml / nodemon.json
 
 Ports:
@@ -82,7 +82,7 @@ Output:
 
 Halts: when LOCAL_DIR is deleted or moved away, the sync halts and deletes nothing; it resumes
 (resyncing) when the directory is back. When one change would delete every file, or more than
-half of 50 or more, nothing is sent until the files are back or you type y and Enter (on a
+half of 10 or more, nothing is sent until the files are back or you type y and Enter (on a
 terminal); with --delete, such a share of pod-only files is not deleted at (re)connection.
 
 Exit status: 0 after Ctrl-C; 1 the agent cannot be started (kubectl's reason); 2 usage error, a

@@ -36,7 +36,7 @@ HAND_OVER = (
     "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
     "socket.send_fds(s, [b'x'], [0, 1]); sys.exit(int(s.recv(16) or b'1'))"
 )
-MANY = 60  # files in many/: a tree past the mass-delete threshold's minimum (50)
+MANY = 60  # files in many/: a tree past the mass-delete threshold's minimum (10)
 
 
 @dataclass
@@ -513,6 +513,31 @@ def test_a_halted_mass_delete_goes_ahead_when_y_is_typed_on_the_terminal(base: P
         empty_root(world, sync)
         sync.wait_log("type y and Enter to delete them in the pod")
         assert holds(world.pod, "server.js")
+        os.write(controller, b"y\n")
+        sync.wait_log("resuming: going ahead as confirmed")
+        wait_for(lambda: not holds(world.pod, "server.js"), what=f"the confirmed delete:\n{sync.log()}")
+    finally:
+        sync.stop()
+        os.close(controller)
+        os.close(terminal)
+
+
+def test_only_an_answer_typed_after_the_halt_confirms_it(base: Path) -> None:
+    """A "y" typed before the question (say, to an earlier prompt) must not delete the pod's files."""
+    world = make_world(base, nobody=False)
+    controller, terminal = os.openpty()
+    env = {"RELOADD_CONTROL_DIR": str(base / "control")}
+    argv = ["sync", str(world.laptop), "--transport", "env", "--to", str(world.pod)]
+    sync = Reloadd(argv, world.laptop, env=env, stdin=terminal)
+    try:
+        wait_for(lambda: first_sync_done(sync), what=f"the first sync:\n{sync.log()}")
+        os.write(controller, b"y\n")  # typed ahead: no halt asks anything yet
+        empty_root(world, sync)
+        sync.wait_log("type y and Enter to delete them in the pod")
+        (world.laptop / "new.js").write_text("one new file does not make the files back\n")
+        os.write(controller, b"n\n")
+        sync.wait_log("still halted")
+        assert "going ahead" not in sync.log() and holds(world.pod, "server.js"), sync.log()
         os.write(controller, b"y\n")
         sync.wait_log("resuming: going ahead as confirmed")
         wait_for(lambda: not holds(world.pod, "server.js"), what=f"the confirmed delete:\n{sync.log()}")

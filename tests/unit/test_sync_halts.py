@@ -28,7 +28,9 @@ def files(paths: list[str]) -> list[Entry]:
         (tree(3), [], ["src/f0.js"], None),  # an ordinary delete
         (tree(60), [], [f"src/f{i}.js" for i in range(31)], (31, 60)),  # more than half of 60
         (tree(60), [], [f"src/f{i}.js" for i in range(30)], None),  # exactly half: not more
-        (tree(40), [], [f"src/f{i}.js" for i in range(39)], None),  # a small tree may lose most of it
+        (tree(9), [], [f"src/f{i}.js" for i in range(8)], None),  # a tiny tree may lose most of it
+        (tree(13), [], [f"src/f{i}.js" for i in range(10)], (10, 13)),  # rm -rf LOCAL_DIR/*, dotfiles left
+        (tree(13), files(["src/new.js"]), [f"src/f{i}.js" for i in range(10)], (10, 13)),  # and one new file
         (tree(60), files([f"lib/f{i}.js" for i in range(60)]), ["src"], None),  # a big directory renamed
         (tree(60), files(["lib/one.js"]), ["src"], (60, 60)),  # emptied but for a new file
         (tree(0), [], ["src"], None),  # only directories
@@ -42,4 +44,4 @@ def test_a_batch_halts_when_it_would_delete_too_much(
 
 
 def test_the_threshold_is_the_documented_one() -> None:
-    assert MASS_DELETE_MIN_FILES == 50  # README, docs/design.md and `reloadd sync --help` say 50
+    assert MASS_DELETE_MIN_FILES == 10  # README, docs/behaviour.md and `reloadd sync --help` say 10
