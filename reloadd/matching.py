@@ -431,6 +431,8 @@ class Rules:
         extensions: what the ext filter lets through; ``["*"]`` (or nothing) means everything.
     """
 
+    skipped = "no restart for"  # how --verbose names a change the rules filter out (see skip_reason)
+
     def __init__(self, settings: Settings, cwd: Path, script: Optional[str], extensions: list[str]) -> None:
         self.cwd = Path(_absolute(str(cwd)))
         self._cwd = str(self.cwd)

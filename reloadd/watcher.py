@@ -471,7 +471,7 @@ class Watcher:
     def _explain(self, skipped: list[str], kept: int) -> None:
         out.detail(f"changes after filters (before/after): {len(skipped) + kept}/{kept}")
         for path in sorted(skipped):
-            out.detail(f"no restart for {os.path.relpath(path, self.rules.cwd)}: {self.rules.skip_reason(path)}")
+            out.detail(f"{self.rules.skipped} {os.path.relpath(path, self.rules.cwd)}: {self.rules.skip_reason(path)}")
 
     # -- roots -----------------------------------------------------------------------------
     def _check_roots(self) -> None:

@@ -147,6 +147,8 @@ class Link:
 class SyncRules(Rules):
     """What the watcher reports: every file under the root that the sync does not exclude (dotfiles too)."""
 
+    skipped = "not synced:"
+
     def __init__(self, root: Path, exclude: Exclude) -> None:
         super().__init__(Settings(watch=[str(root)], ignore_root=[]), root, None, ["*"])
         self._root = str(root)
@@ -172,6 +174,17 @@ class SyncRules(Rules):
     def prune(self, dir_path: str) -> bool:
         relative = self._relative(dir_path)
         return relative is not None and self._exclude_rule(relative, True)
+
+    def skip_reason(self, path: str) -> Optional[str]:
+        """Why ``matches`` leaves a changed file out, for -V."""
+        relative = self._relative(path)
+        if relative is None:
+            return "outside the synced directory"
+        if is_temp_file(os.path.basename(path)):
+            return "an editor or sync temp file"
+        if self._exclude_rule(relative, False):
+            return "excluded (a protected name, ignoreRoot, sync.exclude, --exclude or git's ignore rules)"
+        return None
 
 
 class Progress:

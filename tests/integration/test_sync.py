@@ -324,6 +324,14 @@ def test_nested_gitignores_apply_at_start_and_in_a_directory_made_later(run_relo
     assert not (pod / "c" / "d" / "id.key").exists(), sync.log()
 
 
+def test_verbose_says_why_a_changed_file_is_not_synced(run_reloadd, laptop: Path, pod: Path) -> None:
+    (laptop / ".gitignore").write_text("*.log\n")
+    sync = start_sync(run_reloadd, laptop, pod, "-V")
+    (laptop / "debug.log").write_text("ignored by git's rules\n")
+    sync.wait_log("not synced: debug.log: excluded (")
+    assert "None" not in sync.log() and "no restart for" not in sync.log(), sync.log()
+
+
 def test_editing_a_gitignore_changes_what_is_synced_from_then_on(run_reloadd, laptop: Path, pod: Path) -> None:
     (laptop / "secret.env").write_text("A=1")
     sync = start_sync(run_reloadd, laptop, pod)
