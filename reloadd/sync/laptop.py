@@ -907,15 +907,22 @@ class Syncer:
         if self.root_halted is not None or self._root_state()[0] != ROOT_OK:
             return  # LOCAL_DIR went away: _check_root halts (or reopens) and resyncs, nothing is mirrored
         paths |= self.held or set()
-        if any(os.path.basename(path) == GITIGNORE for path in paths):
-            self._gitignore_changed()
-            return
+        gitignore = any(os.path.basename(path) == GITIGNORE for path in paths)
+        if gitignore:
+            self._load_rules()  # the burst is judged by the new rules: a file it now ignores is not sent
         sends, deletes = self._changes(paths)
-        if self._halts(paths, sends, deletes) or (not sends and not deletes):
+        if self._halts(paths, sends, deletes):
             return
+        if sends or deletes:
+            self._send_to_ready(sends, deletes, began)
+        if gitignore:  # the burst itself is in (its deletes too, which a resync without --delete keeps)
+            self._gitignore_changed()
+
+    def _send_to_ready(self, sends: list[Entry], deletes: list[str], began: float) -> None:
+        """One burst's batch to every connected pod (one that is not resyncs by manifest when it is back)."""
         for link in list(self.links.values()):
             if not link.ready:
-                continue  # it resyncs by manifest when it is back
+                continue
             started = time.monotonic()
             try:
                 size = self._send_batch(link.session, sends, deletes, None, began)

@@ -332,6 +332,19 @@ def test_verbose_says_why_a_changed_file_is_not_synced(run_reloadd, laptop: Path
     assert "None" not in sync.log() and "no restart for" not in sync.log(), sync.log()
 
 
+def test_a_burst_with_a_gitignore_edit_keeps_its_deletes_and_its_rules(run_reloadd, laptop: Path, pod: Path) -> None:
+    """Without --delete a resync keeps pod-only files: the burst's own delete must not become one."""
+    (laptop / "old.js").write_text("deleted in the same save as the .gitignore edit")
+    sync = start_sync(run_reloadd, laptop, pod)
+    assert (pod / "old.js").exists()
+    (laptop / "old.js").unlink()
+    (laptop / "secret.env").write_text("KEY=1")  # ignored by the rule written in the same burst
+    (laptop / ".gitignore").write_text("*.env\n")
+    wait_for(lambda: (pod / ".gitignore").exists() and not (pod / "old.js").exists(), what=sync.log())
+    time.sleep(0.5)  # bounded negative check: the resync after it sends nothing ignored either
+    assert not (pod / "secret.env").exists(), sync.log()
+
+
 def test_editing_a_gitignore_changes_what_is_synced_from_then_on(run_reloadd, laptop: Path, pod: Path) -> None:
     (laptop / "secret.env").write_text("A=1")
     sync = start_sync(run_reloadd, laptop, pod)
