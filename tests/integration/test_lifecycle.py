@@ -199,15 +199,21 @@ def test_editing_package_json_and_reloadd_toml_reloads_them(tmp_path: Path, run_
 ENV_APP_DEFAULT_PORT = ENV_APP.replace("Number(process.env.PORT)", "Number(process.env.PORT || process.argv[2])")
 
 
-@pytest.mark.parametrize("kind", ["nodemon.json", "reloadd.toml", "package.json"])
-def test_a_config_file_that_appears_after_the_start_is_read(tmp_path: Path, run_reloadd: RunReloadd, kind: str) -> None:
-    """As in a pod that reloadd starts before the sync has delivered the project's config."""
+def without_config(tmp_path: Path, run_reloadd: RunReloadd) -> tuple[Path, Reloadd, int]:
+    """An app started with no config file at all (its port on the command line)."""
     app = tmp_path / "app"
     app.mkdir()
     (app / "server.js").write_text(ENV_APP_DEFAULT_PORT)
     port = free_port()
     runner = run_reloadd(["server.js", str(port)], app)
     wait_for(lambda: greeting(port) == "undefined", what=runner.log())
+    return app, runner, port
+
+
+@pytest.mark.parametrize("kind", ["nodemon.json", "reloadd.toml", "package.json"])
+def test_a_config_file_that_appears_after_the_start_is_read(tmp_path: Path, run_reloadd: RunReloadd, kind: str) -> None:
+    """As in a pod that reloadd starts before the sync has delivered the project's config."""
+    app, runner, port = without_config(tmp_path, run_reloadd)
     if kind == "nodemon.json":
         (app / kind).write_text(json.dumps({"env": {"GREETING": "read"}}))
     elif kind == "reloadd.toml":
@@ -224,12 +230,7 @@ def test_a_config_file_that_appears_after_the_start_is_read(tmp_path: Path, run_
 def test_a_broken_config_file_that_appears_is_reported_and_the_app_kept(
     tmp_path: Path, run_reloadd: RunReloadd
 ) -> None:
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "server.js").write_text(ENV_APP_DEFAULT_PORT)
-    port = free_port()
-    runner = run_reloadd(["server.js", str(port)], app)
-    wait_for(lambda: greeting(port) == "undefined", what=runner.log())
+    app, runner, port = without_config(tmp_path, run_reloadd)
     pid = starts(app)[-1]
     (app / "nodemon.json").write_text('{"delay": "abc"}')
     runner.wait_log("config not reloaded")

@@ -10,6 +10,7 @@ way a file can be unreadable to it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -502,7 +503,9 @@ def test_the_table_has_enough_rows() -> None:
     assert len(ROWS) >= 20
 
 
-def test_a_halted_mass_delete_goes_ahead_when_y_is_typed_on_the_terminal(base: Path) -> None:
+@contextlib.contextmanager
+def on_a_terminal(base: Path) -> Iterator[tuple[World, Reloadd, int]]:
+    """A sync whose stdin is a terminal (the halt asks there), synced once; yields the terminal's other end."""
     world = make_world(base, nobody=False)
     controller, terminal = os.openpty()
     env = {"RELOADD_CONTROL_DIR": str(base / "control")}
@@ -510,27 +513,30 @@ def test_a_halted_mass_delete_goes_ahead_when_y_is_typed_on_the_terminal(base: P
     sync = Reloadd(argv, world.laptop, env=env, stdin=terminal)
     try:
         wait_for(lambda: first_sync_done(sync), what=f"the first sync:\n{sync.log()}")
-        empty_root(world, sync)
-        sync.wait_log("type y and Enter to delete them in the pod")
-        assert holds(world.pod, "server.js")
-        os.write(controller, b"y\n")
-        sync.wait_log("resuming: going ahead as confirmed")
-        wait_for(lambda: not holds(world.pod, "server.js"), what=f"the confirmed delete:\n{sync.log()}")
+        yield world, sync, controller
     finally:
         sync.stop()
         os.close(controller)
         os.close(terminal)
 
 
+def confirm(world: World, sync: Reloadd, controller: int) -> None:
+    os.write(controller, b"y\n")
+    sync.wait_log("resuming: going ahead as confirmed")
+    wait_for(lambda: not holds(world.pod, "server.js"), what=f"the confirmed delete:\n{sync.log()}")
+
+
+def test_a_halted_mass_delete_goes_ahead_when_y_is_typed_on_the_terminal(base: Path) -> None:
+    with on_a_terminal(base) as (world, sync, controller):
+        empty_root(world, sync)
+        sync.wait_log("type y and Enter to delete them in the pod")
+        assert holds(world.pod, "server.js")
+        confirm(world, sync, controller)
+
+
 def test_only_an_answer_typed_after_the_halt_confirms_it(base: Path) -> None:
     """A "y" typed before the question (say, to an earlier prompt) must not delete the pod's files."""
-    world = make_world(base, nobody=False)
-    controller, terminal = os.openpty()
-    env = {"RELOADD_CONTROL_DIR": str(base / "control")}
-    argv = ["sync", str(world.laptop), "--transport", "env", "--to", str(world.pod)]
-    sync = Reloadd(argv, world.laptop, env=env, stdin=terminal)
-    try:
-        wait_for(lambda: first_sync_done(sync), what=f"the first sync:\n{sync.log()}")
+    with on_a_terminal(base) as (world, sync, controller):
         os.write(controller, b"y\n")  # typed ahead: no halt asks anything yet
         empty_root(world, sync)
         sync.wait_log("type y and Enter to delete them in the pod")
@@ -538,13 +544,7 @@ def test_only_an_answer_typed_after_the_halt_confirms_it(base: Path) -> None:
         os.write(controller, b"n\n")
         sync.wait_log("still halted")
         assert "going ahead" not in sync.log() and holds(world.pod, "server.js"), sync.log()
-        os.write(controller, b"y\n")
-        sync.wait_log("resuming: going ahead as confirmed")
-        wait_for(lambda: not holds(world.pod, "server.js"), what=f"the confirmed delete:\n{sync.log()}")
-    finally:
-        sync.stop()
-        os.close(controller)
-        os.close(terminal)
+        confirm(world, sync, controller)
 
 
 @pytest.mark.skipif(
