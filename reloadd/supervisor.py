@@ -283,6 +283,7 @@ class Supervisor:
         self.hooks.timeout = settings.event_timeout
         self.config_files = {str(path) for path in plan.files}
         self.config_candidates = {str(path) for path in plan.candidates}
+        self.config_watched = self.config_files | self.config_candidates  # a change to one needs the whole burst
         self.warm.configure(settings.warm and self.watching)
 
     def _replan(self) -> Optional[Plan]:
@@ -597,8 +598,7 @@ class Supervisor:
             out.warn(f"a synced dependency install failed: keeping the running app ({plural(len(kept), 'file')} held)")
         for batch in batches:
             self.echoes.remember(batch.paths)
-            config = self.config_files | self.config_candidates
-            paths = {p for p in batch.paths if p in config or self.rules.matches(p)}
+            paths = {p for p in batch.paths if p in self.config_watched or self.rules.matches(p)}
             out.detail(f"sync batch committed: {plural(len(batch.paths), 'path')}, {len(paths)} watched")
             if batch.fresh:
                 self.start_fresh = True  # dependencies were installed: the preloaded ones are stale
@@ -618,8 +618,7 @@ class Supervisor:
         """Stopping the old tree may begin with a burst's first change, overlapping the quiet
         window (the next generation still waits for the burst to close), unless the whole
         burst is needed to decide: a config file in it, a soft-reload path, or a delay."""
-        config = self.config_files | self.config_candidates
-        return bool(paths) and not self.delay.seconds and not self.soft.enabled and not config & paths
+        return bool(paths) and not self.delay.seconds and not self.soft.enabled and not self.config_watched & paths
 
     def tell(self, outcomes: list[tuple[Committed, Outcome]]) -> None:
         """What synced batches did to the app, to the agents waiting to hear it (feedback.py)."""
