@@ -166,23 +166,20 @@ class SyncRules(Rules):
         return None if relative == "." or relative.startswith("../") else relative
 
     def matches(self, path: str) -> bool:
-        relative = self._relative(path)
-        if relative is None or is_temp_file(os.path.basename(path)):
-            return False
-        return not self._exclude_rule(relative, os.path.isdir(path) and not os.path.islink(path))
+        return self.skip_reason(path) is None
 
     def prune(self, dir_path: str) -> bool:
         relative = self._relative(dir_path)
         return relative is not None and self._exclude_rule(relative, True)
 
     def skip_reason(self, path: str) -> Optional[str]:
-        """Why ``matches`` leaves a changed file out, for -V."""
+        """Why a changed path is left out (-V says it); None when it is synced."""
         relative = self._relative(path)
         if relative is None:
             return "outside the synced directory"
         if is_temp_file(os.path.basename(path)):
             return "an editor or sync temp file"
-        if self._exclude_rule(relative, False):
+        if self._exclude_rule(relative, os.path.isdir(path) and not os.path.islink(path)):
             return "excluded (a protected name, ignoreRoot, sync.exclude, --exclude or git's ignore rules)"
         return None
 
