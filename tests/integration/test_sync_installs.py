@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import psutil
 import pytest
+from fs_support import hold
 from support import Reloadd, free_port, starts, wait_for
 from sync_support import control_env, served, start_sync
 
@@ -172,8 +173,11 @@ def test_an_install_cut_off_with_the_session_runs_again_when_the_next_one_starts
     again.signal(signal.SIGTERM)
     again.wait_exit()
     third = start_sync(run_reloadd, laptop, pod, env=NPM_OFFLINE)  # paid: nothing is owed any more
-    time.sleep(QUIET)
-    assert "| running" not in third.log() and len(starts(pod)) == before + 1, third.log()
+    hold(
+        lambda: "| running" not in third.log() and len(starts(pod)) == before + 1,
+        QUIET,
+        f"no install and no restart; log:\n{third.log()}",
+    )
 
 
 def sleepers(marker: str) -> list[psutil.Process]:
