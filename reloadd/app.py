@@ -7,13 +7,14 @@ import os
 import sys
 from typing import TYPE_CHECKING, Optional
 
-from . import __version__, shapes
+from . import __version__
 from .errors import EXIT_NOT_FOUND, ReloaddError
 from .output import out, use_colour
+from .setup import shapes
 
 if TYPE_CHECKING:
-    from .cli import CliArgs
-    from .plan import Plan
+    from .setup.cli import CliArgs
+    from .setup.plan import Plan
 
 # The modules each command needs are imported when it runs: the pod-side agent, which every sync
 # start and reconnect waits for, needs none of the supervisor's (pydantic, watchfiles), and
@@ -36,11 +37,11 @@ def make_plan(cli: CliArgs, check_program: bool = True) -> Plan:
     would break it is reported (a ReloaddError) while the running app is left alone. ``--dump``
     passes ``check_program=False``: what would run matters most when the program is missing.
     """
-    from .command import build_command, child_env, missing_script_warning
-    from .matching import Rules
-    from .plan import Plan
-    from .sources import load_settings
-    from .tree import resolve_program
+    from .host.tree import resolve_program
+    from .setup.command import build_command, child_env, missing_script_warning
+    from .setup.matching import Rules
+    from .setup.plan import Plan
+    from .setup.sources import load_settings
 
     loaded = load_settings(cli, env=os.environ)
     command = build_command(loaded.settings, cli, loaded.cwd)
@@ -82,8 +83,8 @@ def run(argv: list[str]) -> int:
         from .sync.agent import agent_main  # imported only for the subcommand: the supervisor's start pays nothing
 
         return agent_main(argv[1:], os.environ)
-    from .cli import HELP, parse_args
-    from .supervisor import Supervisor
+    from .setup.cli import HELP, parse_args
+    from .supervise.loop import Supervisor
 
     cli = parse_args(argv)
     if cli.help:
@@ -122,7 +123,7 @@ def dump(plan: Plan) -> int:
 
 def program_problem(plan: Plan) -> Optional[str]:
     """Why the plan's program could not be started (not found on PATH, not executable), or None."""
-    from .tree import START_FAILURE, resolve_program
+    from .host.tree import START_FAILURE, resolve_program
 
     program = plan.command.argv[0]
     try:

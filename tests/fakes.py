@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from reloadd.app import make_plan
-from reloadd.cli import parse_args
-from reloadd.plan import Plan
-from reloadd.supervisor import Supervisor
-from reloadd.watcher import WatchReport
+from reloadd.host.watcher import WatchReport
+from reloadd.setup.cli import parse_args
+from reloadd.setup.plan import Plan
+from reloadd.supervise.loop import Supervisor
 
 STEP = 0.001  # the smallest step the replay clock takes, so that "at once" still moves time
 IDLE_STEP = 1.0  # with no timer armed the replay still moves on, so that scheduled fake events happen

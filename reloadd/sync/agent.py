@@ -30,13 +30,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
 from .. import __version__
-from ..control import Announcement, LogFeed, control_dir, directory_key
 from ..errors import ConfigError, ReloaddError
+from ..host.control import Announcement, LogFeed, control_dir, directory_key
 from ..output import out
+from ..setup.production import EXIT_REFUSED, refusal
 from .batch import Batch, failures, skips
 from .channels import Dialer
 from .excludes import excluder
-from .guard import EXIT_REFUSED, refusal
 from .heartbeat import BEATS_PER_WINDOW, HEARTBEAT_WINDOW, MAX_WINDOW, MIN_WINDOW, PING, Heartbeat, Outlet, WriteStalled
 from .installs import Installer, rules_from_wire
 from .listing import digest_items, group

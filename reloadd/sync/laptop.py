@@ -41,20 +41,21 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .. import __version__
-from ..changes import Burst
-from ..cli import CliArgs
 from ..errors import ReloaddError
-from ..matching import Rules, is_temp_file
+from ..host.bursts import Burst
+from ..host.watcher import Watcher, WatchReport
 from ..output import out, use_colour
-from ..settings import Settings
-from ..sources import load_settings
-from ..watcher import Watcher, WatchReport
+from ..setup.cli import CliArgs
+from ..setup.forwards import check_loops, parse_forwards
+from ..setup.matching import Rules, is_temp_file
+from ..setup.production import EXIT_REFUSED
+from ..setup.settings import Settings
+from ..setup.sources import load_settings
 from . import listing
 from .excludes import check_include, excluder, sync_globs
-from .forward import Forwarder, Listener, check_loops, parse_forwards
+from .forward import Forwarder, Listener
 from .gitignore import GITIGNORE, IGNORE_FILE_MAX, GitIgnore
 from .gitignore import load as load_gitignore
-from .guard import EXIT_REFUSED
 from .heartbeat import window_from
 from .kubectl import (
     EXIT_FAILED,

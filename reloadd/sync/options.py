@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass, field
 from typing import NoReturn, Optional
 
-from ..cli import parse_log_format
 from ..errors import ConfigError
+from ..setup.cli import parse_log_format
+from ..setup.forwards import Forward, parse_forwards
 from .excludes import check_include
-from .forward import Forward, parse_forwards
 from .heartbeat import HEARTBEAT_WINDOW, parse_window
 from .transport import Where, engine_to, same_host, split_to
 

@@ -28,7 +28,7 @@ def test_a_start_and_a_restart_with_a_typical_config_never_import_pydantic(app: 
     touch(app / "version.js", "module.exports = 'v2';\n")
     wait_for(starts_reach(app, 2), what=f"the restart:\n{runner.log()}")
     modules = imported(runner.log())
-    assert "reloadd.supervisor" in modules, runner.log()[-2000:]
+    assert "reloadd.supervise.loop" in modules, runner.log()[-2000:]
     assert not {name for name in modules if name.startswith(("pydantic", "annotated_types"))}
 
 

@@ -12,7 +12,7 @@ import pytest
 from support import free_port, make_app, reloadd_argv, wait_for
 from sync_support import control_env
 
-from reloadd.sync.guard import EXIT_REFUSED
+from reloadd.setup.production import EXIT_REFUSED
 from reloadd.sync.protocol import FrameReader
 
 ALLOWED, REFUSED = "allowed", "refused"

@@ -29,7 +29,7 @@ import pytest
 from support import DEADLINE, free_port, make_app, reloadd_argv, wait_for
 from sync_support import agents_of, control_env, served, start_sync, tree
 
-from reloadd.sync.guard import EXIT_REFUSED
+from reloadd.setup.production import EXIT_REFUSED
 from reloadd.sync.protocol import (
     CHUNK_ITEMS,
     EXIT_PROTOCOL,
@@ -285,7 +285,7 @@ class Supervisor:
     """A supervisor's control channel for ``watched``, served in a thread: the batches it was told of."""
 
     def __init__(self, directory: Path, watched: Path) -> None:
-        from reloadd.control import ControlServer
+        from reloadd.host.control import ControlServer
 
         self.server = ControlServer(directory, [str(watched)])
         self.batches: list[list[str]] = []

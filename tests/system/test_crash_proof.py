@@ -20,7 +20,7 @@ EXIT_INTERNAL = 70
 FAULTY = """\
 import os
 import sys
-import reloadd.supervisor as supervisor
+import reloadd.supervise.loop as supervisor
 
 original = getattr(supervisor.Supervisor, sys.argv[1])
 

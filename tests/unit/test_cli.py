@@ -12,8 +12,8 @@ from typing import Any, Optional
 import pytest
 from support import DEADLINE, reloadd_argv
 
-from reloadd.cli import FLAGS, HELP, CliArgs, parse_args, parse_duration_ms, parse_seconds
 from reloadd.errors import ConfigError
+from reloadd.setup.cli import FLAGS, HELP, CliArgs, parse_args, parse_duration_ms, parse_seconds
 
 
 @pytest.fixture

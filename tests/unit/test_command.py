@@ -10,11 +10,11 @@ from typing import Any, Optional
 
 import pytest
 
-from reloadd.cli import parse_args
-from reloadd.command import INSPECT_NOT_NODE, NO_SCRIPT, Command, build_command, child_env, env_value, extensions
-from reloadd.config import validate
 from reloadd.errors import ConfigError
-from reloadd.sources import merge
+from reloadd.setup.cli import parse_args
+from reloadd.setup.command import INSPECT_NOT_NODE, NO_SCRIPT, Command, build_command, child_env, env_value, extensions
+from reloadd.setup.config import validate
+from reloadd.setup.sources import merge
 
 
 @pytest.fixture

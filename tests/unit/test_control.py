@@ -15,7 +15,7 @@ from typing import Callable
 
 import pytest
 
-from reloadd.control import HOLD_LIMIT, HOLD_MAX, Announcement, ControlServer, Echoes, LogFeed, private_dir
+from reloadd.host.control import HOLD_LIMIT, HOLD_MAX, Announcement, ControlServer, Echoes, LogFeed, private_dir
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from reloadd import console, policy
+from reloadd.supervise import console, policy
 
 
 def ending(status: int, **overrides: object) -> policy.Ending:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from reloadd.control import Committed
-from reloadd.feedback import START_WINDOW, Feedback
+from reloadd.host.control import Committed
+from reloadd.supervise.feedback import START_WINDOW, Feedback
 from reloadd.sync.live import Sent, describe, local_lines
 
 SOCKETS: list[socket.socket] = []

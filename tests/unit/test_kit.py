@@ -22,7 +22,7 @@ import pytest
 import yaml
 from support import reloadd_argv
 
-from reloadd import config, settings, shapes
+from reloadd.setup import config, settings, shapes
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

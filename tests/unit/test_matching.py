@@ -13,10 +13,10 @@ from typing import Any, Optional
 
 import pytest
 
-from reloadd.config import validate
 from reloadd.errors import ConfigError
-from reloadd.matching import GlobSet, Rules, expand_braces, is_temp_file
-from reloadd.settings import Settings
+from reloadd.setup.config import validate
+from reloadd.setup.matching import GlobSet, Rules, expand_braces, is_temp_file
+from reloadd.setup.settings import Settings
 
 JS_DEFAULT = ["js", "mjs", "cjs", "json"]  # nodemon's list for a .js script (or none)
 ALL = ["*"]

@@ -15,9 +15,8 @@ from typing import Optional
 
 import pytest
 
-from reloadd import poller as poller_module
-from reloadd.output import out
-from reloadd.poller import (
+from reloadd.host import poller as poller_module
+from reloadd.host.poller import (
     BURST_QUIET_TICKS,
     BURST_TICK,
     CHANGE_ADDED,
@@ -30,6 +29,7 @@ from reloadd.poller import (
     RawChanges,
     plan_sweep,
 )
+from reloadd.output import out
 
 DIRS, FILES = 12, 8  # a tree of 12 directories of 8 files (+ the root): 109 entries
 INTERVAL_MS = 100

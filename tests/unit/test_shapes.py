@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from reloadd import shapes
-from reloadd.config import CHECKS
-from reloadd.settings import Settings
+from reloadd.setup import shapes
+from reloadd.setup.config import CHECKS
+from reloadd.setup.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,10 +8,10 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from reloadd.cli import CliArgs, parse_args
 from reloadd.errors import ConfigError
-from reloadd.settings import DEFAULT_EXEC_MAP, DEFAULT_IGNORE_ROOT, DEFAULT_STOP_TIMEOUT
-from reloadd.sources import Loaded, load_settings, merge
+from reloadd.setup.cli import CliArgs, parse_args
+from reloadd.setup.settings import DEFAULT_EXEC_MAP, DEFAULT_IGNORE_ROOT, DEFAULT_STOP_TIMEOUT
+from reloadd.setup.sources import Loaded, load_settings, merge
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -404,7 +404,7 @@ def test_flags_and_config_files_accept_the_same_values(
 
 def test_an_overlong_watch_name_is_a_path_that_does_not_exist_yet(proj: Path, home: Path) -> None:
     """ENAMETOOLONG from looking the path up is no reason to stop: the watcher waits for it like any missing root."""
-    from reloadd.matching import Rules
+    from reloadd.setup.matching import Rules
 
     write_json(proj / "nodemon.json", {"watch": ["a" * 5000]})
     loaded = load(home=home)

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from fakes import Replay
 
-from reloadd.changes import GROUP_QUIET, Burst, Delay
-from reloadd.supervisor import ALLOWED, State, TransitionError
+from reloadd.host.bursts import GROUP_QUIET, Burst
+from reloadd.supervise.delay import Delay
+from reloadd.supervise.loop import ALLOWED, State, TransitionError
 
 
 def state(run: Replay) -> State:

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from reloadd.config import validate
 from reloadd.errors import ConfigError
+from reloadd.setup.config import validate
+from reloadd.setup.forwards import Forward, parse_forward, parse_forwards
 from reloadd.sync import channels as channels_module
 from reloadd.sync.channels import CHANNEL_CHUNK, CREDIT_STEP, READ, WRITE, Channels, Dialer, Openers
-from reloadd.sync.forward import Forward, Forwarder, parse_forward, parse_forwards
+from reloadd.sync.forward import Forwarder
 from reloadd.sync.heartbeat import Outlet
 from reloadd.sync.options import parse_sync_args
 from reloadd.sync.protocol import (

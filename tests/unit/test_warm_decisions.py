@@ -1,4 +1,4 @@
-"""When a warm process may run the app, and what it may preload: the pure decisions of reloadd/warm.py."""
+"""When a warm process may run the app, and what it may preload: the pure decisions of reloadd/host/warm.py."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ from typing import Any, Optional
 
 import pytest
 
-from reloadd.cli import parse_args
-from reloadd.command import build_command
-from reloadd.config import validate
-from reloadd.sources import env_options, merge
-from reloadd.warm import (
+from reloadd.host.warm import (
     BOOTSTRAP,
     GATE,
     Launch,
@@ -23,6 +19,10 @@ from reloadd.warm import (
     preload_list,
     stale_reason,
 )
+from reloadd.setup.cli import parse_args
+from reloadd.setup.command import build_command
+from reloadd.setup.config import validate
+from reloadd.setup.sources import env_options, merge
 
 NM = "/app/node_modules"
 
@@ -137,10 +137,12 @@ def test_no_warm_flag_and_config_key() -> None:
 
 
 def test_the_node_side_scripts_ship_with_the_package() -> None:
-    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    root = Path(__file__).parents[2]
+    pyproject = (root / "pyproject.toml").read_text()
     assert BOOTSTRAP.is_file() and GATE.is_file()
     # package data: a wheel without the bootstrap starts cold, one without the gate builds no ES module wrappers
-    assert f'reloadd = ["{BOOTSTRAP.name}", "{GATE.name}"]' in pyproject
+    package = ".".join(BOOTSTRAP.parent.relative_to(root).parts)
+    assert f'"{package}" = ["{BOOTSTRAP.name}", "{GATE.name}"]' in pyproject
 
 
 def test_the_gate_is_added_after_the_apps_own_node_options_and_only_when_asked() -> None:

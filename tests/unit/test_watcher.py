@@ -14,11 +14,11 @@ from typing import Callable, Optional
 import pytest
 from support import wait_for
 
-from reloadd import watcher as watcher_module
-from reloadd.matching import Rules
+from reloadd.host import watcher as watcher_module
+from reloadd.host.watcher import InotifyNotifier, NotifierKind, Watcher, WatchfilesNotifier, WatchReport, notifier_kind
 from reloadd.output import out
-from reloadd.settings import Settings
-from reloadd.watcher import InotifyNotifier, NotifierKind, Watcher, WatchfilesNotifier, WatchReport, notifier_kind
+from reloadd.setup.matching import Rules
+from reloadd.setup.settings import Settings
 
 
 class Reports:

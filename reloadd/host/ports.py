@@ -19,7 +19,7 @@ import struct
 import time
 from typing import Optional
 
-from .output import out
+from ..output import out
 
 PORT_FREE_WAIT = 2.0  # seconds to wait for a remembered port to be released before starting anyway
 PORT_POLL_INTERVAL = 0.002  # the kernel frees a dead listener within a millisecond or two

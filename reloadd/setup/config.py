@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .forwards import check_forwards  # -p and sync.ports: one place says what a port is
 from .matching import check_glob
 from .settings import HotConfig, OnChangeRule, ScalarEnv, Settings, SyncConfig, signal_number
 from .shapes import Catalogue, Checks, Invalid, keys, load
@@ -151,8 +152,6 @@ def _check_positive_seconds(value: float) -> float:
 
 
 def _check_ports(value: Any) -> Any:
-    from .sync.forward import check_forwards  # the sync's own rules (-p): one place says what a port is
-
     values = _as_list(value) if not isinstance(value, int) else [value]
     if isinstance(values, list):
         check_forwards(values)

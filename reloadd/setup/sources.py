@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ..errors import ConfigError
 from .cli import CliArgs, current_dir, is_file, parse_log_format, parse_milliseconds, parse_seconds
 from .config import DEEP_MERGED_KEYS, EVENT_NAMES, KNOWN_KEYS, MAX_CONFIG_DEPTH, validate
-from .errors import ConfigError
 from .settings import DEFAULT_EXEC_MAP, Settings
 from .switches import parse_bool
 

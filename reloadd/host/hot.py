@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from .matching import GlobSet
-from .settings import HotConfig, signal_number
+from ..setup.matching import GlobSet
+from ..setup.settings import HotConfig, signal_number
 
 HOT_FILE_ENV = "RELOADD_HOT_FILE"  # where the app finds the list of changed paths
 

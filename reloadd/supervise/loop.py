@@ -21,17 +21,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import console, policy
-from .app_output import AppOutput
-from .changes import Burst, Delay
-from .command import script_missing
-from .control import Committed, ControlServer, Echoes
-from .errors import ReloaddError, exit_status
-from .feedback import Feedback, Outcome
-from .hooks import Hooks
-from .hot import HOT_FILE_ENV, SoftReload
-from .output import out, plural
-from .pid1 import (
+from ..errors import ReloaddError, exit_status
+from ..host import stdin
+from ..host.app_output import AppOutput
+from ..host.bursts import Burst
+from ..host.control import Committed, ControlServer, Echoes
+from ..host.hooks import Hooks
+from ..host.hot import HOT_FILE_ENV, SoftReload
+from ..host.pid1 import (
     CONTINUE_SIGNAL,
     FORWARDED_SIGNALS,
     HANGUP_STOP_SIGNAL,
@@ -40,13 +37,18 @@ from .pid1 import (
     SUSPEND_SIGNAL,
     SignalInbox,
 )
-from .plan import Plan
-from .ports import listens_on_all_interfaces
-from .shapes import dump
-from .system import System
-from .tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
-from .warm import launch_for
-from .watcher import Watcher, WatchReport
+from ..host.ports import listens_on_all_interfaces
+from ..host.system import System
+from ..host.tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
+from ..host.warm import launch_for
+from ..host.watcher import Watcher, WatchReport
+from ..output import out, plural
+from ..setup.command import script_missing
+from ..setup.plan import Plan
+from ..setup.shapes import dump
+from . import console, policy
+from .delay import Delay
+from .feedback import Feedback, Outcome
 
 # `fg` sends a running background job no signal (bash, zsh): while reloadd waits to be brought
 # to the front (a paused stdin, or -I started with `&`) it looks this often; otherwise never.
@@ -118,7 +120,7 @@ class Supervisor:
         self.old_ports: set[int] = set()
         self.watcher: Optional[Watcher] = None
         self.terminal = self.system.terminal()
-        self.app_stdin = console.AppStdin()
+        self.app_stdin = stdin.AppStdin()
         self.stdin_ready = False
         self.stdin_paused = False  # in the background: reading the terminal waits until we are in front
         self.soft = SoftReload()
@@ -676,7 +678,7 @@ class Supervisor:
         if not self.stdin_ready:
             return
         self.stdin_ready = False
-        data = console.read_input()
+        data = stdin.read_input()
         if data is None:
             return
         if not data and self.terminal.usable and not self.terminal.in_front() and not self.terminal.hung_up():

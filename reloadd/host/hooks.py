@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
-from .errors import ReloaddError, exit_status
-from .output import out
+from ..errors import ReloaddError, exit_status
+from ..output import out
 from .tree import send_group, spawn
 
 HOOK_SHELL = "sh"

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Optional
 
+from ..errors import ConfigError
 from .cli import NODE_FLAGS_WITH_VALUE, CliArgs, exists, is_file
 from .config import INSPECT_DEFAULT_HOST, INSPECT_DEFAULT_PORT, format_inspect, inspect_target, parse_inspect
-from .errors import ConfigError
 from .settings import Settings
 
 NODE_PROGRAMS = frozenset({"node", "nodejs"})  # `nodejs` is Debian's older name for the binary

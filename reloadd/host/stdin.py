@@ -1,47 +1,19 @@
-"""The stdin console: reloadd reads its stdin so that typing ``rs`` restarts the app.
+"""reloadd's stdin, read for ``rs``, and the pipe the rest goes to, which becomes the app's stdin.
 
-``decide`` turns bytes read into a decision; ``AppStdin`` is the pipe the rest goes to, which
-becomes the app's stdin. Reading happens only where stdin can carry a command (a terminal, a
-pipe or a socket); a pod without stdin has /dev/null, and the app then shares reloadd's.
+Reading happens only where stdin can carry a command (a terminal, a pipe or a socket); a pod
+without stdin has /dev/null, and the app then shares reloadd's. What the bytes mean is decided
+by the supervisor's console (supervise/console.py).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
-from .output import out
+from ..output import out
 
 STDIN_CHUNK = 65536
-
-
-@dataclass(frozen=True)
-class RestartTyped:
-    word: str
-
-
-@dataclass(frozen=True)
-class ForwardInput:
-    data: bytes
-
-
-@dataclass(frozen=True)
-class InputEnded:
-    pass
-
-
-Input = Union[RestartTyped, ForwardInput, InputEnded]
-
-
-def decide(data: bytes, restartable: str) -> Input:
-    """``rs`` (any case, surrounding blanks ignored) restarts; end of file ends; the rest is the app's."""
-    if not data:
-        return InputEnded()
-    if data.decode(errors="replace").strip().lower() == restartable.lower():
-        return RestartTyped(restartable)
-    return ForwardInput(data)
 
 
 def stdin_is_interactive(fd: int = 0) -> bool:

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from .command import Command, node_script
-from .errors import ReloaddError, exit_status
-from .output import out, plural
+from ..errors import ReloaddError, exit_status
+from ..output import out, plural
+from ..setup.command import Command, node_script
 from .tree import send, spawn
 
 BOOTSTRAP = Path(__file__).with_name("warm_boot.cjs")  # shipped as package data

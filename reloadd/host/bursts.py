@@ -1,7 +1,8 @@
-"""Change batching: bursts of changed paths, and nodemon's ``delay``, on one monotonic clock.
+"""Bursts of changed paths, on one monotonic clock: one save, one checkout, one sync is one batch.
 
-These parts only decide. The supervisor feeds them what the watcher reported and the time,
-asks how long it may sleep, and takes a batch once one is ready; it alone acts on it.
+This part only decides. Its user (the supervisor, and the laptop side of ``reloadd sync``) feeds it
+what the watcher reported and the time, asks how long it may sleep, and takes a burst once one
+is ready; it alone acts on it.
 """
 
 from __future__ import annotations
@@ -72,24 +73,3 @@ class Burst:
         self.paths -= paths
         if not self.paths:
             self.first = None
-
-
-@dataclass
-class Delay:
-    """nodemon's ``delay``: a batch waits this long after its last burst; each new burst joins
-    the batch and starts the wait again (nodemon restarts its timer on every change)."""
-
-    seconds: float
-    paths: set[str] = field(default_factory=set)
-    until: Optional[float] = None
-
-    def add(self, paths: list[str], now: float) -> None:
-        self.paths.update(paths)
-        self.until = now + self.seconds
-
-    def take(self, now: float) -> Optional[list[str]]:
-        """The delayed batch once its wait is over, else None."""
-        if self.until is None or now < self.until:
-            return None
-        paths, self.paths, self.until = sorted(self.paths), set(), None
-        return paths

@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..output import out
+from ..setup.matching import Rules
+from ..setup.production import refusal
 from . import pid1, ports, tree
 from .app_output import AppOutput, Listener
-from .console import stdin_is_interactive
 from .control import ControlServer, control_dir, private_dir
-from .matching import Rules
-from .output import out
-from .sync.guard import refusal
+from .stdin import stdin_is_interactive
 from .tree import ChildTree, StopLadder
 from .warm import Warm
 from .watcher import Watcher, WatchReport

@@ -42,7 +42,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Union
 
-from .output import out
+from ..output import out
 
 POLL_CPU_BUDGET = 0.025  # share of one core that sweeping may use before the sweep is stretched
 # Sweeping every interval, as nodemon does, only while that is nearly free: past this share the

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .control import Committed
+from ..host.control import Committed
 
 START_WINDOW = 0.5  # seconds a new app must run before a batch is told it restarted it
 MS = 1000

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Protocol, Union
 
+from ..output import out
+from ..setup.matching import Rules
 from .inotify import Inotify, QueueOverflow
-from .matching import Rules
 from .mounts import WatchMode, decide_mode, virtual_mount_points
-from .output import out
 from .pid1 import wake_pipe
 from .poller import CHANGE_ADDED, CHANGE_DELETED, Poller, RawChanges, StopFlag
 
@@ -75,7 +75,7 @@ CATCH_UP_MARGIN = 0.1
 BIG_WALK_DIRS = 10_000
 # How watchfiles groups raw events (where it is the notifier): it looks at its change set every
 # step and holds events while more keep coming, up to the debounce, which must stay under
-# changes.GROUP_QUIET or a long write stream would arrive after its burst closed.
+# bursts.GROUP_QUIET or a long write stream would arrive after its burst closed.
 WATCHFILES_STEP_MS = 2
 WATCHFILES_DEBOUNCE_MS = 10
 UNWATCHABLE_NAMED = 3  # directories named one by one in a warning; the rest are counted

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Optional
 
-from .errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, ReloaddError
-from .output import exited, out, pids, plural
+from ..errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, ReloaddError
+from ..output import exited, out, pids, plural
 from .pid1 import RESET_IN_CHILD
 
 START_FAILURE = "failed to start process, "  # nodemon's words for a program that cannot be run

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from . import __version__
+from .. import __version__
+from ..errors import ConfigError
 from .config import (
     MAX_POLL_INTERVAL_MS,
     check_milliseconds,
@@ -26,7 +27,6 @@ from .config import (
     format_inspect,
     parse_inspect,
 )
-from .errors import ConfigError
 from .settings import DEFAULT_EVENT_TIMEOUT, DEFAULT_POLL_INTERVAL_MS, DEFAULT_STOP_TIMEOUT, signal_number
 
 EXACT_MARK = "--"  # everything after it is the command, run exactly as given

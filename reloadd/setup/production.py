@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Optional
 
 from ..errors import ReloaddError
-from ..switches import parse_bool
+from .switches import parse_bool
 
 EXIT_REFUSED = 3  # the agent's status when it refuses to sync; the laptop stops instead of reconnecting
 PRODUCTION = "production"

@@ -13,7 +13,7 @@ import os
 import signal
 from typing import Optional
 
-from .output import out
+from ..output import out
 
 # Signals reloadd acts on. Handlers only record; the supervisor loop acts (see Supervisor).
 STOP_SIGNALS = (

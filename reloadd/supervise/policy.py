@@ -11,7 +11,7 @@ import signal
 from dataclasses import dataclass
 from typing import Union
 
-from .errors import SIGNAL_EXIT_BASE
+from ..errors import SIGNAL_EXIT_BASE
 
 BACKOFF_FIRST = 0.5  # --restart-on-crash: first wait, doubled after each crash...
 BACKOFF_MAX = 30.0  # ...up to this

@@ -83,7 +83,7 @@ class SyncConfig:
     include: list[str] = field(default_factory=list)  # protected names to sync anyway (sync/excludes.py)
     delete: bool = False
     on_change: Optional[list[OnChangeRule]] = field(default=None, metadata=_alias("onChange"))  # None: by lockfile
-    ports: list[Union[int, str]] = field(default_factory=list)  # forwarded ports (sync/forward.py), as -p
+    ports: list[Union[int, str]] = field(default_factory=list)  # forwarded ports (setup/forwards.py), as -p
     logs: bool = False  # as --logs: the app's output from the pods, on the laptop
 
 
@@ -124,7 +124,7 @@ class Settings:
     log_format: Literal["text", "json"] = field(default="text", metadata=_alias("logFormat"))
     event_timeout: float = field(default=DEFAULT_EVENT_TIMEOUT, metadata=_alias("eventTimeout"))
     hot: Optional[HotConfig] = None
-    warm: bool = True  # keep the next node started and its dependencies loaded (reloadd/warm.py)
+    warm: bool = True  # keep the next node started and its dependencies loaded (reloadd/host/warm.py)
     sync: SyncConfig = field(default_factory=SyncConfig)
 
     @property

@@ -18,7 +18,7 @@ import stat
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .settings import Settings
 
 DEFAULT_WATCH = "*.*"  # nodemon's default: the working directory, recursively
