@@ -40,7 +40,7 @@ from ..host.pid1 import (
 from ..host.ports import listens_on_all_interfaces
 from ..host.system import System
 from ..host.tree import STOP_POLL_INTERVAL, ChildTree, StopLadder
-from ..host.warm import launch_for
+from ..host.warm_launch import launch_for
 from ..host.watcher import Watcher, WatchReport
 from ..output import out, plural
 from ..setup.command import script_missing

@@ -8,17 +8,8 @@ from typing import Any, Optional
 
 import pytest
 
-from reloadd.host.warm import (
-    BOOTSTRAP,
-    GATE,
-    Launch,
-    launch_difference,
-    launch_for,
-    package_of,
-    preload_env,
-    preload_list,
-    stale_reason,
-)
+from reloadd.host.warm_launch import BOOTSTRAP, GATE, Launch, launch_difference, launch_for, preload_env
+from reloadd.host.warm_preload import package_of, preload_list, stale_reason
 from reloadd.setup.cli import parse_args
 from reloadd.setup.command import build_command
 from reloadd.setup.config import validate
