@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from ..errors import ReloaddError, exit_status
 from ..output import out
@@ -25,17 +25,25 @@ HOOK_SHELL = "sh"
 class RunningHook:
     event: str
     command: str
-    deadline: float
+    deadline: float  # on the monotonic clock, as the loop's ``now``
     timed_out: bool = False
 
 
 class Hooks:
     """Starts the command configured for an event and tracks it until it is reaped."""
 
-    def __init__(self, commands: Mapping[str, str], base_env: Mapping[str, str], timeout: float) -> None:
+    def __init__(
+        self,
+        commands: Mapping[str, str],
+        base_env: Mapping[str, str],
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.commands = dict(commands)
         self.base_env = dict(base_env)
         self.timeout = timeout
+        # Deadlines: monotonic, the clock of the ``now`` the loop (System.now) passes to enforce_timeouts.
+        self.clock = clock
         self.running: dict[int, RunningHook] = {}
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
@@ -65,7 +73,7 @@ class Hooks:
         except ReloaddError as exc:
             out.error(f"event {event}: {exc.message}")
             return
-        self.running[pid] = RunningHook(event, command, time.monotonic() + self.timeout)
+        self.running[pid] = RunningHook(event, command, self.clock() + self.timeout)
         out.detail(f"event {event}: running `{command}` (pid {pid})")
 
     def pids(self) -> set[int]:
