@@ -15,9 +15,9 @@ on config reload and exit, and ``handle_reports`` when a report pipe is readable
 a reason to restart once with nothing preloaded). ``take`` returns None whenever a cold start
 is the safe choice, and says why on a ``-V`` line; the loop does the rest.
 
-This module holds that interface and its decisions; warm_launch.py says whether a command can
-start warm, warm_preload.py what may be preloaded, warm_process.py is one process, its phases and
-its pipes.
+This module is that interface: when to spawn, order, adopt or discard a warm process. Whether a
+command can start warm is warm_launch.py's, what may be preloaded warm_preload.py's, and one
+process with its phases and pipes warm_process.py's.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..errors import ReloaddError, exit_status
 from ..output import out, plural
 from .warm_launch import GATE, Launch, launch_difference
 from .warm_preload import fingerprint, package_name, preload_list, stale_reason
-from .warm_process import Channel, Phase, WarmProcess, start
+from .warm_process import WAITING, Channel, Phase, WarmProcess, start
 
 PREPARE_AFTER = 0.05  # seconds after a start before the next warm process is spawned: the app boots first
 REPORT_WAIT = 2.0  # ...or until the new generation reported what it required, at most this long
@@ -54,7 +54,7 @@ class Warm:
         # Durations and deadlines: monotonic, the clock of the loop's ``now`` (System.now) that tick() gets.
         self.clock = clock
         self.enabled = True
-        self.waiting: Optional[WarmProcess] = None  # spawned, preloading, ready or died: never adopted
+        self.waiting: Optional[WarmProcess] = None  # WAITING, or DIED until take() or discard() forgets it
         self.active: Optional[Channel] = None  # the running generation's report pipe, until it reports
         self.loaded: list[str] = []  # packages the last generation's own code required
         self.never: dict[str, str] = {}  # file or package -> why it is never preloaded again
@@ -76,7 +76,7 @@ class Warm:
 
     def pids(self) -> set[int]:
         """The waiting process: not part of the app's tree (the stop ladder must leave it alone)."""
-        return {self.waiting.pid} if self.waiting and self.waiting.phase is not Phase.DIED else set()
+        return {self.waiting.pid} if self.waiting and self.waiting.phase in WAITING else set()
 
     def prepare(self, launch: Union[Launch, str]) -> None:
         """Ask for the next warm process; tick() starts it once the new generation has booted."""
@@ -162,7 +162,7 @@ class Warm:
         waiting = self.waiting
         if waiting is None:
             return
-        if waiting.phase is not Phase.DIED:
+        if waiting.phase in WAITING:
             out.detail(f"discarding warm process {waiting.pid}: {reason}")
             waiting.kill()
             waiting.transition(Phase.DISCARDED)
@@ -183,7 +183,7 @@ class Warm:
                 self._on_loaded(message)
             if self.active.closed:
                 self.active = None
-        if self.waiting is not None and self.waiting.phase is not Phase.DIED:
+        if self.waiting is not None and self.waiting.phase in WAITING:
             for message in self.waiting.channel.messages():
                 self._on_ready(message)
         reason, self.fresh_reason = self.fresh_reason, None

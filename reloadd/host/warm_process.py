@@ -120,9 +120,9 @@ class WarmProcess:
     gate: bool  # started with warm_gate.mjs
     started: float  # monotonic, for the -V line that says how long preloading took
     phase: Phase = Phase.SPAWNED
-    preload: list[str] = field(default_factory=list)
-    preloaded: int = 0
-    fingerprint: tuple[object, ...] = ()
+    preload: list[str] = field(default_factory=list)  # the files its orders name
+    preloaded: int = 0  # how many it required, as it said when ready
+    fingerprint: tuple[object, ...] = ()  # warm_preload.fingerprint when the orders were written
     status: Optional[int] = None  # exit status, once it died while waiting
 
     @property
