@@ -12,7 +12,7 @@ from fakes import Replay
 
 from reloadd.host.bursts import GROUP_QUIET, Burst
 from reloadd.supervise.delay import Delay
-from reloadd.supervise.loop import ALLOWED, State, TransitionError
+from reloadd.supervise.machine import ALLOWED, State, TransitionError
 
 
 def state(run: Replay) -> State:
