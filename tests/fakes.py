@@ -231,7 +231,13 @@ class FakeSystem:
     def wait_until_free(self, held: set[int]) -> None:
         pass
 
-    def prepare(self, inbox: object) -> None:
+    def prepare(self) -> None:
+        pass
+
+    def signals(self) -> list[int]:
+        return []  # a test hands the supervisor its signals itself (Replay.signal)
+
+    def wake(self) -> None:
         pass
 
     def terminal(self) -> FakeTerminal:

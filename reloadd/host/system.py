@@ -1,8 +1,8 @@
 """The operating-system side of the supervisor: the ``System`` seam and its real implementation.
 
-The loop asks a ``System`` for the time, to start a program, to signal, to reap, to wait for
-its file descriptors, to look at and stop a process tree and to check ports; it never calls
-the OS for these itself. ``System`` and the small objects it hands out are Protocols, so that
+The loop asks a ``System`` for the time, the signals received, to start a program, to signal,
+to reap, to wait for its file descriptors, to look at and stop a process tree and to check
+ports; it never calls the OS for these itself. ``System`` and the small objects it hands out are Protocols, so that
 unit tests replay a history of events ("change at 0.00 s, app exits 1 at 0.30 s") against the
 real state machine with a fake clock and fake processes (tests/fakes.py), while the
 integration and PID-1 tests prove ``HostSystem``, the real one.
@@ -133,7 +133,9 @@ class System(Protocol):
     ) -> Ladder: ...
     def listening_ports(self, pids: set[int]) -> set[int]: ...
     def wait_until_free(self, held: set[int]) -> None: ...
-    def prepare(self, inbox: pid1.SignalInbox) -> None: ...
+    def prepare(self) -> None: ...
+    def signals(self) -> list[int]: ...
+    def wake(self) -> None: ...
     def terminal(self) -> Tty: ...
     def interactive_stdin(self) -> bool: ...
     def watch(
@@ -149,6 +151,8 @@ class HostSystem:
 
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()  # everything the loop waits on
+        self.inbox = pid1.SignalInbox()
+        self.listen(self.inbox.read_fd, "signals")
 
     def now(self) -> float:
         return time.monotonic()  # immune to the wall clock being set
@@ -210,10 +214,18 @@ class HostSystem:
     def wait_until_free(self, held: set[int]) -> None:
         ports.wait_until_free(held)
 
-    def prepare(self, inbox: pid1.SignalInbox) -> None:
+    def prepare(self) -> None:
         """Take over the signals reloadd handles and adopt orphans, as an init does."""
-        inbox.install()
+        self.inbox.install()
         pid1.become_subreaper()
+
+    def signals(self) -> list[int]:
+        """The signals received since the last call, in order (their handlers only record them)."""
+        return self.inbox.drain()
+
+    def wake(self) -> None:
+        """Wake the loop from another thread (the watcher's)."""
+        self.inbox.wake()
 
     def terminal(self) -> pid1.Terminal:
         return pid1.Terminal()

@@ -119,7 +119,7 @@ class Changes(TerminalSide):
     def _report(self, report: WatchReport) -> None:
         """Called in the watcher thread: record and wake the loop."""
         self.incoming.append(report)
-        self.inbox.wake()
+        self.system.wake()
 
     def _replan(self) -> Optional[Plan]:
         """The plan the config files give now; None (said why) when they cannot give one."""

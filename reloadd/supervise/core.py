@@ -17,7 +17,6 @@ from ..host.bursts import Burst
 from ..host.control import Committed, ControlServer, Echoes
 from ..host.hooks import Hooks
 from ..host.hot import SoftReload
-from ..host.pid1 import SignalInbox
 from ..host.stdin import AppStdin
 from ..host.system import HostSystem, Ladder, System, Tree, Watching
 from ..host.watcher import WatchReport
@@ -77,8 +76,6 @@ class SupervisorCore:
     ) -> None:
         self.system: System = system or HostSystem()
         self.replan = replan
-        self.inbox = SignalInbox()
-        self.system.listen(self.inbox.read_fd, "signals")
         self.state = State.IDLE
         self.tree: Optional[Tree] = None  # set exactly in WITH_TREE states
         self.ladder: Optional[Ladder] = None  # set exactly in STOPPING states

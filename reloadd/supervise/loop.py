@@ -37,7 +37,7 @@ ABANDON_SIGNAL = signal.SIGTERM  # sent to the app's tree when reloadd itself fa
 class Supervisor(Changes):
     def run(self) -> int:
         try:
-            self.system.prepare(self.inbox)
+            self.system.prepare()
             self.startup()
             while self.state is not State.EXITED:
                 self.wait(self.timeout())
@@ -148,7 +148,7 @@ class Supervisor(Changes):
 
     # -- the handlers the parts below do not hold -------------------------------------------
     def handle_signals(self) -> None:
-        for sig in self.inbox.drain():
+        for sig in self.system.signals():
             self.on_signal(sig)
 
     def handle_warm(self) -> None:
