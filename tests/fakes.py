@@ -12,9 +12,10 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from reloadd.app import make_plan
+from reloadd.host.system import Source, Tree
 from reloadd.host.watcher import WatchReport
 from reloadd.setup.cli import parse_args
 from reloadd.setup.plan import Plan
@@ -166,8 +167,23 @@ class FakeSystem:
     def now(self) -> float:
         return self.clock
 
+    def wall_time(self) -> float:
+        return self.clock
+
     def sleep(self, seconds: float) -> None:
         self.clock += seconds
+
+    def listen(self, source: Source, tag: str) -> None:
+        pass
+
+    def unlisten(self, source: Source) -> None:
+        pass
+
+    def select(self, timeout: Optional[float]) -> list[str]:
+        return []  # the replay moves the clock itself and calls step()
+
+    def read_stdin(self) -> Optional[bytes]:
+        return None
 
     def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int], outputs: object) -> int:
         pid, self.next_pid = self.next_pid, self.next_pid + 1
@@ -197,12 +213,16 @@ class FakeSystem:
     def send_group(self, pgid: int, sig: int) -> bool:
         return self.send(pgid, sig)
 
+    def suspend_self(self) -> None:
+        self.send(os.getpid(), signal.SIGSTOP)
+
     def tree(self, pid: int, exclude: Callable[[], set[int]]) -> FakeTree:
         return FakeTree(self, pid, self.clock)
 
     def stop(
-        self, child: FakeTree, sig: int, timeout: float, reason: str, members: Optional[set[int]], quiet: bool = False
+        self, child: Tree, sig: int, timeout: float, reason: str, members: Optional[set[int]], quiet: bool = False
     ) -> FakeLadder:
+        assert isinstance(child, FakeTree)  # a System stops only the trees it made
         return FakeLadder(self, child, sig, timeout)
 
     def listening_ports(self, pids: set[int]) -> set[int]:
@@ -211,7 +231,13 @@ class FakeSystem:
     def wait_until_free(self, held: set[int]) -> None:
         pass
 
-    def prepare(self, inbox: object) -> None:
+    def prepare(self) -> None:
+        pass
+
+    def signals(self) -> list[int]:
+        return []  # a test hands the supervisor its signals itself (Replay.signal)
+
+    def wake(self) -> None:
         pass
 
     def terminal(self) -> FakeTerminal:
@@ -220,13 +246,16 @@ class FakeSystem:
     def interactive_stdin(self) -> bool:
         return False
 
-    def warm(self, selector: object) -> FakeWarm:
+    def warm(self) -> FakeWarm:
         return FakeWarm()
+
+    def app_output(self, listener: object) -> NoReturn:
+        raise AssertionError("no app output without a sync channel, and the fake opens none")
 
     def open_control(self, watched: list[str]) -> None:
         return None
 
-    def watch(self, *args: object) -> FakeWatcher:
+    def watch(self, *args: Any) -> FakeWatcher:
         return FakeWatcher()
 
     # -- what the test does ----------------------------------------------------------------
@@ -261,7 +290,7 @@ class Replay:
             (tmp / name).write_text(text)
         self.system = FakeSystem()
         self.cwd = tmp
-        self.supervisor = Supervisor(self.plan(args), system=self.system)  # type: ignore[arg-type]
+        self.supervisor = Supervisor(self.plan(args), system=self.system)
 
     def plan(self, args: list[str]) -> Plan:
         return make_plan(parse_args(["--cwd", str(self.cwd), *args], base=self.cwd))
