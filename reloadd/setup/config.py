@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from ..errors import ConfigError
 from .forwards import check_forwards  # -p and sync.ports: one place says what a port is
-from .matching import check_glob
+from .globs import check_glob
 from .settings import HotConfig, OnChangeRule, ScalarEnv, Settings, SyncConfig, signal_number
 from .shapes import Catalogue, Checks, Invalid, keys, load
 
