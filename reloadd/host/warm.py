@@ -31,7 +31,8 @@ from typing import Optional, Union
 
 from ..errors import ReloaddError, exit_status
 from ..output import out, plural
-from ..setup.command import Command, node_script
+from ..setup.command import Command
+from ..setup.node_argv import node_script
 from .tree import send, spawn
 
 BOOTSTRAP = Path(__file__).with_name("warm_boot.cjs")  # shipped as package data

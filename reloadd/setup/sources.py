@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
-from .cli import CliArgs, current_dir, is_file, parse_log_format, parse_milliseconds, parse_seconds
+from .cli import CliArgs
 from .config import DEEP_MERGED_KEYS, EVENT_NAMES, KNOWN_KEYS, MAX_CONFIG_DEPTH, validate
+from .paths import current_dir, is_file
 from .settings import DEFAULT_EXEC_MAP, Settings
 from .switches import parse_bool
+from .values import parse_log_format, parse_milliseconds, parse_seconds
 
 if sys.version_info >= (3, 11):
     import tomllib
