@@ -70,6 +70,7 @@ def rule_entries(patterns: list[str]) -> list[str]:
 
 
 def absolute_path(path: str) -> str:
+    """``path`` made absolute and normalised (``..`` resolved as text: symlinks are not followed)."""
     return os.path.normpath(path) if path.startswith("/") else os.path.abspath(path)
 
 
