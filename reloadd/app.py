@@ -38,7 +38,8 @@ def make_plan(cli: CliArgs, check_program: bool = True) -> Plan:
     passes ``check_program=False``: what would run matters most when the program is missing.
     """
     from .host.tree import resolve_program
-    from .setup.command import build_command, child_env, missing_script_warning
+    from .setup.child_env import child_env
+    from .setup.command import build_command, missing_script_warning
     from .setup.matching import Rules
     from .setup.plan import Plan
     from .setup.sources import load_settings
@@ -83,7 +84,8 @@ def run(argv: list[str]) -> int:
         from .sync.agent import agent_main  # imported only for the subcommand: the supervisor's start pays nothing
 
         return agent_main(argv[1:], os.environ)
-    from .setup.cli import HELP, parse_args
+    from .setup.cli import parse_args
+    from .setup.flags import HELP
     from .supervise.loop import Supervisor
 
     cli = parse_args(argv)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from ..setup.matching import GlobSet
+from ..setup.globset import GlobSet
 from ..setup.settings import HotConfig, signal_number
 
 HOT_FILE_ENV = "RELOADD_HOT_FILE"  # where the app finds the list of changed paths

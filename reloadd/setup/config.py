@@ -12,21 +12,12 @@ from typing import Any, Optional
 
 from ..errors import ConfigError
 from .forwards import check_forwards  # -p and sync.ports: one place says what a port is
-from .matching import check_glob
+from .globs import check_glob
+from .inspector import normalise_inspect
 from .settings import HotConfig, OnChangeRule, ScalarEnv, Settings, SyncConfig, signal_number
 from .shapes import Catalogue, Checks, Invalid, keys, load
+from .values import MAX_DURATION_MS, MAX_DURATION_SECONDS, check_milliseconds, check_poll_interval, check_seconds
 
-# Reachable through kubectl port-forward, not from the network (docs/behaviour.md "Inspector").
-INSPECT_DEFAULT_HOST = "127.0.0.1"
-INSPECT_DEFAULT_PORT = 9229  # node's own default inspector port
-INSPECT_BRK_PREFIX = "brk:"  # `inspect` value prefix meaning --inspect-brk (stop before the first line)
-MAX_PORT = 65535
-# The largest duration any key takes (delay, pollingInterval, stopTimeout, eventTimeout): an hour.
-# Longer is a typo (seconds written as milliseconds) or `1e308`, and would hide every change, hang
-# every restart or overflow the clock arithmetic; README "Options" documents the bound.
-MAX_DURATION_SECONDS = 3600
-MAX_DURATION_MS = MAX_DURATION_SECONDS * 1000
-MAX_POLL_INTERVAL_MS = MAX_DURATION_MS
 # Deeper than this, a config file is a mistake (or an attack on the parser): nodemon's keys nest
 # three levels at most. Python's JSON and TOML parsers recurse and fail near 1,000 levels.
 MAX_CONFIG_DEPTH = 32
@@ -38,77 +29,7 @@ DEEP_MERGED_KEYS = ("env", "execMap", "events", "watchOptions")
 EVENT_NAMES = ("start", "restart", "crash", "exit", "quit", "config:update")
 
 
-def parse_inspect(text: str) -> tuple[str, int]:
-    """Parse node's ``[HOST:]PORT`` (an IPv6 HOST in brackets: ``[::1]:9229``) into (host, port).
-
-    An empty text means the defaults. Raises ValueError for anything else.
-    """
-    text = text.strip()
-    if not text:
-        return INSPECT_DEFAULT_HOST, INSPECT_DEFAULT_PORT
-    host, colon, port_text = text.rpartition(":")
-    if not colon:
-        host, port_text = "", text
-    host = host.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not port_text.isdigit() or not 0 <= int(port_text) <= MAX_PORT or "[" in host or "]" in host:
-        raise ValueError("expected [HOST:]PORT such as 9229 or 127.0.0.1:9229")
-    return host or INSPECT_DEFAULT_HOST, int(port_text)
-
-
-def format_inspect(host: str, port: int, brk: bool = False) -> str:
-    """The canonical ``inspect`` value: ``HOST:PORT``, ``brk:HOST:PORT`` for --inspect-brk."""
-    shown = f"[{host}]" if ":" in host else host
-    return f"{INSPECT_BRK_PREFIX if brk else ''}{shown}:{port}"
-
-
-def inspect_target(value: str) -> tuple[bool, str, int]:
-    """Split a canonical ``inspect`` value into (brk, host, port)."""
-    brk = value.startswith(INSPECT_BRK_PREFIX)
-    host, port = parse_inspect(value[len(INSPECT_BRK_PREFIX) :] if brk else value)
-    return brk, host, port
-
-
-def _normalise_inspect(value: Any) -> Any:
-    """Accept ``true``, a port number, ``"PORT"`` or ``"[brk:]HOST:PORT"``; store ``[brk:]HOST:PORT``."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return format_inspect(INSPECT_DEFAULT_HOST, INSPECT_DEFAULT_PORT)
-    if isinstance(value, int):
-        return format_inspect(*parse_inspect(str(value)))
-    if isinstance(value, str):
-        brk, host, port = inspect_target(value)
-        return format_inspect(host, port, brk)
-    raise ValueError("expected HOST:PORT, PORT, or true")
-
-
-# -- value checks shared by the command line, the environment and config files --------------------
-# Every number reaches one of these, whatever its source, so a flag, a variable and a file take the
-# same values: finite, not negative, at most MAX_DURATION_* (NaN fails every comparison, so is refused).
-def check_milliseconds(value: float) -> float:
-    """A ``delay``: a finite number of milliseconds from 0 to MAX_DURATION_MS."""
-    if not 0 <= value <= MAX_DURATION_MS:
-        raise ValueError(f"expected a number of milliseconds from 0 to {MAX_DURATION_MS} (an hour)")
-    return value
-
-
-def check_seconds(value: float, positive: bool = False) -> float:
-    """A ``stopTimeout`` (0 or more) or ``eventTimeout`` (positive): seconds, at most MAX_DURATION_SECONDS."""
-    if not 0 <= value <= MAX_DURATION_SECONDS or (positive and value == 0):
-        low = "above 0" if positive else "from 0"
-        raise ValueError(f"expected a number of seconds {low} to {MAX_DURATION_SECONDS} (an hour)")
-    return value
-
-
-def check_poll_interval(value: int) -> int:
-    """A ``pollingInterval``: whole milliseconds from 1 to MAX_POLL_INTERVAL_MS."""
-    if not 1 <= value <= MAX_POLL_INTERVAL_MS:
-        raise ValueError(f"expected a whole number of milliseconds from 1 to {MAX_POLL_INTERVAL_MS} (an hour)")
-    return value
-
-
+# -- checks besides the type, each for one field (the bounds of numbers are values.py's) ---------------
 def _whole_number(value: Any) -> Any:
     """JSON has one number type: 100.0 is 100. A boolean is not a number, whatever Python says."""
     if isinstance(value, bool):
@@ -159,7 +80,7 @@ def _check_ports(value: Any) -> Any:
 
 
 # Each field's checks besides its type: `before` sees the raw value (and may reshape it), `after`
-# the typed one. Unknown keys at the top level belong to nodemon (warned about by sources.py);
+# the typed one. Unknown keys at the top level belong to nodemon (warned about by config_files.py);
 # inside reloadd's own objects they are errors.
 CHECKS: Catalogue = {
     Settings: Checks(
@@ -168,7 +89,7 @@ CHECKS: Catalogue = {
             "ext": _ext_string,
             **dict.fromkeys(("delay", "stop_timeout", "event_timeout"), _not_boolean),
             "polling_interval": _whole_number,
-            "inspect": _normalise_inspect,
+            "inspect": normalise_inspect,
         },
         after={
             "signal": _check_signal,

@@ -18,7 +18,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..setup.matching import GlobSet
+from ..setup.globset import GlobSet
 from .manifest import Exclude
 
 PROTECTED = (".git", "node_modules")  # never read, written or deleted by a sync unless included by name

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import NoReturn, Optional
 
 from ..errors import ConfigError
-from ..setup.cli import parse_log_format
 from ..setup.forwards import Forward, parse_forwards
+from ..setup.values import parse_log_format
 from .excludes import check_include
 from .heartbeat import HEARTBEAT_WINDOW, parse_window
 from .transport import Where, engine_to, same_host, split_to

@@ -13,7 +13,9 @@ import pytest
 from support import DEADLINE, reloadd_argv
 
 from reloadd.errors import ConfigError
-from reloadd.setup.cli import FLAGS, HELP, CliArgs, parse_args, parse_duration_ms, parse_seconds
+from reloadd.setup.cli import CliArgs, parse_args
+from reloadd.setup.flags import FLAGS, HELP
+from reloadd.setup.values import parse_duration_ms, parse_seconds
 
 
 @pytest.fixture

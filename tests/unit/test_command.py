@@ -11,9 +11,12 @@ from typing import Any, Optional
 import pytest
 
 from reloadd.errors import ConfigError
+from reloadd.setup.child_env import child_env, env_value
 from reloadd.setup.cli import parse_args
-from reloadd.setup.command import INSPECT_NOT_NODE, NO_SCRIPT, Command, build_command, child_env, env_value, extensions
+from reloadd.setup.command import Command, build_command
 from reloadd.setup.config import validate
+from reloadd.setup.inspector import INSPECT_NOT_NODE
+from reloadd.setup.script import NO_SCRIPT, extensions
 from reloadd.setup.sources import merge
 
 

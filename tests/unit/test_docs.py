@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reloadd.setup.cli import HELP
+from reloadd.setup.flags import HELP
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()

@@ -15,7 +15,9 @@ import pytest
 
 from reloadd.errors import ConfigError
 from reloadd.setup.config import validate
-from reloadd.setup.matching import GlobSet, Rules, expand_braces, is_temp_file
+from reloadd.setup.globs import expand_braces
+from reloadd.setup.globset import GlobSet
+from reloadd.setup.matching import Rules, is_temp_file
 from reloadd.setup.settings import Settings
 
 JS_DEFAULT = ["js", "mjs", "cjs", "json"]  # nodemon's list for a .js script (or none)

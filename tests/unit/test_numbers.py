@@ -13,7 +13,7 @@ import pytest
 
 from reloadd.app import main
 from reloadd.output import out
-from reloadd.setup.config import MAX_DURATION_MS, MAX_DURATION_SECONDS
+from reloadd.setup.values import MAX_DURATION_MS, MAX_DURATION_SECONDS
 
 # What each source can express. JSON has no inf/nan literals: 1e999 parses to infinity in Python,
 # and Python's parser takes NaN (a value nodemon's JSON.parse would refuse: reloadd must too).

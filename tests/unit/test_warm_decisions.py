@@ -13,7 +13,8 @@ from reloadd.host.warm_preload import package_of, preload_list, stale_reason
 from reloadd.setup.cli import parse_args
 from reloadd.setup.command import build_command
 from reloadd.setup.config import validate
-from reloadd.setup.sources import env_options, merge
+from reloadd.setup.environment import env_options
+from reloadd.setup.sources import merge
 
 NM = "/app/node_modules"
 

@@ -1,0 +1,112 @@
+"""Matching paths against globs inside the project: GlobSet (ignore-style lists, for ignore rules,
+hot paths and sync excludes) and the compiled regex groups the watch rules share with it.
+
+Patterns are matched against the path *inside the project* (relative to the working directory,
+or to the watch root for paths outside it), not against the whole absolute path: one deliberate
+difference from nodemon (docs/behaviour.md). nodemon turns ``tmp/*`` into ``**/tmp/*`` and tests
+it against ``/tmp/x/server.js``, so a project living under ``/tmp`` is ignored entirely.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+from ..errors import ConfigError
+from .globs import BELOW, UNDER, anchor, expand_braces, glob_regex, split_glob
+
+COMMENT = "#"
+
+
+class RegexGroup:
+    """Regexes for paths relative to the project and for absolute paths, each compiled into one."""
+
+    def __init__(self) -> None:
+        self._sources: dict[bool, list[str]] = {False: [], True: []}
+        self._compiled: dict[bool, Optional[re.Pattern[str]]] = {False: None, True: None}
+
+    def add(self, absolute: bool, regex: str) -> None:
+        self._sources[absolute].append(regex)
+
+    def compile(self) -> RegexGroup:
+        for absolute, sources in self._sources.items():
+            unique = list(dict.fromkeys(sources))
+            try:
+                self._compiled[absolute] = re.compile("|".join(f"(?:{s})" for s in unique)) if unique else None
+            except re.error as exc:  # config validation runs check_glob first: this is a second net
+                raise ConfigError(f"invalid glob: {exc.msg}") from None
+        return self
+
+    def match(self, relative: str, path: str) -> bool:
+        relative_re, absolute_re = self._compiled[False], self._compiled[True]
+        if relative and relative_re is not None and relative_re.fullmatch(relative):
+            return True
+        return absolute_re is not None and absolute_re.fullmatch(path) is not None
+
+
+class Locator:
+    """Turns an absolute path into the path that relative patterns are matched against."""
+
+    def __init__(self, base: Path, roots: list[Path]) -> None:
+        others = sorted((str(r) for r in roots if r != base), key=len, reverse=True)
+        self._bases = [str(base)] + others  # the working directory first, then the deepest root
+
+    def relative(self, path: str) -> str:
+        """Relative to the working directory, else to the watch root holding it, else to ``/``."""
+        for base in self._bases:
+            if path == base:
+                return ""
+            prefix = base.rstrip("/") + "/"
+            if path.startswith(prefix):
+                return path[len(prefix) :]
+        return path.lstrip("/")
+
+
+def rule_entries(patterns: list[str]) -> list[str]:
+    """The patterns that are not empty and not ``#`` comments."""
+    return [p for p in patterns if p.strip() and not p.lstrip().startswith(COMMENT)]
+
+
+def absolute_path(path: str) -> str:
+    """``path`` made absolute and normalised (``..`` resolved as text: symlinks are not followed)."""
+    return os.path.normpath(path) if path.startswith("/") else os.path.abspath(path)
+
+
+class GlobSet:
+    """A list of ignore-style globs (dot files included), matched inside the project.
+
+    A relative pattern matches at any depth; a pattern matching a directory matches everything
+    below it; a trailing ``/`` matches directories only; ``./x`` and absolute patterns are anchored.
+    """
+
+    def __init__(self, patterns: list[str], base: Path, roots: Optional[list[Path]] = None) -> None:
+        self._base = Path(absolute_path(str(base)))
+        self._locator = Locator(self._base, roots or [])
+        self._files, self._dirs = RegexGroup(), RegexGroup()
+        for entry in rule_entries(patterns):
+            for pattern in expand_braces(entry):
+                self._add(pattern)
+        self._files.compile()
+        self._dirs.compile()
+
+    def _add(self, pattern: str) -> None:
+        absolute, segments = split_glob(anchor(pattern.rstrip("/") or "/", str(self._base)))
+        directories_only = pattern.endswith("/") and len(pattern) > 1
+        self._files.add(absolute, glob_regex(absolute, segments, True, UNDER if directories_only else BELOW))
+        self._dirs.add(absolute, glob_regex(absolute, segments, True, BELOW))
+
+    def matches(self, path: str) -> bool:
+        """Does the file at absolute ``path`` (or a directory above it) match a pattern?"""
+        path = absolute_path(path)
+        return self._files.match(self._locator.relative(path), path)
+
+    def matches_dir(self, path: str) -> bool:
+        """Does the directory at absolute ``path`` (or one above it) match a pattern?"""
+        path = absolute_path(path)
+        return self._dirs.match(self._locator.relative(path), path)
+
+    def match_located(self, relative: str, path: str, directory: bool) -> bool:
+        """``matches``/``matches_dir`` for a caller that has already located ``path`` (the hot path)."""
+        return (self._dirs if directory else self._files).match(relative, path)
