@@ -20,7 +20,8 @@ from ..setup.matching import Rules
 from ..setup.production import refusal
 from . import pid1, ports, tree
 from .app_output import AppOutput, Listener
-from .control import ControlServer, control_dir, private_dir
+from .control import ControlServer
+from .control_wire import control_dir, private_dir
 from .stdin import stdin_is_interactive
 from .tree import ChildTree, StopLadder
 from .warm import Warm
