@@ -41,7 +41,8 @@ from ..setup.matching import Rules
 from .inotify import Inotify, QueueOverflow
 from .mounts import WatchMode, decide_mode, virtual_mount_points
 from .pid1 import wake_pipe
-from .poller import CHANGE_ADDED, CHANGE_DELETED, Poller, RawChanges, StopFlag
+from .poller import Poller
+from .raw_changes import CHANGE_ADDED, CHANGE_DELETED, RawChanges, StopFlag
 
 NotifierKind = Literal["inotify", "watchfiles"]  # what hears changes on mounts that are not polled
 NOTIFIER_WHY = {
