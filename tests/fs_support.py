@@ -14,6 +14,7 @@ import select
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,7 +48,7 @@ KCMP_FILES = 2
 
 # /proc/sys/user/max_inotify_watches is per user namespace; a new namespace may lower it.
 USERNS_WATCH_LIMIT = "/proc/sys/user/max_inotify_watches"
-INOTIFY_FAIL_ENV = "RELOADD_INOTIFY_FAIL"  # reloadd's test hook when the limit cannot be set
+INOTIFY_FAILS = Path(__file__).with_name("inotify_fails.py")  # where the limit cannot be set
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -240,6 +241,11 @@ def inotify_limit_prefix(limit: int) -> list[str]:
     """
     script = f'echo {limit} > {USERNS_WATCH_LIMIT} && exec "$0" "$@"'
     return ["unshare", "--user", "--map-root-user", "sh", "-c", script]
+
+
+def failing_inotify_prefix(errno_name: str) -> list[str]:
+    """argv prefix that runs reloadd with every inotify instance refused with ``errno_name`` (inotify_fails.py)."""
+    return [sys.executable, str(INOTIFY_FAILS), errno_name]
 
 
 def hold(condition: Callable[[], object], seconds: float, what: str, interval: float = 0.02) -> None:

@@ -1,111 +1,35 @@
-"""The local channel from ``reloadd agent`` to the supervisor in the same container: "this batch is in".
-
-The agent knows exactly when a synced batch is complete, so the supervisor need not guess it
-from a quiet window or wait for a poller on a FUSE or network volume. The channel is a Unix
-socket in a directory only this user can open (``/tmp/reloadd-UID``, or ``RELOADD_CONTROL_DIR``):
-no network port, and no other user can connect (0700 directory, 0600 sockets).
-
-The rendezvous is derived from the synced directory, so a batch restarts only the supervisors
-watching it: each supervisor listens on one socket per directory it cares about (its working
-directory and each watched directory), named ``KEY.PID.sock`` where KEY is a short hash of that
-directory's real path; the agent syncing into ROOT connects to the sockets whose KEY is ROOT's
-or one of its parents' (a supervisor watching ``/app`` hears a batch written to ``/app/src``).
-A supervisor of another app, in another directory, never hears it.
-
-One connection per batch, newline-separated JSON:
-  agent -> supervisor  ``{"begin": ROOT}``     before the first rename; the supervisor holds its
-  supervisor -> agent  ``ok``                  own change bursts until the batch is committed
-  agent -> supervisor  ``{"hold": SECONDS}``   (optional) hold longer: a dependency install runs
-  agent -> supervisor  ``{"commit": [PATH...], "fresh": BOOL}`` after the last rename (fresh: the
-                       next app may keep nothing preloaded: dependencies were installed)
-  supervisor -> agent  ``{"outcome": ...}``    what the batch did to the app (feedback.py), once
-                       known; then the supervisor closes
-or, instead of the commit, when the agent only gave files the laptop's mtime (same content):
-  agent -> supervisor  ``{"stamped": [PATH...]}`` no restart; the watcher's report of it is an echo
-or, when the batch's dependency install failed (sync/installs.py):
-  agent -> supervisor  ``{"keep": [PATH...]}``  no restart: the app keeps running the old code
-A connection that closes (or stays silent for ``HOLD_MAX``, or the hold it asked for) without a
-commit releases the hold: that is how a batch that failed and was rolled back ends, with no restart.
-With no supervisor listening the agent just writes, and the watcher does its usual job.
-
-An agent asked for the app's logs (``reloadd sync --logs``) opens one more connection:
-  agent -> supervisor  ``{"logs": true}``
-  supervisor -> agent  ``{"log": LINE, "stream": "stdout"|"stderr"}`` for every line the apps
-                       write (app_output.py), until either side closes; lines the agent is too
-                       slow to take are dropped, never waited for
+"""The supervisor's end of the local control channel (the wire is described in control_wire.py):
+it hears "this batch is in" from ``reloadd agent``, holds its own bursts meanwhile, tells the agent
+what the batch did, and feeds the apps' log lines to agents that asked for them. Echoes remembers
+what committed batches wrote, so the watcher's later report of the same write is no second restart.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import os
-import select
 import selectors
 import socket
-import stat
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
-CONTROL_DIR_ENV = "RELOADD_CONTROL_DIR"
-SOCKET_SUFFIX = ".sock"
-KEY_LENGTH = 10  # hex digits of the directory's hash: short, since a socket's path must fit in 108 bytes
-ACK = b"ok\n"
-ACK_TIMEOUT = 1.0  # seconds the agent waits for a supervisor to confirm its hold before writing anyway
+from .control_wire import (
+    ACK,
+    MAX_MESSAGE,
+    READ_CHUNK,
+    SOCKET_SUFFIX,
+    directory_key,
+    parse_message,
+    send_quietly,
+)
+from .file_signature import FileSignature, file_signature
+
 HOLD_MAX = 10.0  # seconds a begun batch may hold the supervisor's bursts (an agent stuck mid-commit)
 HOLD_LIMIT = 3600.0  # the longest hold an agent may ask for (an install's timeout and some slack)
-OUTCOME_WAIT = 60.0  # seconds the agent waits to hear what its batch did (a stop ladder, a delay)
-MAX_MESSAGE = 16 * 1024 * 1024  # bytes one connection may send: a commit of ~100,000 paths
 ECHO_MEMORY = 100_000  # committed files whose signatures are kept to recognise the watcher's echo
-READ_CHUNK = 65536
-PRIVATE_MODE = 0o700
-LOG_RESCAN = 1.0  # seconds between looks for a supervisor that started after the log feed
-LOG_STREAMS = ("stdout", "stderr")
-
-
-def control_dir(env: Mapping[str, str]) -> Path:
-    return Path(env.get(CONTROL_DIR_ENV) or f"/tmp/reloadd-{os.geteuid()}")
-
-
-def directory_key(directory: str) -> str:
-    """The rendezvous name of a directory: a short hash of its real path."""
-    real = os.path.realpath(directory)
-    return hashlib.sha256(os.fsencode(real)).hexdigest()[:KEY_LENGTH]
-
-
-def keys_above(root: str) -> list[str]:
-    """The keys of ``root`` and of every directory above it: the supervisors a batch in ``root`` concerns."""
-    path = os.path.realpath(root)
-    keys = [directory_key(path)]
-    while path != os.path.dirname(path):
-        path = os.path.dirname(path)
-        keys.append(directory_key(path))
-    return keys
-
-
-def private_dir(path: Path, create: bool) -> Optional[str]:
-    """None if ``path`` is a directory only this user can open (made so if ``create``); else why not."""
-    if create:
-        try:
-            os.mkdir(path, PRIVATE_MODE)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            return f"cannot create {path}: {exc.strerror}"
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        return f"{path}: {exc.strerror}"
-    if not stat.S_ISDIR(st.st_mode):
-        return f"{path} is not a directory"
-    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        return f"{path} is not private to this user (owner {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"
-    return None
 
 
 @dataclass
@@ -196,7 +120,7 @@ class ControlServer:
         """Tell the agent of ``batch`` what it did to the app, and hang up."""
         if batch.sock is None:
             return
-        _send(batch.sock, (json.dumps({"outcome": outcome}) + "\n").encode())
+        send_quietly(batch.sock, (json.dumps({"outcome": outcome}) + "\n").encode())
         batch.sock.close()
         batch.sock = None
         self.awaiting = [waiting for waiting in self.awaiting if waiting is not batch]
@@ -245,14 +169,14 @@ class ControlServer:
         while b"\n" in conn.buffer:
             line, _, rest = bytes(conn.buffer).partition(b"\n")
             conn.buffer = bytearray(rest)
-            message = _json(line)
+            message = parse_message(line)
             if message.get("logs") is True and not conn.begun and not conn.logs:
                 conn.logs = True
                 with self.log_lock:
                     self.log_socks.append(conn.sock)
             elif "begin" in message and not conn.begun:
                 conn.begun = True
-                _send(conn.sock, ACK)
+                send_quietly(conn.sock, ACK)
             elif "hold" in message and conn.begun:
                 seconds = message["hold"]
                 if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 < seconds <= HOLD_LIMIT:
@@ -293,31 +217,8 @@ class ControlServer:
             conn.sock.close()
 
 
-def _json(line: bytes) -> dict[str, object]:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _absolute(paths: object) -> list[str]:
     return [p for p in paths if isinstance(p, str) and p.startswith("/")] if isinstance(paths, list) else []
-
-
-def _send(sock: socket.socket, data: bytes) -> None:
-    try:
-        sock.send(data)
-    except OSError:
-        pass  # the agent went away; its close is seen on the next read
-
-
-def signature(path: str) -> Optional[tuple[int, int, int]]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class Echoes:
@@ -328,13 +229,13 @@ class Echoes:
     """
 
     def __init__(self) -> None:
-        self._seen: dict[str, Optional[tuple[int, int, int]]] = {}
+        self._seen: dict[str, Optional[FileSignature]] = {}
 
     def remember(self, paths: list[str]) -> None:
         if len(self._seen) + len(paths) > ECHO_MEMORY:
             self._seen.clear()  # forgetting costs at most one extra restart; memory stays bounded
         for path in paths:
-            self._seen[path] = signature(path)
+            self._seen[path] = file_signature(path)
 
     def new_changes(self, paths: set[str]) -> set[str]:
         """The paths that changed again since their batch (a deleted file still gone is an echo too)."""
@@ -342,209 +243,7 @@ class Echoes:
         for path in paths:
             if path not in self._seen:
                 fresh.add(path)
-            elif self._seen[path] != signature(path):
+            elif self._seen[path] != file_signature(path):
                 del self._seen[path]
                 fresh.add(path)
         return fresh
-
-
-# -- the agent's end ----------------------------------------------------------------------------------
-class Announcement:
-    """One batch announced to the supervisors watching ``root``: ``begin`` now, ``commit(paths)`` when done."""
-
-    def __init__(self, root: str, env: Mapping[str, str]) -> None:
-        self.socks: list[socket.socket] = []
-        for path in supervisor_sockets(root, env):
-            sock = _connect(path)
-            if sock is not None:
-                self.socks.append(sock)
-        begin = (json.dumps({"begin": root}) + "\n").encode()
-        for sock in self.socks:
-            _send(sock, begin)
-        deadline = time.monotonic() + ACK_TIMEOUT
-        for sock in self.socks:
-            _wait_ack(sock, deadline)
-
-    def hold(self, seconds: float) -> None:
-        """Keep the supervisors holding for up to ``seconds`` more (a dependency install runs)."""
-        self._say({"hold": seconds})
-
-    def commit(self, paths: list[str], fresh: bool = False, outcome: bool = False) -> None:
-        """The batch is in. ``fresh``: nothing preloaded may be kept. ``outcome``: stay connected to hear
-        what the batch did to the app (``outcome()``); otherwise hang up now."""
-        message: dict[str, object] = {"commit": paths}
-        if fresh:
-            message["fresh"] = True
-        if outcome:
-            message["outcome"] = True
-        self._say(message)
-        if not outcome:
-            self.close()
-
-    def stamped(self, paths: list[str]) -> None:
-        """Only the mtimes of these files changed (their content is the laptop's already): no restart."""
-        self._say({"stamped": paths})
-        self.close()
-
-    def keep(self, paths: list[str]) -> None:
-        """These files changed, but the app must keep running (their dependency install failed)."""
-        self._say({"keep": paths})
-        self.close()
-
-    def outcome(self, timeout: float = OUTCOME_WAIT) -> Optional[dict[str, object]]:
-        """What the first supervisor that answers says the batch did (feedback.py); None if none did."""
-        deadline = time.monotonic() + timeout
-        try:
-            for sock in self.socks:
-                found = _read_outcome(sock, deadline)
-                if found is not None:
-                    return found
-            return None
-        finally:
-            self.close()
-
-    def _say(self, message: dict[str, object]) -> None:
-        line = (json.dumps(message) + "\n").encode()
-        for sock in self.socks:
-            try:
-                sock.sendall(line)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        for sock in self.socks:
-            sock.close()
-        self.socks = []
-
-
-def supervisor_sockets(root: str, env: Mapping[str, str]) -> list[Path]:
-    """The sockets of the supervisors a batch in ``root`` concerns; none without a (safe) channel."""
-    directory = control_dir(env)
-    if private_dir(directory, create=False) is not None:
-        return []  # no (safe) channel: the supervisor's watcher sees the files as usual
-    return [path for key in keys_above(root) for path in sorted(directory.glob(f"{key}.*{SOCKET_SUFFIX}"))]
-
-
-class LogFeed:
-    """The agent's end of ``--logs``: a thread that listens to every supervisor watching ``root`` (one
-    that starts later too) and hands each line the apps write to ``deliver(stream, line)``."""
-
-    def __init__(self, root: str, env: Mapping[str, str], deliver: Callable[[str, str], None]) -> None:
-        self.root = root
-        self.env = dict(env)
-        self.deliver = deliver
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="logs", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopped.set()
-
-    def _run(self) -> None:
-        listening: dict[Path, tuple[socket.socket, bytearray]] = {}
-        try:
-            while not self.stopped.is_set():
-                for path in supervisor_sockets(self.root, self.env):
-                    if path not in listening:
-                        sock = _connect(path)
-                        if sock is not None and _sent(sock, b'{"logs": true}\n'):
-                            listening[path] = (sock, bytearray())
-                socks = {sock: path for path, (sock, _) in listening.items()}
-                readable, _, _ = select.select(list(socks), [], [], LOG_RESCAN)
-                for sock in readable:
-                    path = socks[sock]
-                    if not self._read(sock, listening[path][1]):
-                        sock.close()
-                        del listening[path]
-        finally:
-            for sock, _ in listening.values():
-                sock.close()
-
-    def _read(self, sock: socket.socket, buffer: bytearray) -> bool:
-        try:
-            data = sock.recv(READ_CHUNK)
-        except OSError:
-            return False
-        if not data or len(buffer) > MAX_MESSAGE:
-            return False
-        buffer += data
-        *lines, rest = bytes(buffer).split(b"\n")
-        buffer[:] = rest
-        for line in lines:
-            message = _json(line)
-            if isinstance(message.get("log"), str) and message.get("stream") in LOG_STREAMS:
-                self.deliver(str(message["stream"]), str(message["log"]))
-        return True
-
-
-def _sent(sock: socket.socket, data: bytes) -> bool:
-    try:
-        sock.sendall(data)
-        return True
-    except OSError:
-        sock.close()
-        return False
-
-
-def _connect(path: Path) -> Optional[socket.socket]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(str(path))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.ECONNREFUSED and not _alive(path):
-            try:
-                path.unlink()  # a supervisor that was killed left its socket: nobody listens there
-            except OSError:
-                pass
-        return None
-    return sock
-
-
-def _alive(path: Path) -> bool:
-    """Is the supervisor whose pid names this socket still running? (Unknown counts as alive.)"""
-    pid = path.name[KEY_LENGTH + 1 : -len(SOCKET_SUFFIX)]
-    if not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _read_outcome(sock: socket.socket, deadline: float) -> Optional[dict[str, object]]:
-    """The supervisor's outcome line on ``sock``, or None (it hung up, or said nothing in time). A late
-    ``ok`` (the hold confirmed after the agent stopped waiting for it) may come first."""
-    buffer = b""
-    while len(buffer) < READ_CHUNK:
-        while b"\n" in buffer:
-            line, _, buffer = buffer.partition(b"\n")
-            outcome = _json(line).get("outcome") if line + b"\n" != ACK else None
-            if isinstance(outcome, dict):
-                return outcome
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        sock.settimeout(left)
-        try:
-            data = sock.recv(READ_CHUNK)
-        except OSError:
-            return None
-        if not data:
-            return None
-        buffer += data
-    return None
-
-
-def _wait_ack(sock: socket.socket, deadline: float) -> None:
-    sock.settimeout(max(0.0, deadline - time.monotonic()))
-    try:
-        sock.recv(len(ACK))
-    except OSError:
-        pass
-    sock.settimeout(None)

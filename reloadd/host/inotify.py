@@ -20,7 +20,7 @@ import struct
 import time
 from typing import Optional
 
-from .poller import CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED, RawChanges
+from .raw_changes import CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED, RawChanges
 
 # linux/inotify.h
 IN_MODIFY = 0x002

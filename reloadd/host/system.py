@@ -22,7 +22,8 @@ from ..setup.matching import Rules
 from ..setup.production import refusal
 from . import pid1, ports, stdin, tree
 from .app_output import AppOutput, Listener
-from .control import ControlServer, control_dir, private_dir
+from .control import ControlServer
+from .control_wire import control_dir, private_dir
 from .tree import ChildTree, StopLadder
 from .warm import Taken, Warm
 from .warm_launch import Launch

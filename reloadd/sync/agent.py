@@ -31,7 +31,8 @@ from typing import Any, Callable, Optional
 
 from .. import __version__
 from ..errors import ConfigError, ReloaddError
-from ..host.control import Announcement, LogFeed, control_dir, directory_key
+from ..host.control_client import Announcement, LogFeed
+from ..host.control_wire import control_dir, directory_key
 from ..output import out
 from ..setup.production import EXIT_REFUSED, refusal
 from .batch import Batch, failures, skips

@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..host.control import Announcement, private_dir
+from ..host.control_client import Announcement
+from ..host.control_wire import private_dir
 from .excludes import excluder
 
 DEPENDENCY_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml")

@@ -17,8 +17,8 @@ from typing import Callable
 
 import pytest
 from fs_support import (
-    INOTIFY_FAIL_ENV,
     bindfs_mount,
+    failing_inotify_prefix,
     fuse_missing_reason,
     hold,
     inotify_limit_prefix,
@@ -276,13 +276,13 @@ def test_inotify_watch_limit_falls_back_to_polling(app: Path, run_reloadd: RunRe
     """nodemon dies with `watch ENOSPC` (#907); reloadd warns, polls that root, and keeps working.
 
     The limit really is tiny where user namespaces allow it (max_inotify_watches is per user
-    namespace); elsewhere reloadd's documented test hook makes inotify fail with ENOSPC.
+    namespace); elsewhere a wrapper (tests/inotify_fails.py) makes inotify fail with ENOSPC.
     """
     make_tree(app)
     if userns_can_limit_inotify():
         runner = run_reloadd(["server.js"], cwd=app, prefix=inotify_limit_prefix(SMALL_INOTIFY_LIMIT))
     else:
-        runner = run_reloadd(["server.js"], cwd=app, env={INOTIFY_FAIL_ENV: "ENOSPC"})
+        runner = run_reloadd(["server.js"], cwd=app, prefix=failing_inotify_prefix("ENOSPC"))
     wait_starts(runner, app, 1)
     log = runner.wait_log("fs.inotify.max_user_watches")
     warning = log_lines_with(runner, "fs.inotify.max_user_watches")[0]

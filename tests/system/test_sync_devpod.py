@@ -13,7 +13,7 @@ from support import Reloadd, free_port, make_app, starts, wait_for
 from sync_support import COUNTING_SERVER_JS, control_env, served, start_sync
 
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--kill-child"]
-SETTLE = 1.0 + 1.5  # the FUSE attribute cache (watcher.REMOTE_SETTLE) plus room for a second restart
+SETTLE = 1.0 + 1.5  # the FUSE attribute cache (notifier_choice.REMOTE_SETTLE) plus room for a second restart
 
 pytestmark = DEVPOD_MARKS
 

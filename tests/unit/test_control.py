@@ -15,7 +15,9 @@ from typing import Callable
 
 import pytest
 
-from reloadd.host.control import HOLD_LIMIT, HOLD_MAX, Announcement, ControlServer, Echoes, LogFeed, private_dir
+from reloadd.host.control import HOLD_LIMIT, HOLD_MAX, ControlServer, Echoes
+from reloadd.host.control_client import Announcement, LogFeed
+from reloadd.host.control_wire import private_dir
 
 
 @pytest.fixture

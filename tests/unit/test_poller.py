@@ -19,16 +19,13 @@ from reloadd.host import poller as poller_module
 from reloadd.host.poller import (
     BURST_QUIET_TICKS,
     BURST_TICK,
-    CHANGE_ADDED,
-    CHANGE_DELETED,
-    CHANGE_MODIFIED,
     FULL_RATE_BUDGET,
     POLL_CPU_BUDGET,
     SWEEP_SLACK,
     Poller,
-    RawChanges,
     plan_sweep,
 )
+from reloadd.host.raw_changes import CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED, RawChanges
 from reloadd.output import out
 
 DIRS, FILES = 12, 8  # a tree of 12 directories of 8 files (+ the root): 109 entries

@@ -15,7 +15,8 @@ import pytest
 from support import wait_for
 
 from reloadd.host import watcher as watcher_module
-from reloadd.host.watcher import InotifyNotifier, NotifierKind, Watcher, WatchfilesNotifier, WatchReport, notifier_kind
+from reloadd.host.notifiers import InotifyNotifier, NotifierKind, WatchfilesNotifier, notifier_kind
+from reloadd.host.watcher import Watcher, WatchReport
 from reloadd.output import out
 from reloadd.setup.matching import Rules
 from reloadd.setup.settings import Settings
