@@ -78,21 +78,20 @@ class Syncer:
         self.view = LocalView(root, base_globs, dict(env))
         self.root_guard = RootGuard(root)
         self.hold = MassDeleteHold(root, options.allow_mass_delete)
+        forwards = options.forwards or parse_forwards(settings.sync.ports, "sync.ports")  # -p wins over the config
+        check_loops(forwards, same_host(self.where), "sync: -p" if options.forwards else "sync.ports")
+        self.forwarder = Forwarder(forwards)
+        if first is not None:
+            first.adopt = self.forwarder.adopt
         delete = options.delete if options.delete is not None else settings.sync.delete
         start = start_message(options, settings, base_globs)
-        self.links = Links(self.where, options.heartbeat, self.view, self.hold, start, delete)
+        self.links = Links(self.where, options.heartbeat, self.forwarder.adopt, self.view, self.hold, start, delete)
         self.group = Burst()  # the supervisor's own burst rules: a save or a checkout is one batch
         self.incoming: list[WatchReport] = []
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         self.watcher: Optional[Watcher] = None
         self.began = time.monotonic() - process_age()  # the first "in sync" counts from the command's start
-        forwards = options.forwards or parse_forwards(settings.sync.ports, "sync.ports")  # -p wins over the config
-        check_loops(forwards, same_host(self.where), "sync: -p" if options.forwards else "sync.ports")
-        self.forwarder = Forwarder(forwards)
-        self.links.adopt = self.forwarder.adopt
-        if first is not None:
-            first.adopt = self.forwarder.adopt
 
     def run(self) -> int:
         if self.where.transport is None:

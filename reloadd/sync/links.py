@@ -32,11 +32,18 @@ class Links:
     """Every link, the tree they all hold (``known``), and the pod watch that finds them with -l."""
 
     def __init__(
-        self, where: Where, heartbeat: float, view: LocalView, hold: MassDeleteHold, start: dict[str, Any], delete: bool
+        self,
+        where: Where,
+        heartbeat: float,
+        adopt: Adopt,
+        view: LocalView,
+        hold: MassDeleteHold,
+        start: dict[str, Any],
+        delete: bool,
     ) -> None:
         self.where = where
         self.heartbeat = heartbeat  # seconds of silence that make a link dead (heartbeat.py)
-        self.adopt: Optional[Adopt] = None  # the forwarder's, for the sessions of the links made from now on
+        self.adopt = adopt  # the forwarder's: a connection the pod opens to a forwarded port
         self.view = view
         self.hold = hold
         self.start = start  # the agent's start message: the excludes, and what to run after a batch
