@@ -94,6 +94,7 @@ class Syncer:
         self.began = time.monotonic() - process_age()  # the first "in sync" counts from the command's start
 
     def run(self) -> int:
+        """Sync until Ctrl-C (0), or EXIT_REFUSED when the one pod refuses (production)."""
         if self.where.transport is None:
             require_kubectl()
         try:
@@ -198,20 +199,25 @@ class Syncer:
         self._start_watcher()
         self.links.resync_ready()
 
-    def _handle_changes(self) -> None:
+    def _due_burst(self) -> Optional[tuple[set[str], float]]:
+        """The changed paths of the burst that is over, and when it began; a confirmed mass delete is due too."""
         now = time.monotonic()
         while self.incoming:
             report = self.incoming.pop(0)
             self.group.add(set(report.paths), now, report.busy, report.settle)
         if self.group.ready(now):
             changed, began = self.group.take()
-            paths = set(changed)
-        elif self.hold.held is not None and self.hold.confirmed:
-            paths, began = set(), now
-        else:
-            return
-        if not self.root_guard.intact(self.view.tree):
+            return set(changed), began
+        if self.hold.held is not None and self.hold.confirmed:
+            return set(), now
+        return None
+
+    def _handle_changes(self) -> None:
+        """The burst that is due, as one batch to every connected pod, unless it halts (halts.py)."""
+        due = self._due_burst()
+        if due is None or not self.root_guard.intact(self.view.tree):
             return  # LOCAL_DIR went away: _check_root halts (or reopens) and resyncs, nothing is mirrored
+        paths, began = due
         paths |= self.hold.held or set()
         gitignore = any(os.path.basename(path) == GITIGNORE for path in paths)
         if gitignore:
