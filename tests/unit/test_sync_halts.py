@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reloadd.sync.laptop import MASS_DELETE_MIN_FILES, mass_delete
+from reloadd.sync.halts import MASS_DELETE_MIN_FILES, mass_delete
 from reloadd.sync.manifest import DIR, FILE, Entry, Manifest
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from reloadd.errors import ConfigError
-from reloadd.sync import laptop
+from reloadd.sync import reconnect as laptop
 from reloadd.sync.heartbeat import HEARTBEAT_ENV, HEARTBEAT_WINDOW, Outlet, WriteStalled, window_from
 from reloadd.sync.kubectl import (
     EXIT_FAILED,

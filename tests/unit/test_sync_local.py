@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from reloadd.sync.laptop import SyncRules
 from reloadd.sync.local import LocalTree, NotSynced
+from reloadd.sync.localview import SyncRules
 from reloadd.sync.manifest import DIR, FILE, LINK
 
 
