@@ -173,7 +173,7 @@ class Agent:
     def _stale_temp(self, fd: int, name: str) -> None:
         """A temporary file, directory or backup of an agent that was killed: nobody will rename it now."""
         owner = temp_owner(name)
-        if owner is None or owner == os.getpid() or _alive(owner):
+        if owner is None or owner == os.getpid() or _process_exists(owner):
             return
         try:
             remove_tree(fd, name)
@@ -363,7 +363,8 @@ def _is_time(value: Any) -> bool:
     return type(value) is int and -INT64 <= value <= INT64
 
 
-def _alive(pid: int) -> bool:
+def _process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (EPERM: it does, as another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

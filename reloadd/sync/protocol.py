@@ -232,8 +232,7 @@ def _json_size(item: object) -> int:
 class FrameReader:
     """Turns bytes read from the stream (in any pieces) into frames; raises ProtocolError on bad input."""
 
-    def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self.max_frame = max_frame
+    def __init__(self) -> None:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[Frame]:
@@ -245,8 +244,8 @@ class FrameReader:
             kind, length = HEADER.unpack_from(buffer, position)
             if kind not in FRAME_TYPES:
                 raise ProtocolError(f"unknown frame type {kind!r}: the peer does not speak this protocol")
-            if length > self.max_frame:
-                raise ProtocolError(f"frame of {length} bytes is over the {self.max_frame}-byte limit")
+            if length > MAX_FRAME:
+                raise ProtocolError(f"frame of {length} bytes is over the {MAX_FRAME}-byte limit")
             start = position + HEADER.size
             if end - start < length:
                 break
@@ -260,10 +259,6 @@ class FrameReader:
         """The stream ended: bytes left over are a truncated frame."""
         if self._buffer:
             raise ProtocolError(f"the stream ended inside a frame ({len(self._buffer)} bytes left over)")
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
 
 
 def _decode(kind: bytes, body: bytes) -> Frame:
