@@ -44,17 +44,16 @@ from .manifest import Entry, Exclude, file_hash, walk
 from .paths import Blocked, Root, check_link_target, check_path, check_root, remove_tree, temp_name, temp_owner
 from .protocol import (
     CHUNK_ITEMS,
-    INT64,
     PROTOCOL_VERSION,
     ChannelData,
     Data,
     Frame,
     FrameReader,
-    ProtocolError,
     chunks,
     encode_message,
     is_channel_frame,
 )
+from .schema import INT64, ProtocolError
 
 READ_CHUNK = 1024 * 1024
 EXIT_LINK_DEAD = 75  # EX_TEMPFAIL: the laptop went silent or stopped reading; the agent ends itself

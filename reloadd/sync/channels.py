@@ -27,7 +27,8 @@ import time
 from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
-from .protocol import CHANNEL_WINDOW, ChannelData, Frame, ProtocolError, encode_channel, encode_message
+from .protocol import ChannelData, Frame, encode_channel, encode_message
+from .schema import CHANNEL_WINDOW, ProtocolError
 
 CHANNEL_CHUNK = 64 * 1024  # bytes read from a socket per turn, one C frame: a batch never waits behind more
 CREDIT_STEP = CHANNEL_WINDOW // 4  # bytes written out before they are granted back (fewer credit messages)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Callable, Optional
 
 from ..errors import ReloaddError
-from .protocol import ProtocolError
+from .schema import ProtocolError
 
 NAME_MAX = 255  # bytes in one path component (Linux)
 PATH_MAX = 4096  # bytes in a whole path (Linux)

@@ -20,7 +20,8 @@ from ..errors import EXIT_NOT_FOUND, ReloaddError
 from ..output import out
 from .channels import Channel, Openers
 from .heartbeat import PING, Heartbeat, Outlet, ping
-from .protocol import Frame, FrameReader, ProtocolError, encode_data, encode_message, is_channel_frame
+from .protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
+from .schema import ProtocolError
 from .transport import stderr_tail
 
 READ_CHUNK = 1024 * 1024

@@ -11,7 +11,7 @@ import pytest
 from reloadd.sync.agent import _on_change
 from reloadd.sync.installs import DEFAULT_RULES, Installer, Rule, matching, rules_from_wire
 from reloadd.sync.live import Sent, describe
-from reloadd.sync.protocol import ProtocolError
+from reloadd.sync.schema import ProtocolError
 
 
 @pytest.mark.parametrize(
