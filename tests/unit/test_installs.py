@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from reloadd.sync.agent import _on_change
+from reloadd.sync.handlers import _on_change
 from reloadd.sync.installs import DEFAULT_RULES, Installer, Rule, matching, rules_from_wire
 from reloadd.sync.live import Sent, describe
 from reloadd.sync.schema import ProtocolError
