@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Optional
 
@@ -130,7 +131,8 @@ class Session:
         return stderr_tail(self.stderr)
 
     # -- sending -------------------------------------------------------------------------------
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Mapping[str, object]) -> None:
+        """One message (messages.FromLaptop; laptop.py still builds some as plain dicts)."""
         self._write(encode_message(message))
 
     def send_data(self, chunk: bytes) -> None:
