@@ -82,7 +82,7 @@ class Done(TypedDict):  # the last reply of a batch: committed, or not at all
 
 
 class Outcome(TypedDict):
-    """What a committed batch did to the app, as a supervisor said it (agent's notices.live_fields)."""
+    """What a committed batch did to the app, as a supervisor said it (notices.live_fields)."""
 
     what: str
     ms: NotRequired[int]
@@ -124,7 +124,7 @@ class Log(TypedDict):  # a line the app wrote (--logs)
 class Start(TypedDict):
     t: Literal["start"]
     exclude: list[str]
-    onChange: NotRequired[list[Any]]  # checked by the agent (agent._on_change)
+    onChange: NotRequired[list[Any]]  # checked by the agent (handlers._on_change)
     logs: NotRequired[bool]
 
 
@@ -213,4 +213,3 @@ Reply = Union[Hello, Refused, AgentError, Warn, Dirs, DirsEnd, Manifest, Manifes
 Notice = Union[Live, Output, Log]  # what the agent says on its own, at any time, not as an answer
 FromAgent = Union[Reply, Notice]
 FromLaptop = Union[Start, ListDirs, Compared, Hash, Stamp, BeginBatch, Delete, Op, Commit]
-Message = Union[FromAgent, FromLaptop, ChannelMessage, Ping]
