@@ -22,10 +22,11 @@ from .batch import Batch, failures, skips
 from .excludes import excluder
 from .installs import Installer, rules_from_wire
 from .listing import digest_items, group
-from .manifest import Entry, Exclude, file_hash, walk
+from .manifest import Entry, Exclude, walk
 from .messages import BeginBatch, Commit, Delete, FromAgent, Hash, ListDirs, Op, Stamp, Start
 from .notices import Notices, is_time
-from .paths import Blocked, Root, check_link_target, check_path, remove_tree, temp_name, temp_owner
+from .paths import Root, check_link_target, check_path, temp_name
+from .pod_tree import file_hashes, remove_stale_temp, stamp
 from .protocol import CHUNK_ITEMS, ChannelData, Data, Frame, chunks
 from .schema import ProtocolError
 
@@ -105,7 +106,7 @@ class Agent:
         if message.get("logs") is True and self.logs is None:
             self.logs = LogFeed(self.root.path, self.env, self.notices.log)
             self.logs.start()
-        self.listings = group(walk(self.root.fd, self.exclude, self._stale_temp, self._warn))
+        self.listings = group(walk(self.root.fd, self.exclude, remove_stale_temp, self._warn))
         for chunk in chunks(digest_items(self.listings)):
             self.send({"t": "dirs", "items": chunk})
         self.send({"t": "dirs-end", "count": len(self.listings)})
@@ -130,33 +131,11 @@ class Agent:
     def _warn(self, message: str) -> None:
         self.send({"t": "warn", "message": message})
 
-    def _stale_temp(self, fd: int, name: str) -> None:
-        """A temporary file, directory or backup of an agent that was killed: nobody will rename it now."""
-        owner = temp_owner(name)
-        if owner is None or owner == os.getpid() or _process_exists(owner):
-            return
-        try:
-            remove_tree(fd, name)
-        except OSError:
-            pass
-
     def _hash(self, message: Hash) -> None:
         paths = message["paths"]
         if len(paths) > CHUNK_ITEMS:
             raise ProtocolError(f"hash: more than {CHUNK_ITEMS} paths in one request")
-        hashes: dict[str, Optional[str]] = {}
-        for path in paths:
-            parts = check_path(path)
-            try:
-                parent = self.root.open_dir(parts[:-1], create=False)
-            except (OSError, Blocked):
-                hashes[path] = None
-                continue
-            try:
-                hashes[path] = file_hash(parent, parts[-1])
-            finally:
-                os.close(parent)
-        self.send({"t": "hashes", "hashes": hashes})
+        self.send({"t": "hashes", "hashes": file_hashes(self.root, [(path, check_path(path)) for path in paths])})
 
     def _stamp(self, message: Stamp) -> None:
         """Give files whose content matched the laptop's mtime, so the next start's size-and-mtime check
@@ -170,21 +149,8 @@ class Agent:
                 raise ProtocolError(f"stamp: malformed item {str(item)[:80]}")
         wanted = [(check_path(path), mtime_ns) for path, mtime_ns in items]
         announcement = Announcement(self.root.path, self.env)
-        stamped = [parts for parts, mtime_ns in wanted if self._stamp_one(parts, mtime_ns)]
+        stamped = [parts for parts, mtime_ns in wanted if stamp(self.root, parts, mtime_ns)]
         announcement.stamped([f"{self.root.path}/{'/'.join(parts)}" for parts in stamped])
-
-    def _stamp_one(self, parts: tuple[str, ...], mtime_ns: int) -> bool:
-        try:
-            parent = self.root.open_dir(parts[:-1], create=False)
-        except (OSError, Blocked):
-            return False
-        try:
-            os.utime(parts[-1], ns=(mtime_ns, mtime_ns), dir_fd=parent, follow_symlinks=False)
-            return True
-        except OSError:
-            return False
-        finally:
-            os.close(parent)
 
     # -- a batch -----------------------------------------------------------------------------------
     def _begin(self, message: BeginBatch) -> None:
@@ -273,14 +239,3 @@ def _on_change(value: Any) -> Optional[list[Any]]:
         ):
             raise ProtocolError(f"start: malformed onChange rule {str(rule)[:80]}")
     return value
-
-
-def _process_exists(pid: int) -> bool:
-    """Whether a process ``pid`` exists (EPERM: it does, as another user's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
