@@ -46,7 +46,7 @@ class Agent:
     def __init__(self, root: Root, env: Mapping[str, str], send: Callable[[Any], None]) -> None:
         self.root = root
         self.env = env
-        self.send: Callable[[FromAgent], None] = send  # the link (agent.Stdio.send; a list's append in tests)
+        self.send: Callable[[FromAgent], None] = send  # the link: agent.Stdio.send
         self.notices = Notices(send)
         self.exclude: Exclude = lambda path, is_dir: False
         self.batch: Optional[Batch] = None
