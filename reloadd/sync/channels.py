@@ -25,9 +25,11 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any, Callable, Optional
+from typing import Callable, Optional, cast
 
-from .protocol import CHANNEL_WINDOW, ChannelData, Frame, ProtocolError, encode_channel, encode_message
+from .messages import ChannelMessage
+from .protocol import ChannelData, Frame, encode_channel, encode_message
+from .schema import CHANNEL_WINDOW, ProtocolError
 
 CHANNEL_CHUNK = 64 * 1024  # bytes read from a socket per turn, one C frame: a batch never waits behind more
 CREDIT_STEP = CHANNEL_WINDOW // 4  # bytes written out before they are granted back (fewer credit messages)
@@ -84,7 +86,7 @@ class Channels:
     def __iter__(self) -> Iterator[Channel]:
         return iter(list(self.table.values()))
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: ChannelMessage) -> None:
         self.push(encode_message(message))
 
     # -- frames from the stream ------------------------------------------------------------------
@@ -94,24 +96,26 @@ class Channels:
             self._data(frame)
             return
         assert isinstance(frame, dict)
-        kind = frame["t"]
-        if kind == "open":
-            self.open_asked(frame["ch"], frame["port"])
+        message = cast(ChannelMessage, frame)  # is_channel_frame sorted it here, schema.py checked it
+        if message["t"] == "open":
+            self.open_asked(message["ch"], message["port"])
             return
-        channel = self.table.get(frame["ch"])
+        channel = self.table.get(message["ch"])
         if channel is None:
             return  # ended on this side already: the peer's frame crossed ours
-        if kind == "opened" or kind == "open-failed":
-            self.answered(channel, kind == "opened", frame.get("message", ""))
-        elif kind == "close" and frame.get("abort"):
+        if message["t"] == "opened":
+            self.answered(channel, True, "")
+        elif message["t"] == "open-failed":
+            self.answered(channel, False, message["message"])
+        elif message["t"] == "close" and message.get("abort"):
             self._drop(channel)  # the peer's socket failed: nobody would take what is held or read here
-        elif kind == "close":
+        elif message["t"] == "close":
             channel.peer_done = True
             self._write(channel)
-        elif kind == "credit":
-            if channel.credit + frame["bytes"] > CHANNEL_WINDOW:
+        elif message["t"] == "credit":
+            if channel.credit + message["bytes"] > CHANNEL_WINDOW:
                 raise ProtocolError(f"credit for channel {channel.ident} beyond the window")
-            channel.credit += frame["bytes"]
+            channel.credit += message["bytes"]
 
     def open_asked(self, ident: int, port: int) -> None:
         raise ProtocolError("open: only the laptop opens channels")

@@ -19,9 +19,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Optional
+from typing import Final, Optional
 
 from ..errors import ConfigError
+from .messages import Ping
 from .protocol import encode_message
 
 HEARTBEAT_WINDOW = 8.0  # seconds of silence after which a link is dead (3 missed pings and some slack)
@@ -29,7 +30,7 @@ BEATS_PER_WINDOW = 4  # a ping every window / 4 seconds (2 s by default) when no
 MIN_WINDOW = 1.0  # below this a busy machine's scheduling delays would look like dead links
 MAX_WINDOW = 3600.0
 HEARTBEAT_ENV = "RELOADD_SYNC_HEARTBEAT"  # the window in seconds, as --heartbeat SECONDS
-PING = "ping"  # the frame type; a ping may carry "window": the laptop tells the agent the window it uses
+PING: Final = "ping"  # the frame type; a ping may carry "window": the laptop tells the agent the window it uses
 
 
 class WriteStalled(OSError):
@@ -56,7 +57,8 @@ def window_from(flag: Optional[str], env: Mapping[str, str]) -> float:
 
 
 def ping(window: Optional[float] = None) -> bytes:
-    return encode_message({"t": PING} if window is None else {"t": PING, "window": window})
+    message: Ping = {"t": PING} if window is None else {"t": PING, "window": window}
+    return encode_message(message)
 
 
 class Outlet:

@@ -42,6 +42,7 @@ from typing import Any, Callable, Optional
 from ..host.control_client import Announcement
 from ..host.control_wire import private_dir
 from .excludes import excluder
+from .messages import Installed, Live, Notice
 
 DEPENDENCY_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml")
 LOCKFILE_COMMANDS = (  # the first lockfile present decides, as each tool's docs recommend for CI
@@ -64,7 +65,7 @@ READ_CHUNK = 65536
 SHELL = "/bin/sh"
 MS = 1000
 
-Send = Callable[[dict[str, Any]], None]
+Send = Callable[[Notice], None]
 
 
 @dataclass(frozen=True)
@@ -129,15 +130,15 @@ class Installer:
     def __init__(
         self,
         root: str,
-        send: Send,
-        pass_on: Callable[[int, Announcement, list[str], dict[str, Any]], None],
+        send: Callable[[Any], None],
+        pass_on: Callable[[int, Announcement, list[str], Optional[Installed]], None],
         owed: Optional[Path] = None,
     ) -> None:
         self.root = root
         self.owed = owed  # where the commands not yet succeeded are written down (None: not kept)
         self.resumed = False  # the record was read (once per session)
-        self.send = send
-        self.pass_on = pass_on  # commits a batch to the supervisor and forwards the outcome (agent.py)
+        self.send: Send = send  # Notices.say: a dead link is the main loop's to find, the install still ends
+        self.pass_on = pass_on  # commits a batch to the supervisor and forwards the outcome (notices.py)
         self.rules: tuple[Rule, ...] = DEFAULT_RULES
         self.lock = threading.Lock()
         self.waiting: list[_Batch] = []
@@ -178,7 +179,7 @@ class Installer:
             self.failed = wanted
         if wanted:
             commands = ", ".join(rule.command(self.root) for rule in wanted)
-            self._say({"t": "output", "line": f"{commands} did not finish in an earlier session: running it again"})
+            self.send({"t": "output", "line": f"{commands} did not finish in an earlier session: running it again"})
         return bool(wanted)
 
     def _read_owed(self) -> tuple[Rule, ...]:
@@ -233,7 +234,7 @@ class Installer:
                     self._write_owed([])  # under the lock: a command that starts next writes its own
                     batches, self.waiting, self.thread, self.failed = self.waiting, [], None, []
                     break
-        installed = {
+        installed: Installed = {
             "installed": ", ".join(r.command for r in ran),
             "install_ms": round(sum(r.seconds for r in ran) * MS),
         }
@@ -245,14 +246,15 @@ class Installer:
             batches, self.waiting, self.thread, self.failed = self.waiting, [], None, rules
         for batch in batches:
             batch.announcement.keep(batch.changed)
-            fields: dict[str, Any] = {"what": "install-failed", "command": ran.command, "lines": ran.tail}
+            message: Live = {"t": "live", "id": batch.ident, "what": "install-failed", "command": ran.command}
+            message["lines"] = ran.tail
             if ran.status is not None:
-                fields["status"] = ran.status
-            self._say({"t": "live", "id": batch.ident, **fields})
+                message["status"] = ran.status
+            self.send(message)
 
     def _run(self, rule: Rule) -> Ran:
         command = rule.command(self.root)
-        self._say({"t": "output", "line": f"running {command}"})
+        self.send({"t": "output", "line": f"running {command}"})
         started = time.monotonic()
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         errors: list[str] = []
@@ -313,13 +315,7 @@ class Installer:
             tail.append(line)
             if ERROR_LINE.search(line) and len(errors) < SHOWN_LINES:
                 errors.append(line)
-            self._say({"t": "output", "line": line})
-
-    def _say(self, message: dict[str, Any]) -> None:
-        try:
-            self.send(message)
-        except OSError:
-            pass  # the link is gone; the install still ends and the supervisor is still told
+            self.send({"t": "output", "line": line})
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> None:

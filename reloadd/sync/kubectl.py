@@ -20,7 +20,7 @@ from typing import Optional
 from ..errors import EXIT_USAGE, ReloaddError
 from .transport import KUBECTL, Where, kubectl_scope
 
-# Exit statuses of `reloadd sync` (the README's table lists them with guard.py's 3).
+# Exit statuses of `reloadd sync` (the README's table lists them with production.py's 3).
 EXIT_FAILED = 1  # the agent could not be started, for a reason not listed below (kubectl's own line)
 EXIT_NO_KUBECTL = EXIT_USAGE  # kubectl is not on PATH: nothing to retry
 EXIT_FORBIDDEN = 4  # RBAC: the user may not create pods/exec (or list/watch pods for -l)

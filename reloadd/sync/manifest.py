@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Optional
 
 from .paths import NAME_MAX, TEMP_PREFIX
-from .protocol import INT64
+from .schema import INT64
 
 FILE, DIR, LINK = "f", "d", "l"
 HASH_CHUNK = 1024 * 1024

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Callable, Optional
 
 from ..errors import ReloaddError
-from .protocol import ProtocolError
+from .schema import ProtocolError
 
 NAME_MAX = 255  # bytes in one path component (Linux)
 PATH_MAX = 4096  # bytes in a whole path (Linux)
@@ -118,11 +118,10 @@ def temp_owner(name: str) -> Optional[int]:
 
 
 class Blocked(Exception):
-    """A component of the parent chain is not a directory: (index of the component, why)."""
+    """A component of the parent chain is not a directory: why (a file or a symlink is in the way)."""
 
-    def __init__(self, index: int, reason: str) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.index = index
         self.reason = reason
 
 
@@ -144,28 +143,15 @@ class Root:
         """
         fd = os.dup(self.fd)
         try:
-            for index, part in enumerate(parts):
-                fd = _step(fd, part, index, create)
+            for part in parts:
+                fd = _step(fd, part, create)
         except BaseException:
             os.close(fd)
             raise
         return fd
 
-    def lstat(self, parts: tuple[str, ...]) -> Optional[os.stat_result]:
-        """The entry at ``parts`` without following it, or None if it (or its parent) is missing."""
-        try:
-            parent = self.open_dir(parts[:-1], create=False)
-        except (FileNotFoundError, Blocked):
-            return None
-        try:
-            return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        finally:
-            os.close(parent)
 
-
-def _step(fd: int, part: str, index: int, create: bool) -> int:
+def _step(fd: int, part: str, create: bool) -> int:
     """From the open directory ``fd`` to its child ``part`` (closing ``fd``)."""
     try:
         child = os.open(part, _OPEN_DIR, dir_fd=fd)
@@ -177,7 +163,7 @@ def _step(fd: int, part: str, index: int, create: bool) -> int:
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             kind = kind_in_the_way(fd, part)
-            raise Blocked(index, f"{kind} is in the way") from None
+            raise Blocked(f"{kind} is in the way") from None
         raise
     os.close(fd)
     return child

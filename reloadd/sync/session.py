@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Optional
 
@@ -20,7 +21,8 @@ from ..errors import EXIT_NOT_FOUND, ReloaddError
 from ..output import out
 from .channels import Channel, Openers
 from .heartbeat import PING, Heartbeat, Outlet, ping
-from .protocol import Frame, FrameReader, ProtocolError, encode_data, encode_message, is_channel_frame
+from .protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
+from .schema import ProtocolError
 from .transport import stderr_tail
 
 READ_CHUNK = 1024 * 1024
@@ -129,7 +131,8 @@ class Session:
         return stderr_tail(self.stderr)
 
     # -- sending -------------------------------------------------------------------------------
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Mapping[str, object]) -> None:
+        """One message (messages.FromLaptop; laptop.py still builds some as plain dicts)."""
         self._write(encode_message(message))
 
     def send_data(self, chunk: bytes) -> None:

@@ -22,7 +22,8 @@ from support import DEADLINE, Reloadd, free_port, make_app, reloadd_argv, starts
 from sync_support import COUNTING_SERVER_JS, agents_of, control_env, served, start_sync, tree
 
 from reloadd.sync.agent import EXIT_WRITE_FAILED
-from reloadd.sync.protocol import EXIT_PROTOCOL, MAX_FRAME, FrameReader, encode_data, encode_message
+from reloadd.sync.protocol import MAX_FRAME, FrameReader, encode_data, encode_message
+from reloadd.sync.schema import EXIT_PROTOCOL
 
 QUIET = 1.5  # seconds without another restart that count as "exactly one restart for this batch"
 CHECKOUT_FILES = 1000

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from reloadd.sync.agent import _on_change
+from reloadd.sync.handlers import _on_change
 from reloadd.sync.installs import DEFAULT_RULES, Installer, Rule, matching, rules_from_wire
 from reloadd.sync.live import Sent, describe
-from reloadd.sync.protocol import ProtocolError
+from reloadd.sync.schema import ProtocolError
 
 
 @pytest.mark.parametrize(

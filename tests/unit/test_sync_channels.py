@@ -19,17 +19,8 @@ from reloadd.sync.channels import CHANNEL_CHUNK, CREDIT_STEP, READ, WRITE, Chann
 from reloadd.sync.forward import Forwarder
 from reloadd.sync.heartbeat import Outlet
 from reloadd.sync.options import parse_sync_args
-from reloadd.sync.protocol import (
-    CHANNEL_WINDOW,
-    ChannelData,
-    Frame,
-    FrameReader,
-    ProtocolError,
-    check_message,
-    encode_channel,
-    encode_message,
-    is_channel_frame,
-)
+from reloadd.sync.protocol import ChannelData, Frame, FrameReader, encode_channel, encode_message, is_channel_frame
+from reloadd.sync.schema import CHANNEL_WINDOW, ProtocolError, check_message
 from reloadd.sync.session import Session
 
 

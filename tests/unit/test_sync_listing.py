@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from reloadd.sync import listing
-from reloadd.sync.agent import Agent
+from reloadd.sync.handlers import Agent
 from reloadd.sync.manifest import DIR, FILE, LINK, Entry, diff, scan
 from reloadd.sync.paths import Root
-from reloadd.sync.protocol import ProtocolError
+from reloadd.sync.schema import ProtocolError
 
 
 def f(path: str, size: int = 1, mtime: int = 1, executable: bool = False) -> Entry:

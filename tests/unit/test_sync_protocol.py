@@ -11,18 +11,12 @@ from pathlib import Path
 import pytest
 
 from reloadd.errors import ConfigError
+from reloadd.sync import messages
 from reloadd.sync.excludes import check_include, excluder, is_protected, sync_globs
 from reloadd.sync.gitignore import load
 from reloadd.sync.manifest import DIR, FILE, LINK, Entry, diff, scan, topmost
-from reloadd.sync.protocol import (
-    MAX_FRAME,
-    Data,
-    FrameReader,
-    ProtocolError,
-    chunks,
-    encode_data,
-    encode_message,
-)
+from reloadd.sync.protocol import MAX_FRAME, Data, FrameReader, chunks, encode_data, encode_message
+from reloadd.sync.schema import MESSAGES, ProtocolError
 
 
 # -- frames -----------------------------------------------------------------------------------------
@@ -112,6 +106,23 @@ def test_each_malformed_message_is_one_protocol_error(body: bytes, message: str)
 def test_well_formed_messages_pass(message: dict[str, object]) -> None:
     body = json.dumps(message).encode()  # ASCII with escapes, as another implementation might send
     assert FrameReader().feed(body_frame(body)) == [message]
+
+
+def test_each_message_type_has_the_keys_its_schema_checks() -> None:
+    """messages.py's types and schema.py's table say the same thing twice: they must not drift apart."""
+    types: dict[str, dict[str, str]] = {}
+    for value in vars(messages).values():
+        if isinstance(value, type) and "t" in getattr(value, "__annotations__", {}):
+            # The annotations are text (ForwardRefs at run time): messages are never checked by their types.
+            keys = {key: str(getattr(hint, "__forward_arg__", hint)) for key, hint in value.__annotations__.items()}
+            found = re.fullmatch(r"Literal\[['\"](.+)['\"]\]", keys["t"])
+            assert found is not None, value
+            types[found.group(1)] = keys
+    assert set(types) == set(MESSAGES)
+    for kind, schema in MESSAGES.items():
+        optional = {key for key, annotation in types[kind].items() if annotation.startswith("NotRequired[")}
+        assert set(schema.required) == set(types[kind]) - optional - {"t"}, kind
+        assert set(schema.optional) == optional, kind
 
 
 def test_chunks_stay_under_the_byte_and_item_limits() -> None:
