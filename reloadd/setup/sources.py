@@ -63,6 +63,12 @@ def load_settings(cli: CliArgs, env: Mapping[str, str]) -> Loaded:
     return Loaded(settings, cwd, in_use, warnings, notices, candidates(base, cli.config_file, in_use))
 
 
+def project_settings(directory: Path, config_file: Optional[str], env: Mapping[str, str]) -> Loaded:
+    """The settings a plain ``reloadd`` started in ``directory`` (with ``--config``, if given) would
+    read: what ``reloadd sync`` honours on the laptop, where no command line of the supervisor's exists."""
+    return load_settings(CliArgs(cwd=str(directory), config_file=config_file), env)
+
+
 # -- working directory --------------------------------------------------------------------------------
 def _base_dir(cli: CliArgs) -> Path:
     """Where config files are looked up: --cwd, else the current directory."""

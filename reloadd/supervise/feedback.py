@@ -1,6 +1,6 @@
 """What a synced batch did to the app, for the laptop's "your change is live" line.
 
-The agent that committed a batch waits on its control connection (control.py) to hear the
+The agent that committed a batch waits on its control connection (host/control.py) to hear the
 outcome, and passes it on to the laptop. This part only decides what to say and when; the
 supervisor's loop sends it:
   - ``unchanged``: nothing the app watches was in the batch: no restart;

@@ -35,11 +35,6 @@ def check_include(names: list[str], where: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def is_protected(path: str, include: Collection[str] = ()) -> bool:
-    """Whether ``path`` (relative, "/"-separated) is or lies inside a protected name not included."""
-    return any(part in PROTECTED and part not in include for part in path.split("/"))
-
-
 def sync_globs(ignore_root: list[str], excludes: list[str], include: Collection[str]) -> list[str]:
     """The globs both sides leave out: the protected names not included, ignoreRoot (without the
     entries naming an included name), ``sync.exclude`` and ``--exclude``."""

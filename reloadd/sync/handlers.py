@@ -3,7 +3,7 @@
 A session: the agent receives the exclude globs, streams its manifest in chunks, answers hash
 requests, then applies batches. A batch is staged out of sight and committed all at once or not
 at all (batch.py); the reply lists what was skipped or failed, then ``done`` says which. Around a
-commit the agent tells the supervisor that watches this directory (control.py) that a batch
+commit the agent tells the supervisor that watches this directory (host/control_client.py) that a batch
 begins and what it committed (notices.py): one restart per batch, and none for a batch that failed.
 
 Every path is checked by paths.check_path and resolved without following pod-side symlinks;
@@ -33,7 +33,7 @@ from .schema import ProtocolError
 
 OWED_BATCH = 0  # the batch id of an install an earlier session owed: the laptop numbers its batches from 1
 ON_CHANGE_MAX = 100  # onChange rules in one start message
-ON_CHANGE_TIMEOUT_MAX = 3600  # seconds, as config.MAX_DURATION_SECONDS
+ON_CHANGE_TIMEOUT_MAX = 3600  # seconds, as setup/values.py MAX_DURATION_SECONDS
 OP_KEYS = {  # exactly these keys per op: anything else is a peer that speaks another protocol
     "dir": {"t", "op", "path"},
     "link": {"t", "op", "path", "target"},

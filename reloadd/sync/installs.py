@@ -5,7 +5,7 @@ would crash the pod's app with "Cannot find module". When a committed batch chan
 an ``onChange`` rule (by default: the project's ``package.json`` and lockfiles), the agent runs
 the rule's command in the synced directory, as the agent's user, with a timeout, and passes its
 output on to the laptop as ``output`` messages (never mixed with the app's). Meanwhile the
-supervisor keeps holding its restarts (control.py ``hold``); then:
+supervisor keeps holding its restarts (host/control_wire.py ``hold``); then:
   - the command succeeded: the batch is committed to the supervisor as ``fresh`` (nothing the
     warm process preloaded may be kept: those modules are stale) and the app restarts once;
   - it failed or timed out: the supervisor is told to keep the running app (``keep``), the

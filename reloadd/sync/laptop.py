@@ -8,7 +8,7 @@ A stream that drops (pod restarted), or goes silent for the heartbeat window (la
 lost VPN, a stopped agent: heartbeat.py), is reported in one line, its transport's process tree
 killed, and reconnected at once, then with a growing pause (reconnect.py); the resync by manifest
 sends whatever changed meanwhile, as one batch. kubectl's failures are said in one line each
-(kubectl.py); a pod that refuses (production, see guard.py) is not retried. With ``-l`` the pods
+(kubectl.py); a pod that refuses (production, see setup/production.py) is not retried. With ``-l`` the pods
 are followed by one long-running watch (pods.py), not by polling.
 
 Every read of LOCAL_DIR goes through local.LocalTree (localview.py), so nothing outside it is read.
@@ -33,10 +33,9 @@ from typing import Optional
 from ..host.bursts import Burst
 from ..host.watcher import Watcher, WatchReport
 from ..output import out, use_colour
-from ..setup.cli import CliArgs
 from ..setup.forwards import check_loops, parse_forwards
 from ..setup.settings import Settings
-from ..setup.sources import load_settings
+from ..setup.sources import project_settings
 from .changes import changes
 from .excludes import check_include, sync_globs
 from .forward import Forwarder, Listener
@@ -276,7 +275,7 @@ def _destination(options: SyncOptions, settings: Settings, first: Optional[Sessi
 
 def _sync(options: SyncOptions, env: Mapping[str, str], first: Optional[Session]) -> int:
     root = Path(options.local_dir).resolve()
-    loaded = load_settings(CliArgs(cwd=str(root), config_file=options.config_file), env)
+    loaded = project_settings(root, options.config_file, env)
     settings = loaded.settings
     first = _destination(options, settings, first)
     log_format = options.log_format or settings.log_format

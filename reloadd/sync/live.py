@@ -1,6 +1,6 @@
 """The laptop's "your change is live" line: one per pod for every batch, from what the pod says.
 
-The agent passes on what the supervisor in the pod said the batch did (control.py, feedback.py)
+The agent passes on what the supervisor in the pod said the batch did (host/control.py, supervise/feedback.py)
 as a ``live`` message; this part turns it into the line the developer reads, with the time from
 the first change of the batch on the laptop to the new app running:
 

@@ -11,7 +11,7 @@ read, so a FIFO swapped in never blocks the sync.
 What cannot be synced -- a name that is not UTF-8, an unreadable file or directory, a FIFO,
 socket or device, a link leaving the tree, a component swapped for a link -- raises NotSynced
 (or, during a walk, is handed to ``skip``) and is left as it is in the pod: neither sent nor
-deleted (laptop.py).
+deleted (localview.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the agent says on its own, not as an answer: what a committed batch did to the app, its log lines.
 
-A committed batch is handed to the supervisors that watch the synced directory (control.py);
+A committed batch is handed to the supervisors that watch the synced directory (host/control_client.py);
 what they say it did (restarted, crashed at start, unchanged...) reaches the laptop as a
 ``live`` message once they know, from a thread, so the next batch need not wait for the app.
 The app's lines (``--logs``) arrive from another thread too. Both write to the link the main
@@ -64,7 +64,7 @@ def live(ident: int, outcome: Outcome, installed: Optional[Installed]) -> Live:
 
 
 def live_fields(said: Optional[dict[str, object]]) -> Outcome:
-    """A supervisor's outcome (control.py, feedback.py) as the fields of a ``live`` message: only the
+    """A supervisor's outcome (host/control.py, supervise/feedback.py) as the fields of a ``live`` message: only the
     known ones, of the right types, so a confused supervisor cannot break the laptop's session."""
     if said is None or not isinstance(said.get("what"), str) or said["what"] not in LIVE_OUTCOMES:
         return {"what": NO_ANSWER}

@@ -98,7 +98,9 @@ MESSAGES: dict[str, Schema] = {
     "close": Schema({"ch": _CHANNEL}, {"abort": _BOOL}),
     "credit": Schema({"ch": _CHANNEL, "bytes": _int(1, CHANNEL_WINDOW)}, {}),
 }
-CHANNEL_MESSAGES = frozenset({"open", "opened", "open-failed", "close", "credit"})
+CHANNEL_MESSAGES = frozenset({"open", "opened", "open-failed", "close", "credit"})  # messages.ChannelMessage
+# messages.Notice: what the agent sends on its own at any time, not as an answer (kept apart by the laptop)
+NOTICE_MESSAGES = frozenset({"live", "output", "log"})
 
 
 def check_message(message: Any) -> dict[str, Any]:

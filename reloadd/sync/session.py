@@ -22,13 +22,12 @@ from ..output import out
 from .channels import Channel, Openers
 from .heartbeat import PING, Heartbeat, Outlet, ping
 from .protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
-from .schema import ProtocolError
+from .schema import NOTICE_MESSAGES, ProtocolError
 from .transport import stderr_tail
 
 READ_CHUNK = 1024 * 1024
 FLUSH_AT = 256 * 1024  # frames are gathered up to this many bytes per write: a checkout of small files
 # is thousands of tiny frames, and one write each would cost a context switch each
-NOTICES = ("live", "output", "log")  # messages the agent sends on its own at any time, not as an answer: kept apart
 CLOSE_WAIT = 2.0  # seconds the agent gets to exit after its stdin closes, before SIGTERM
 TERM_WAIT = 2.0  # ...and after SIGTERM, before SIGKILL
 
@@ -63,7 +62,7 @@ class Session:
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.reader = FrameReader()
         self.queued: list[Frame] = []
-        self.notices: list[dict[str, Any]] = []  # messages the agent sends on its own (NOTICES), in order
+        self.notices: list[dict[str, Any]] = []  # messages the agent sends on its own (NOTICE_MESSAGES), in order
         self.root = ""
         self.outgoing = bytearray()
         self.outlet: Optional[Outlet] = None
@@ -237,7 +236,7 @@ class Session:
             for frame in self.reader.feed(chunk):
                 if is_channel_frame(frame):
                     self.channels.take(frame)
-                elif isinstance(frame, dict) and frame["t"] in NOTICES:
+                elif isinstance(frame, dict) and frame["t"] in NOTICE_MESSAGES:
                     self.notices.append(frame)
                 elif not isinstance(frame, dict) or frame["t"] != PING:
                     self.queued.append(frame)

@@ -6,17 +6,18 @@ import json
 import os
 import re
 import struct
+import typing
 from pathlib import Path
 
 import pytest
 
 from reloadd.errors import ConfigError
 from reloadd.sync import messages
-from reloadd.sync.excludes import check_include, excluder, is_protected, sync_globs
+from reloadd.sync.excludes import check_include, excluder, sync_globs
 from reloadd.sync.gitignore import load
 from reloadd.sync.manifest import DIR, FILE, LINK, Entry, diff, scan, topmost
 from reloadd.sync.protocol import MAX_FRAME, Data, FrameReader, chunks, encode_data, encode_message
-from reloadd.sync.schema import MESSAGES, ProtocolError
+from reloadd.sync.schema import CHANNEL_MESSAGES, MESSAGES, NOTICE_MESSAGES, ProtocolError
 
 
 # -- frames -----------------------------------------------------------------------------------------
@@ -123,6 +124,16 @@ def test_each_message_type_has_the_keys_its_schema_checks() -> None:
         optional = {key for key, annotation in types[kind].items() if annotation.startswith("NotRequired[")}
         assert set(schema.required) == set(types[kind]) - optional - {"t"}, kind
         assert set(schema.optional) == optional, kind
+
+
+def test_the_channel_and_notice_kinds_are_those_of_their_types() -> None:
+    """The frame reader routes by these sets; they must name the kinds of messages.py's groups."""
+
+    def kinds(group: object) -> set[str]:
+        return {str(member.__annotations__["t"]).split("'")[1] for member in typing.get_args(group)}
+
+    assert kinds(messages.ChannelMessage) == CHANNEL_MESSAGES
+    assert kinds(messages.Notice) == NOTICE_MESSAGES
 
 
 def test_chunks_stay_under_the_byte_and_item_limits() -> None:
@@ -254,7 +265,6 @@ def test_protected_names_are_left_out_at_any_depth_unless_included(
     globs = sync_globs([".git"], [], include)  # an ignoreRoot without node_modules protects it all the same
     is_dir = "." not in path.rpartition("/")[2] or path.endswith(".git")
     assert excluder(str(tmp_path), globs)(path, is_dir) is excluded
-    assert is_protected(path, include) is excluded
 
 
 def test_including_a_name_drops_the_ignoreRoot_entries_naming_it() -> None:
