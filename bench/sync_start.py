@@ -330,9 +330,9 @@ def _trim(text: str) -> str:
 def profile_parts(base: Path) -> None:
     """The parts of a start, one by one in this process, on the 20k tree."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from reloadd.sync.excludes import excluder
-    from reloadd.sync.manifest import Entry, diff, scan
-    from reloadd.sync.protocol import FrameReader, encode_message
+    from reloadd.sync.shared.excludes import excluder
+    from reloadd.sync.shared.manifest import Entry, diff, scan
+    from reloadd.sync.shared.protocol import FrameReader, encode_message
 
     laptop = base / "prof-laptop"
     if not laptop.exists():
@@ -363,8 +363,8 @@ def profile_parts(base: Path) -> None:
     timed("hash every file (sha256)", lambda: [_hash_at(fd, path) for path in files])
     os.close(fd)
     timed("agent start (spawn -> hello)", lambda: _agent_hello(base))
-    timed("import reloadd.sync.laptop (fresh interpreter)", lambda: subprocess.run(
-        [sys.executable, "-c", "import reloadd.sync.laptop"], check=True))  # fmt: skip
+    timed("import reloadd.sync.laptop.loop (fresh interpreter)", lambda: subprocess.run(
+        [sys.executable, "-c", "import reloadd.sync.laptop.loop"], check=True))  # fmt: skip
     timed("python -c pass (interpreter alone)", lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
     print(f"\n### parts of a start, 20k tree ({len(manifest)} entries, {len(frames) / 1e6:.1f} MB of manifest frames)")
     print("| part | ms |\n|---|---|")
@@ -373,7 +373,7 @@ def profile_parts(base: Path) -> None:
 
 
 def _hash_at(root_fd: int, path: str) -> str:
-    from reloadd.sync.manifest import file_hash
+    from reloadd.sync.shared.manifest import file_hash
 
     directory, _, name = path.rpartition("/")
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY, dir_fd=root_fd)

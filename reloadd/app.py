@@ -81,7 +81,7 @@ def run(argv: list[str]) -> int:
     if argv[:1] == [SYNC_COMMAND]:
         return run_sync(argv[1:])
     if argv[:1] == [AGENT_COMMAND]:
-        from .sync.agent import agent_main  # imported only for the subcommand: the supervisor's start pays nothing
+        from .sync.pod.agent import agent_main  # imported only for the subcommand: the supervisor's start pays nothing
 
         return agent_main(argv[1:], os.environ)
     from .setup.cli import parse_args
@@ -138,9 +138,9 @@ def program_problem(plan: Plan) -> Optional[str]:
 
 
 def run_sync(argv: list[str]) -> int:
-    from .sync.laptop import sync_main  # imported only for the subcommand, as the agent is
-    from .sync.options import SYNC_HELP, parse_sync_args, whole_repository_warning
-    from .sync.transport import check_engine
+    from .sync.laptop.loop import sync_main  # imported only for the subcommand, as the agent is
+    from .sync.laptop.options import SYNC_HELP, parse_sync_args, whole_repository_warning
+    from .sync.laptop.transport import check_engine
 
     options = parse_sync_args(argv)
     if options is None:

@@ -24,7 +24,7 @@ One connection per batch, newline-separated JSON:
                        known; then the supervisor closes
 or, instead of the commit, when the agent only gave files the laptop's mtime (same content):
   agent -> supervisor  ``{"stamped": [PATH...]}`` no restart; the watcher's report of it is an echo
-or, when the batch's dependency install failed (sync/installs.py):
+or, when the batch's dependency install failed (sync/pod/installs.py):
   agent -> supervisor  ``{"keep": [PATH...]}``  no restart: the app keeps running the old code
 A connection that closes (or stays silent for ``HOLD_MAX``, or the hold it asked for) without a
 commit releases the hold: that is how a batch that failed and was rolled back ends, with no restart.

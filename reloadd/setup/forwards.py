@@ -1,5 +1,5 @@
 """``-p LOCAL:REMOTE`` and ``sync.ports``: what a forwarded port is, checked once for the command
-line and the config alike. The listeners themselves are the sync's (sync/forward.py)."""
+line and the config alike. The listeners themselves are the sync's (sync/laptop/forward.py)."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ class HotConfig:
 @dataclass
 class OnChangeRule:
     """``sync.onChange``: when a synced batch changes a file matching ``paths``, the pod runs ``run``
-    before the app restarts (sync/installs.py); like DevSpace's ``onUpload.exec``."""
+    before the app restarts (sync/pod/installs.py); like DevSpace's ``onUpload.exec``."""
 
     paths: list[str] = field(metadata={MIN_LENGTH: 1})
     run: str = field(metadata={MIN_LENGTH: 1})
@@ -80,7 +80,7 @@ class SyncConfig:
     container: Optional[str] = field(default=None, metadata={MIN_LENGTH: 1})  # as -c
     selector: Optional[str] = field(default=None, metadata={MIN_LENGTH: 1})  # as -l
     exclude: list[str] = field(default_factory=list)
-    include: list[str] = field(default_factory=list)  # protected names to sync anyway (sync/excludes.py)
+    include: list[str] = field(default_factory=list)  # protected names to sync anyway (sync/shared/excludes.py)
     delete: bool = False
     on_change: Optional[list[OnChangeRule]] = field(default=None, metadata=_alias("onChange"))  # None: by lockfile
     ports: list[Union[int, str]] = field(default_factory=list)  # forwarded ports (setup/forwards.py), as -p

@@ -21,9 +21,9 @@ from fs_support import hold
 from support import DEADLINE, Reloadd, free_port, make_app, reloadd_argv, starts, wait_for
 from sync_support import COUNTING_SERVER_JS, agents_of, control_env, served, start_sync, tree
 
-from reloadd.sync.agent import EXIT_WRITE_FAILED
-from reloadd.sync.protocol import MAX_FRAME, FrameReader, encode_data, encode_message
-from reloadd.sync.schema import EXIT_PROTOCOL
+from reloadd.sync.pod.agent import EXIT_WRITE_FAILED
+from reloadd.sync.shared.protocol import MAX_FRAME, FrameReader, encode_data, encode_message
+from reloadd.sync.shared.schema import EXIT_PROTOCOL
 
 QUIET = 1.5  # seconds without another restart that count as "exactly one restart for this batch"
 CHECKOUT_FILES = 1000

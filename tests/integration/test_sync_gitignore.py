@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reloadd.sync.gitignore import GITIGNORE, load
+from reloadd.sync.laptop.gitignore import GITIGNORE, load
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="compares against the git binary")
 

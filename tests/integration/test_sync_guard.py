@@ -13,7 +13,7 @@ from support import free_port, make_app, reloadd_argv, wait_for
 from sync_support import control_env
 
 from reloadd.setup.production import EXIT_REFUSED
-from reloadd.sync.protocol import FrameReader
+from reloadd.sync.shared.protocol import FrameReader
 
 ALLOWED, REFUSED = "allowed", "refused"
 PRODUCTION_LINE = "refusing to sync: NODE_ENV=production (set RELOADD_SYNC=1 in the container to allow)"

@@ -16,8 +16,8 @@ import pytest
 from support import DEADLINE, make_app, reloadd_argv, wait_for
 from sync_support import agents_of, control_env, start_sync, tree
 
-from reloadd.sync.agent import EXIT_LINK_DEAD
-from reloadd.sync.heartbeat import ping
+from reloadd.sync.pod.agent import EXIT_LINK_DEAD
+from reloadd.sync.shared.heartbeat import ping
 
 WINDOW = 1.5  # seconds: short, so the tests are quick; the default is documented and unit-tested
 

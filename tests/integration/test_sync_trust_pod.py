@@ -30,8 +30,8 @@ from support import DEADLINE, free_port, make_app, reloadd_argv, wait_for
 from sync_support import agents_of, control_env, served, start_sync, tree
 
 from reloadd.setup.production import EXIT_REFUSED
-from reloadd.sync.protocol import CHUNK_ITEMS, MAX_FRAME, FrameReader, encode_data, encode_message
-from reloadd.sync.schema import EXIT_PROTOCOL
+from reloadd.sync.shared.protocol import CHUNK_ITEMS, MAX_FRAME, FrameReader, encode_data, encode_message
+from reloadd.sync.shared.schema import EXIT_PROTOCOL
 
 ROOT = os.geteuid() == 0 and shutil.which("unshare") is not None
 needs_mounts = pytest.mark.skipif(not ROOT, reason="mounts in a mount namespace need root and unshare")

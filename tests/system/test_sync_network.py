@@ -21,8 +21,8 @@ from kube_standin import StandIn
 from support import DEADLINE, free_port, make_app, starts, wait_for
 from sync_support import control_env, first_sync_done, served, tree
 
-from reloadd.sync.heartbeat import HEARTBEAT_WINDOW
-from reloadd.sync.kubectl import EXIT_FORBIDDEN, EXIT_NO_AGENT, EXIT_NO_KUBECTL, EXIT_NOT_FOUND
+from reloadd.sync.laptop.kubectl import EXIT_FORBIDDEN, EXIT_NO_AGENT, EXIT_NO_KUBECTL, EXIT_NOT_FOUND
+from reloadd.sync.shared.heartbeat import HEARTBEAT_WINDOW
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs the kubectl binary on PATH")
 

@@ -1,5 +1,5 @@
 """What a synced batch is told it did to the app (feedback.py), and the line the laptop makes of it
-(sync/live.py): decisions on a fake clock, no processes."""
+(sync/laptop/live.py): decisions on a fake clock, no processes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from reloadd.host.control import Committed
 from reloadd.supervise.feedback import START_WINDOW, Feedback
-from reloadd.sync.live import Sent, describe, local_lines
+from reloadd.sync.laptop.live import Sent, describe, local_lines
 
 SOCKETS: list[socket.socket] = []
 

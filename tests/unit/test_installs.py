@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from reloadd.sync.handlers import _on_change
-from reloadd.sync.installs import DEFAULT_RULES, Installer, Rule, matching, rules_from_wire
-from reloadd.sync.live import Sent, describe
-from reloadd.sync.schema import ProtocolError
+from reloadd.sync.laptop.live import Sent, describe
+from reloadd.sync.pod.handlers import _on_change
+from reloadd.sync.pod.installs import DEFAULT_RULES, Installer, Rule, matching, rules_from_wire
+from reloadd.sync.shared.schema import ProtocolError
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from reloadd.errors import ReloaddError
-from reloadd.sync.handlers import Agent
-from reloadd.sync.paths import PathRefused, Root, check_link_target, check_path, check_root
-from reloadd.sync.protocol import ChannelData, Data, Frame, FrameReader, encode_data, encode_message
-from reloadd.sync.schema import ProtocolError
+from reloadd.sync.pod.handlers import Agent
+from reloadd.sync.shared.paths import PathRefused, Root, check_link_target, check_path, check_root
+from reloadd.sync.shared.protocol import ChannelData, Data, Frame, FrameReader, encode_data, encode_message
+from reloadd.sync.shared.schema import ProtocolError
 
 
 class Pod:

@@ -14,14 +14,21 @@ import pytest
 from reloadd.errors import ConfigError
 from reloadd.setup.config import validate
 from reloadd.setup.forwards import Forward, parse_forward, parse_forwards
-from reloadd.sync import channels as channels_module
-from reloadd.sync.channels import CHANNEL_CHUNK, CREDIT_STEP, READ, WRITE, Channels, Dialer, Openers
-from reloadd.sync.forward import Forwarder
-from reloadd.sync.heartbeat import Outlet
-from reloadd.sync.options import parse_sync_args
-from reloadd.sync.protocol import ChannelData, Frame, FrameReader, encode_channel, encode_message, is_channel_frame
-from reloadd.sync.schema import CHANNEL_WINDOW, ProtocolError, check_message
-from reloadd.sync.session import Session
+from reloadd.sync.laptop.forward import Forwarder
+from reloadd.sync.laptop.options import parse_sync_args
+from reloadd.sync.laptop.session import Session
+from reloadd.sync.shared import channels as channels_module
+from reloadd.sync.shared.channels import CHANNEL_CHUNK, CREDIT_STEP, READ, WRITE, Channels, Dialer, Openers
+from reloadd.sync.shared.heartbeat import Outlet
+from reloadd.sync.shared.protocol import (
+    ChannelData,
+    Frame,
+    FrameReader,
+    encode_channel,
+    encode_message,
+    is_channel_frame,
+)
+from reloadd.sync.shared.schema import CHANNEL_WINDOW, ProtocolError, check_message
 
 
 class Stream:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reloadd.sync.halts import MASS_DELETE_MIN_FILES, mass_delete
-from reloadd.sync.manifest import DIR, FILE, Entry, Manifest
+from reloadd.sync.laptop.halts import MASS_DELETE_MIN_FILES, mass_delete
+from reloadd.sync.shared.manifest import DIR, FILE, Entry, Manifest
 
 
 def tree(count: int, directory: str = "src") -> Manifest:

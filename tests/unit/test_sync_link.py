@@ -10,9 +10,8 @@ import time
 import pytest
 
 from reloadd.errors import ConfigError
-from reloadd.sync import reconnect as laptop
-from reloadd.sync.heartbeat import HEARTBEAT_ENV, HEARTBEAT_WINDOW, Outlet, WriteStalled, window_from
-from reloadd.sync.kubectl import (
+from reloadd.sync.laptop import reconnect
+from reloadd.sync.laptop.kubectl import (
     EXIT_FAILED,
     EXIT_FORBIDDEN,
     EXIT_NO_AGENT,
@@ -21,9 +20,10 @@ from reloadd.sync.kubectl import (
     EXIT_VERSION,
     explain,
 )
-from reloadd.sync.pods import PodEvent, PodWatch, event_of
-from reloadd.sync.protocol import PROTOCOL_VERSION
-from reloadd.sync.transport import Where
+from reloadd.sync.laptop.pods import PodEvent, PodWatch, event_of
+from reloadd.sync.laptop.transport import Where
+from reloadd.sync.shared.heartbeat import HEARTBEAT_ENV, HEARTBEAT_WINDOW, Outlet, WriteStalled, window_from
+from reloadd.sync.shared.protocol import PROTOCOL_VERSION
 
 WHERE = Where("pod/web-1", None)
 NOISE = 'E1204 16:59:07.424625   23803 memcache.go:265] "Unhandled Error" err="couldn\'t get current server API group"'
@@ -69,7 +69,7 @@ def test_a_kubectl_that_said_nothing_and_still_runs_is_explained_by_what_this_si
 
 
 def test_reconnection_is_at_once_then_backs_off_to_a_few_seconds() -> None:
-    assert [laptop.backoff(n) for n in range(7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert [reconnect.backoff(n) for n in range(7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 
 
 def test_the_heartbeat_window_comes_from_the_flag_then_the_environment() -> None:
@@ -82,12 +82,14 @@ def test_the_heartbeat_window_comes_from_the_flag_then_the_environment() -> None
 
 
 def test_a_version_mismatch_names_both_versions_and_the_side_to_upgrade() -> None:
-    older_pod = laptop.version_mismatch(
+    older_pod = reconnect.version_mismatch(
         "pod/web-1", {"t": "hello", "version": PROTOCOL_VERSION - 1, "reloadd": "0.0.9"}
     )
     assert older_pod.exit_code == EXIT_VERSION
     assert "reloadd 0.0.9 (sync protocol" in older_pod.message and "upgrade the pod's image" in older_pod.message
-    newer_pod = laptop.version_mismatch("pod/web-1", {"t": "hello", "version": PROTOCOL_VERSION + 1, "reloadd": "9.0"})
+    newer_pod = reconnect.version_mismatch(
+        "pod/web-1", {"t": "hello", "version": PROTOCOL_VERSION + 1, "reloadd": "9.0"}
+    )
     assert "upgrade reloadd on this laptop" in newer_pod.message
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from reloadd.sync import listing
-from reloadd.sync.handlers import Agent
-from reloadd.sync.manifest import DIR, FILE, LINK, Entry, diff, scan
-from reloadd.sync.paths import Root
-from reloadd.sync.schema import ProtocolError
+from reloadd.sync.pod.handlers import Agent
+from reloadd.sync.shared import listing
+from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, diff, scan
+from reloadd.sync.shared.paths import Root
+from reloadd.sync.shared.schema import ProtocolError
 
 
 def f(path: str, size: int = 1, mtime: int = 1, executable: bool = False) -> Entry:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reloadd.sync.local import LocalTree, NotSynced
-from reloadd.sync.localview import SyncRules
-from reloadd.sync.manifest import DIR, FILE, LINK
+from reloadd.sync.laptop.local import LocalTree, NotSynced
+from reloadd.sync.laptop.localview import SyncRules
+from reloadd.sync.shared.manifest import DIR, FILE, LINK
 
 
 @pytest.fixture

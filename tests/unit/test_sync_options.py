@@ -11,9 +11,15 @@ from reloadd.errors import ConfigError, ReloaddError
 from reloadd.setup.cli import parse_args
 from reloadd.setup.forwards import check_loops, parse_forwards
 from reloadd.setup.production import refusal
-from reloadd.sync.options import Destination, destination_where, parse_sync_args, whole_repository_warning, with_config
-from reloadd.sync.progress import human_duration
-from reloadd.sync.transport import Where, check_engine, exec_argv
+from reloadd.sync.laptop.options import (
+    Destination,
+    destination_where,
+    parse_sync_args,
+    whole_repository_warning,
+    with_config,
+)
+from reloadd.sync.laptop.progress import human_duration
+from reloadd.sync.laptop.transport import Where, check_engine, exec_argv
 
 
 def argv_for(*args: str) -> list[str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reloadd.sync import spool as spool_module
-from reloadd.sync.spool import Spool
+from reloadd.sync.pod import spool as spool_module
+from reloadd.sync.pod.spool import Spool
 
 AWKWARD = ["", "a\nb", "caf\udce9.js", "ünï/cödé", "x" * 5000, "tab\there"]  # newline, undecodable byte, long
 

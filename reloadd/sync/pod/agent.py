@@ -21,16 +21,25 @@ import time
 from collections.abc import Mapping
 from typing import cast
 
-from .. import __version__
-from ..errors import ConfigError, ReloaddError
-from ..output import out
-from ..setup.production import EXIT_REFUSED, refusal
-from .channels import Dialer
+from ... import __version__
+from ...errors import ConfigError, ReloaddError
+from ...output import out
+from ...setup.production import EXIT_REFUSED, refusal
+from ..shared.channels import Dialer
+from ..shared.heartbeat import (
+    BEATS_PER_WINDOW,
+    HEARTBEAT_WINDOW,
+    MAX_WINDOW,
+    MIN_WINDOW,
+    PING,
+    Heartbeat,
+    Outlet,
+    WriteStalled,
+)
+from ..shared.messages import FromAgent, Ping
+from ..shared.paths import Root, check_root
+from ..shared.protocol import PROTOCOL_VERSION, Frame, FrameReader, encode_message, is_channel_frame
 from .handlers import Agent
-from .heartbeat import BEATS_PER_WINDOW, HEARTBEAT_WINDOW, MAX_WINDOW, MIN_WINDOW, PING, Heartbeat, Outlet, WriteStalled
-from .messages import FromAgent, Ping
-from .paths import Root, check_root
-from .protocol import PROTOCOL_VERSION, Frame, FrameReader, encode_message, is_channel_frame
 
 READ_CHUNK = 1024 * 1024
 EXIT_LINK_DEAD = 75  # EX_TEMPFAIL: the laptop went silent or stopped reading; the agent ends itself

@@ -9,14 +9,14 @@ import socket
 import time
 from typing import Any, Callable, Optional
 
-from ..errors import ReloaddError
-from ..output import out
-from ..setup.production import EXIT_REFUSED
+from ...errors import ReloaddError
+from ...output import out
+from ...setup.production import EXIT_REFUSED
+from ..shared.manifest import DIR, Entry, Manifest
 from .changes import remember
 from .halts import MassDeleteHold
 from .live import Live
 from .localview import LocalView
-from .manifest import DIR, Entry, Manifest
 from .pods import PodEvent, PodWatch
 from .progress import Phases, say_batch, say_start, show_log, where_shown
 from .reconcile import Reconcile, ask_start

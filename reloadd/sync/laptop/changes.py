@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 
+from ..shared.manifest import DIR, Entry, Manifest, topmost
 from .local import NotSynced
 from .localview import LocalView
-from .manifest import DIR, Entry, Manifest, topmost
 
 Current = dict[str, Optional[Entry]]  # path -> its entry now, None when it goes
 

@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Optional
 
-from ..errors import EXIT_USAGE, ReloaddError
+from ...errors import EXIT_USAGE, ReloaddError
 from .transport import KUBECTL, Where, kubectl_scope
 
 # Exit statuses of `reloadd sync` (the README's table lists them with production.py's 3).

@@ -8,8 +8,8 @@ import sys
 import time
 from typing import Optional
 
-from ..output import out
-from .manifest import DIR, Entry
+from ...output import out
+from ..shared.manifest import DIR, Entry
 from .session import Session
 from .transport import Where
 

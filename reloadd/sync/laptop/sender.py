@@ -8,13 +8,13 @@ import sys
 import time
 from typing import Optional
 
-from ..output import out
+from ...output import out
+from ..shared.manifest import DIR, LINK, Entry
+from ..shared.protocol import DATA_CHUNK, chunks
 from .live import Live, Sent
 from .local import NotSynced
 from .localview import LocalView
-from .manifest import DIR, LINK, Entry
 from .progress import LINES_SHOWN, Progress
-from .protocol import DATA_CHUNK, chunks
 from .session import Disconnected, Session
 
 REPLY_TIMEOUT = 120.0  # seconds for an answer to a manifest, hash or commit request (pings keep a slow one alive)

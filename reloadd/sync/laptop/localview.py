@@ -8,14 +8,14 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from ..output import out
-from ..setup.matching import Rules, is_temp_file
-from ..setup.settings import Settings
-from .excludes import excluder
+from ...output import out
+from ...setup.matching import Rules, is_temp_file
+from ...setup.settings import Settings
+from ..shared.excludes import excluder
+from ..shared.manifest import DIR, LINK, Entry, Exclude, Manifest, escaped, is_utf8
 from .gitignore import GITIGNORE, IGNORE_FILE_MAX, GitIgnore
 from .gitignore import load as load_gitignore
 from .local import LocalTree, NotSynced
-from .manifest import DIR, LINK, Entry, Exclude, Manifest, escaped, is_utf8
 
 _NOT_PLAIN = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")  # an empty, "." or ".." component: relpath normalises it
 

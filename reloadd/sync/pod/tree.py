@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from .manifest import file_hash
-from .paths import Blocked, Root, remove_tree, temp_owner
+from ..shared.manifest import file_hash
+from ..shared.paths import Blocked, Root, remove_tree, temp_owner
 
 
 def file_hashes(root: Root, paths: list[tuple[str, tuple[str, ...]]]) -> dict[str, Optional[str]]:

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..output import out
+from ...output import out
 
 LIVE_EVENT = "live"
 INSTALL_LINES_SHOWN = 10  # of a failed install's last lines

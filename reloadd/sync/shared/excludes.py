@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..setup.globset import GlobSet
+from ...errors import ConfigError
+from ...setup.globset import GlobSet
 from .manifest import Exclude
 
 PROTECTED = (".git", "node_modules")  # never read, written or deleted by a sync unless included by name

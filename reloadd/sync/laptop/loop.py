@@ -30,18 +30,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 
-from ..host.bursts import Burst
-from ..host.watcher import Watcher, WatchReport
-from ..output import out, use_colour
-from ..setup.forwards import check_loops, parse_forwards
-from ..setup.settings import Settings
-from ..setup.sources import project_settings
+from ...host.bursts import Burst
+from ...host.watcher import Watcher, WatchReport
+from ...output import out, use_colour
+from ...setup.forwards import check_loops, parse_forwards
+from ...setup.settings import Settings
+from ...setup.sources import project_settings
+from ..shared.excludes import check_include, sync_globs
+from ..shared.heartbeat import window_from
 from .changes import changes
-from .excludes import check_include, sync_globs
 from .forward import Forwarder, Listener
 from .gitignore import GITIGNORE
 from .halts import MassDeleteHold, RootGuard, RootStep
-from .heartbeat import window_from
 from .kubectl import require_kubectl
 from .links import Links
 from .local import LocalTree

@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import ConfigError
-from ..setup.forwards import Forward
-from .channels import LOOPBACK
+from ...errors import ConfigError
+from ...setup.forwards import Forward
+from ..shared.channels import LOOPBACK
 
 if TYPE_CHECKING:
     from .session import Session

@@ -17,19 +17,19 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
-from ..host.control_client import Announcement, LogFeed
-from ..host.control_wire import control_dir, directory_key
+from ...host.control_client import Announcement, LogFeed
+from ...host.control_wire import control_dir, directory_key
+from ..shared.excludes import excluder
+from ..shared.listing import digest_items, group
+from ..shared.manifest import Entry, Exclude, walk
+from ..shared.messages import BeginBatch, Commit, Delete, FromAgent, Hash, ListDirs, Op, Stamp, Start
+from ..shared.paths import Root, check_link_target, check_path, temp_name
+from ..shared.protocol import CHUNK_ITEMS, ChannelData, Data, Frame, chunks
+from ..shared.schema import ProtocolError
 from .batch import Batch, failures, skips
-from .excludes import excluder
 from .installs import Installer, rules_from_wire
-from .listing import digest_items, group
-from .manifest import Entry, Exclude, walk
-from .messages import BeginBatch, Commit, Delete, FromAgent, Hash, ListDirs, Op, Stamp, Start
 from .notices import Notices, is_time
-from .paths import Root, check_link_target, check_path, temp_name
-from .pod_tree import file_hashes, remove_stale_temp, stamp
-from .protocol import CHUNK_ITEMS, ChannelData, Data, Frame, chunks
-from .schema import ProtocolError
+from .tree import file_hashes, remove_stale_temp, stamp
 
 OWED_BATCH = 0  # the batch id of an install an earlier session owed: the laptop numbers its batches from 1
 ON_CHANGE_MAX = 100  # onChange rules in one start message

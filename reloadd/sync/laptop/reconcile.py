@@ -12,16 +12,16 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from ..output import out
-from ..setup.settings import Settings
-from . import listing
+from ...output import out
+from ...setup.settings import Settings
+from ..shared import listing
+from ..shared.manifest import DIR, Entry, Manifest, diff
+from ..shared.protocol import chunks
 from .halts import MassDeleteHold
 from .local import LocalTree
 from .localview import LocalView
-from .manifest import DIR, Entry, Manifest, diff
 from .options import SyncOptions
 from .progress import LINES_SHOWN, Phases
-from .protocol import chunks
 from .sender import REPLY_TIMEOUT
 from .session import Disconnected, Session
 

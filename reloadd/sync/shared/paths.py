@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterator
 from typing import Callable, Optional
 
-from ..errors import ReloaddError
+from ...errors import ReloaddError
 from .schema import ProtocolError
 
 NAME_MAX = 255  # bytes in one path component (Linux)

@@ -22,8 +22,8 @@ import os
 import stat
 from typing import Callable, Optional
 
-from .manifest import DIR, FILE, LINK, Entry, Exclude, Manifest, entry_for, escaped, is_utf8, list_dir
-from .paths import TEMP_PREFIX, PathRefused, check_link_target
+from ..shared.manifest import DIR, FILE, LINK, Entry, Exclude, Manifest, entry_for, escaped, is_utf8, list_dir
+from ..shared.paths import TEMP_PREFIX, PathRefused, check_link_target
 
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO opened this way never blocks

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import IO, Optional
 
-from ..errors import ConfigError, ReloaddError
+from ...errors import ConfigError, ReloaddError
 
 KUBECTL = "kubectl"
 # --to spellings that need no cluster: the container's own exec is the transport, as with kubectl.

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import ReloaddError
+from ...errors import ReloaddError
 
 CHANNEL_MAX = 2**32 - 1
 CHANNEL_WINDOW = 256 * 1024  # bytes of one channel in flight, unwritten by the receiver: its credit

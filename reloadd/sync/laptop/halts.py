@@ -12,9 +12,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-from ..output import out
+from ...output import out
+from ..shared.manifest import DIR, Entry, Manifest
 from .local import LocalTree
-from .manifest import DIR, Entry, Manifest
 
 # A change halts when it would leave the tree without files, or with less than half of them
 # when it had at least this many (a small project losing half its files is a normal edit).

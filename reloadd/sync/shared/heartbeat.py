@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Final, Optional
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from .messages import Ping
 from .protocol import encode_message
 

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Optional
 
-from ..errors import EXIT_NOT_FOUND, ReloaddError
-from ..output import out
-from .channels import Channel, Openers
-from .heartbeat import PING, Heartbeat, Outlet, ping
-from .protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
-from .schema import NOTICE_MESSAGES, ProtocolError
+from ...errors import EXIT_NOT_FOUND, ReloaddError
+from ...output import out
+from ..shared.channels import Channel, Openers
+from ..shared.heartbeat import PING, Heartbeat, Outlet, ping
+from ..shared.protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
+from ..shared.schema import NOTICE_MESSAGES, ProtocolError
 from .transport import stderr_tail
 
 READ_CHUNK = 1024 * 1024

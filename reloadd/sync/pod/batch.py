@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .paths import Blocked, remove_tree
+from ..shared.paths import Blocked, remove_tree
 from .spool import Record, Spool
 from .staging import OPEN_DIR, Staging, unlink_quietly
 

@@ -7,11 +7,11 @@ import os
 from dataclasses import dataclass, field
 from typing import NoReturn, Optional
 
-from ..errors import ConfigError
-from ..setup.forwards import Forward, parse_forwards
-from ..setup.values import parse_log_format
-from .excludes import check_include
-from .heartbeat import HEARTBEAT_WINDOW, parse_window
+from ...errors import ConfigError
+from ...setup.forwards import Forward, parse_forwards
+from ...setup.values import parse_log_format
+from ..shared.excludes import check_include
+from ..shared.heartbeat import HEARTBEAT_WINDOW, parse_window
 from .transport import Where, engine_to, same_host, split_to
 
 SYNC_HELP = """\

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import __version__
-from ..errors import ReloaddError
-from ..output import out
+from ... import __version__
+from ...errors import ReloaddError
+from ...output import out
+from ..shared.protocol import PROTOCOL_VERSION
 from .kubectl import EXIT_FAILED, EXIT_FORBIDDEN, EXIT_NO_CLUSTER, EXIT_NOT_FOUND, EXIT_VERSION, Failure, explain
 from .pods import PodWatch
-from .protocol import PROTOCOL_VERSION
 from .session import Disconnected, Session
 from .transport import Where
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
-from ..host.control_client import Announcement
-from .messages import FromAgent, Installed, Live, Notice, Outcome
-from .schema import INT64
+from ...host.control_client import Announcement
+from ..shared.messages import FromAgent, Installed, Live, Notice, Outcome
+from ..shared.schema import INT64
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard  # typing's from 3.10
