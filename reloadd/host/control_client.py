@@ -10,12 +10,12 @@ import json
 import os
 import select
 import socket
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable, Optional
 
+from .background import Background
 from .control_wire import (
     ACK,
     KEY_LENGTH,
@@ -121,7 +121,7 @@ def supervisor_sockets(root: str, env: Mapping[str, str]) -> list[Path]:
     return [path for key in keys_above(root) for path in sorted(directory.glob(f"{key}.*{SOCKET_SUFFIX}"))]
 
 
-class LogFeed:
+class LogFeed(Background):
     """The agent's end of ``--logs``: a thread that listens to every supervisor watching ``root`` (one
     that starts later too) and hands each line the apps write to ``deliver(stream, line)``."""
 
@@ -129,14 +129,7 @@ class LogFeed:
         self.root = root
         self.env = dict(env)
         self.deliver = deliver
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="logs", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopped.set()
+        super().__init__("logs")
 
     def _run(self) -> None:
         listening: dict[Path, tuple[socket.socket, bytearray]] = {}

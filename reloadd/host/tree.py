@@ -154,17 +154,19 @@ def spawn(
 
 
 def send(pid: int, sig: int) -> bool:
-    """Signal one process; ESRCH/EPERM mean it is already gone (or no longer ours): not an error."""
-    try:
-        os.kill(pid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
+    """Signal one process; False if it is already gone (or no longer ours)."""
+    return _signal(os.kill, pid, sig)
 
 
 def send_group(pgid: int, sig: int) -> bool:
+    """Signal a process group; False if it is already gone (or no longer ours)."""
+    return _signal(os.killpg, pgid, sig)
+
+
+def _signal(kill: Callable[[int, int], None], target: int, sig: int) -> bool:
+    # ESRCH/EPERM mean the target is gone, or its number reused by a process not ours: not an error
     try:
-        os.killpg(pgid, sig)
+        kill(target, sig)
         return True
     except (ProcessLookupError, PermissionError):
         return False

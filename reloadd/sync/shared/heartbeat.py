@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Final, Optional
 
 from ...errors import ConfigError
+from ...host.background import Background
 from .messages import Ping
 from .protocol import encode_message
 
@@ -143,21 +144,14 @@ class Outlet:
                 os.close(fd)
 
 
-class Heartbeat:
+class Heartbeat(Background):
     """A thread that pings through ``outlet`` whenever nothing was written for an interval."""
 
     def __init__(self, outlet: Outlet, window: float, first: Optional[bytes] = None) -> None:
         self.outlet = outlet
         self.interval = window / BEATS_PER_WINDOW
         self.first = first
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopped.set()
+        super().__init__("heartbeat")
 
     def _run(self) -> None:
         try:
