@@ -3,7 +3,7 @@
 A warm process is the app's own command line started with two more pipes: reloadd writes its
 orders (one JSON line, later "go") to CONTROL_FD, and it reports ("ready", later what the app's
 code required) on REPORT_FD. Its phase changes in one method, ``WarmProcess.transition``, which
-checks each change against ``ALLOWED``; ``transitions_markdown`` renders that table for the docs.
+checks each change against ``ALLOWED`` (docs/design.md shows that table; a test keeps the two the same).
 """
 
 from __future__ import annotations
@@ -53,15 +53,6 @@ WAITING = frozenset({Phase.SPAWNED, Phase.PRELOADING, Phase.READY})  # alive, wa
 
 class PhaseError(RuntimeError):
     """A phase change that ALLOWED does not list: a bug in reloadd."""
-
-
-def transitions_markdown() -> str:
-    """``ALLOWED`` as a markdown table: one row per phase, the phases it may change to."""
-    rows = ["| from | to |", "| --- | --- |"]
-    for phase, targets in ALLOWED.items():
-        names = ", ".join(target.value for target in Phase if target in targets)
-        rows.append(f"| {phase.value} | {names or '(final)'} |")
-    return "\n".join(rows) + "\n"
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The supervisor's state machine: its states, the changes between them it may make, and the check.
 
-Pure: no processes, no clock. The loop (loop.py) keeps the current state and changes it in one
-place, ``transition``, which asks ``check`` first; ``transition_table`` renders ``ALLOWED`` for
-docs/design.md, and a test keeps the two the same.
+Pure: no processes, no clock. The supervisor (core.py) keeps the current state and changes it in one
+place, ``transition``, which asks ``check`` first. docs/design.md shows ``ALLOWED`` as a table;
+a test keeps the two the same.
 """
 
 from __future__ import annotations
@@ -44,13 +44,3 @@ def check(old: State, new: State, why: str) -> None:
     """Raise TransitionError unless ``old -> new`` is in ALLOWED (``why`` goes into the message)."""
     if new not in ALLOWED[old]:
         raise TransitionError(f"{old.value} -> {new.value} is not a state change reloadd makes ({why})")
-
-
-def transition_table() -> str:
-    """ALLOWED as a markdown table: one row per state, in declaration order, with the states it
-    may change to (in declaration order too), or "none" for the final state."""
-    rows = ["| from | to |", "| --- | --- |"]
-    for old in State:
-        targets = [new.value for new in State if new in ALLOWED[old]]
-        rows.append(f"| {old.value} | {', '.join(targets) or 'none'} |")
-    return "\n".join(rows) + "\n"

@@ -12,7 +12,7 @@ from fakes import Replay
 
 from reloadd.host.bursts import GROUP_QUIET, Burst
 from reloadd.supervise.delay import Delay
-from reloadd.supervise.machine import ALLOWED, State, TransitionError, transition_table
+from reloadd.supervise.machine import ALLOWED, State, TransitionError
 
 
 def state(run: Replay) -> State:
@@ -255,14 +255,6 @@ def test_a_transition_not_in_the_table_is_refused(tmp_path: Path) -> None:
         run.supervisor.transition(State.IDLE, "made up")
     assert State.EXITED not in ALLOWED[State.RUNNING], "a running app is always stopped before exiting"
     assert ALLOWED[State.EXITED] == frozenset()
-
-
-def test_the_transition_table_has_a_row_per_state_listing_where_it_may_go() -> None:
-    table = transition_table()
-    assert table.startswith("| from | to |\n| --- | --- |\n")
-    assert len(table.splitlines()) == 2 + len(State)
-    assert "| running | restarting, cleaning up, exiting |" in table
-    assert "| exited | none |" in table
 
 
 def test_when_reloadd_fails_the_apps_tree_is_stopped(tmp_path: Path) -> None:
