@@ -5,20 +5,40 @@ directories that appear (to be watched) or go away, and not the echo of a file a
 from __future__ import annotations
 
 import os
-from typing import Optional
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional, Protocol
 
 from ..output import out
-from ..setup.matching import Rules
 from .file_signature import FileSignature, file_signature
 from .raw_changes import CHANGE_ADDED, CHANGE_DELETED, RawChanges
 
 SCANNED_MEMORY = 10000  # files remembered from new-directory scans, to drop their echo events
 
 
+class WatchRules(Protocol):
+    """What the watcher asks of its rules: the supervisor's (setup/matching.py ``Rules``) or the
+    sync's (sync/laptop/localview.py ``SyncRules``)."""
+
+    skipped: str  # how --verbose names a change the rules leave out
+
+    @property
+    def roots(self) -> Sequence[Path]: ...
+
+    @property
+    def cwd(self) -> Path: ...
+
+    def matches(self, path: str) -> bool: ...
+
+    def prune(self, dir_path: str) -> bool: ...
+
+    def skip_reason(self, path: str) -> Optional[str]: ...
+
+
 class ChangeFilter:
     """Turns raw changes into the paths that restart the app (and, for ``reloadd sync``, directories)."""
 
-    def __init__(self, rules: Rules, extra_files: set[str], report_dirs: bool) -> None:
+    def __init__(self, rules: WatchRules, extra_files: set[str], report_dirs: bool) -> None:
         self.rules = rules
         self.extra_files = extra_files
         self.report_dirs = report_dirs  # also report directories created or removed (`reloadd sync` mirrors them)

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Callable, Optional, Protocol, Union
 
 from ..output import out
-from ..setup.matching import Rules
 from ..setup.production import refusal
 from . import pid1, ports, stdin, tree
 from .app_output import AppOutput, Listener
+from .change_filter import WatchRules
 from .control import ControlServer
 from .control_wire import control_dir, private_dir
 from .tree import ChildTree, StopLadder
@@ -141,7 +141,7 @@ class System(Protocol):
     def terminal(self) -> Tty: ...
     def interactive_stdin(self) -> bool: ...
     def watch(
-        self, rules: Rules, legacy_watch: Optional[bool], poll_ms: int, report: Reporter, extra: list[Path]
+        self, rules: WatchRules, legacy_watch: Optional[bool], poll_ms: int, report: Reporter, extra: list[Path]
     ) -> Watching: ...
     def warm(self) -> Prestart: ...
     def app_output(self, listener: Listener) -> AppOutput: ...
@@ -236,7 +236,7 @@ class HostSystem:
         return stdin.stdin_is_interactive()
 
     def watch(
-        self, rules: Rules, legacy_watch: Optional[bool], poll_ms: int, report: Reporter, extra: list[Path]
+        self, rules: WatchRules, legacy_watch: Optional[bool], poll_ms: int, report: Reporter, extra: list[Path]
     ) -> Watcher:
         """Start watching in a thread of its own; ``report`` is called there (``extra``: files watched besides)."""
         watcher = Watcher(rules, legacy_watch, poll_ms, report, extra_files=extra)

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..output import out
-from ..setup.matching import Rules
 from .catch_up import CatchUp
-from .change_filter import ChangeFilter
+from .change_filter import ChangeFilter, WatchRules
 from .mounts import WatchMode, virtual_mount_points
 from .notifier_choice import NotifierChoice
 from .notifiers import NOTIFIER_WHY, InotifyNotifier, Notifier, NotifierKind, WatchfilesNotifier, native_notifier
@@ -87,7 +86,7 @@ class Watcher:
 
     def __init__(
         self,
-        rules: Rules,
+        rules: WatchRules,
         legacy_watch: Optional[bool],
         poll_interval_ms: int,
         report: Callable[[WatchReport], None],

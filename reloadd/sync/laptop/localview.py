@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from ...output import out
-from ...setup.matching import Rules, is_temp_file
-from ...setup.settings import Settings
+from ...setup.matching import is_temp_file
 from ..shared.excludes import excluder
 from ..shared.manifest import DIR, LINK, Entry, Exclude, Manifest, escaped, is_utf8
 from .gitignore import GITIGNORE, IGNORE_FILE_MAX, GitIgnore
@@ -20,13 +19,15 @@ from .local import LocalTree, NotSynced
 _NOT_PLAIN = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")  # an empty, "." or ".." component: relpath normalises it
 
 
-class SyncRules(Rules):
-    """What the watcher reports: every file under the root that the sync does not exclude (dotfiles too)."""
+class SyncRules:
+    """What the watcher reports (host/change_filter.py ``WatchRules``): every file under the root
+    that the sync does not exclude (dotfiles too)."""
 
     skipped = "not synced:"
 
     def __init__(self, root: Path, exclude: Exclude) -> None:
-        super().__init__(Settings(watch=[str(root)], ignore_root=[]), root, None, ["*"])
+        self.roots = [root]
+        self.cwd = root
         self._root = str(root)
         self._prefix = self._root.rstrip("/") + "/"
         self._exclude_rule = exclude
