@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
 from reloadd.host.control import Committed
 from reloadd.supervise.feedback import START_WINDOW, Feedback
 from reloadd.sync.laptop.live import Sent, describe, local_lines
+from reloadd.sync.shared.messages import Live
 
 SOCKETS: list[socket.socket] = []
 
@@ -86,7 +88,7 @@ SENT = Sent(began=0.0, done=0.030, files=3, deleted=0)
     ],
 )
 def test_each_outcome_is_one_line(message: dict[str, object], level: str, line: str) -> None:
-    assert describe("pod/web", SENT, {"t": "live", "id": 1, **message}, "/app")[:2] == (level, line)
+    assert describe("pod/web", SENT, cast(Live, {"t": "live", "id": 1, **message}), "/app")[:2] == (level, line)
 
 
 def test_a_crash_shows_the_apps_own_lines_as_the_developer_has_the_files() -> None:
@@ -99,7 +101,7 @@ def test_a_crash_shows_the_apps_own_lines_as_the_developer_has_the_files() -> No
         "    at Module._compile (node:internal/modules/cjs/loader:1521:14)",
         "Node.js v20.20.2",
     ]
-    crash = {"t": "live", "id": 1, "what": "crashed", "status": 1, "lines": lines}
+    crash: Live = {"t": "live", "id": 1, "what": "crashed", "status": 1, "lines": lines}
     _, _, shown = describe("pod/web", SENT, crash, "/app")
     frame = "    at Object.<anonymous> (lib/boom.js:3:9)"
     assert shown == ["lib/boom.js:3", "  throw new Error('x');", "Error: x", frame]

@@ -11,6 +11,7 @@ import pytest
 from reloadd.sync.laptop.live import Sent, describe
 from reloadd.sync.pod.handlers import _on_change
 from reloadd.sync.pod.installs import DEFAULT_RULES, Installer, Rule, matching, rules_from_wire
+from reloadd.sync.shared.messages import Live
 from reloadd.sync.shared.schema import ProtocolError
 
 
@@ -75,20 +76,20 @@ def test_rules_cross_the_wire_checked() -> None:
 
 def test_an_install_is_named_in_the_live_line() -> None:
     sent = Sent(began=0.0, done=0.01, files=2, deleted=0)
-    restarted = {"t": "live", "id": 1, "what": "restarted", "ms": 40, "installed": "npm ci", "install_ms": 3200}
+    restarted: Live = {"t": "live", "id": 1, "what": "restarted", "ms": 40, "installed": "npm ci", "install_ms": 3200}
     assert (
         describe("pod/web", sent, restarted, "/app")[1]
         == "pod/web: 2 files → installed (npm ci, 3.2 s), restarted in 50 ms"
     )
     lines = [f"npm ERR! line {n}" for n in range(15)]
-    failed = {"t": "live", "id": 1, "what": "install-failed", "command": "npm ci", "status": 1, "lines": lines}
+    failed: Live = {"t": "live", "id": 1, "what": "install-failed", "command": "npm ci", "status": 1, "lines": lines}
     level, line, shown = describe("pod/web", sent, failed, "/app")
     assert (level, line) == (
         "error",
         "pod/web: 2 files → npm ci failed (exit status 1); the app keeps running the previous code",
     )
     assert shown == lines[-10:]
-    timed_out = {"t": "live", "id": 1, "what": "install-failed", "command": "npm ci", "lines": []}
+    timed_out: Live = {"t": "live", "id": 1, "what": "install-failed", "command": "npm ci", "lines": []}
     assert "npm ci failed (timed out)" in describe("pod/web", sent, timed_out, "/app")[1]
 
 

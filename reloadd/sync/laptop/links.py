@@ -7,12 +7,13 @@ from __future__ import annotations
 import selectors
 import socket
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from ...errors import ReloaddError
 from ...output import out
 from ...setup.production import EXIT_REFUSED
 from ..shared.manifest import DIR, Entry, Manifest
+from ..shared.messages import Start
 from .changes import remember
 from .halts import MassDeleteHold
 from .live import Live
@@ -38,7 +39,7 @@ class Links:
         adopt: Adopt,
         view: LocalView,
         hold: MassDeleteHold,
-        start: dict[str, Any],
+        start: Start,
         delete: bool,
     ) -> None:
         self.where = where

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ...output import out
+from ..shared import messages
 
 LIVE_EVENT = "live"
 INSTALL_LINES_SHOWN = 10  # of a failed install's last lines
@@ -57,7 +58,7 @@ def local_lines(lines: list[str], pod_root: str) -> list[str]:
     return [line.replace(prefix, "") if prefix and prefix != "/" else line for line in lines]
 
 
-def describe(where: str, sent: Optional[Sent], message: dict[str, Any], pod_root: str) -> tuple[str, str, list[str]]:
+def describe(where: str, sent: Optional[Sent], message: messages.Live, pod_root: str) -> tuple[str, str, list[str]]:
     """(level, line, lines under it) for one ``live`` message; level is "status", "warn" or "error"."""
     head = f"{where}: {what(sent)} → " if sent is not None else f"{where}: "
     outcome = message["what"]
@@ -111,7 +112,7 @@ class Live:
         """The pod's link dropped: its agent will not answer for what it had."""
         self.pending = {key: sent for key, sent in self.pending.items() if key[0] != pod}
 
-    def heard(self, pod: str, where: str, message: dict[str, Any], pod_root: str) -> None:
+    def heard(self, pod: str, where: str, message: messages.Live, pod_root: str) -> None:
         sent = self.pending.pop((pod, message["id"]), None)
         level, line, lines = describe(where, sent, message, pod_root)
         fields: dict[str, Any] = {"event": LIVE_EVENT, "target": where, "outcome": message["what"]}

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from ...output import out
 from ...setup.settings import Settings
 from ..shared import listing
 from ..shared.manifest import DIR, Entry, Manifest, diff
+from ..shared.messages import Reply, Start
 from ..shared.protocol import chunks
 from .halts import MassDeleteHold
 from .local import LocalTree
@@ -26,9 +27,9 @@ from .sender import REPLY_TIMEOUT
 from .session import Disconnected, Session
 
 
-def start_message(options: SyncOptions, settings: Settings, globs: list[str]) -> dict[str, Any]:
+def start_message(options: SyncOptions, settings: Settings, globs: list[str]) -> Start:
     """What the agent needs before its walk: the excludes, and what it should do after each batch."""
-    message: dict[str, Any] = {"t": "start", "exclude": globs}
+    message: Start = {"t": "start", "exclude": globs}
     if options.logs or (options.logs is None and settings.sync.logs):
         message["logs"] = True
     rules = settings.sync.on_change
@@ -37,7 +38,7 @@ def start_message(options: SyncOptions, settings: Settings, globs: list[str]) ->
     return message
 
 
-def ask_start(session: Session, message: dict[str, Any]) -> bool:
+def ask_start(session: Session, message: Start) -> bool:
     """Send ``start`` (the excludes); False if the agent already stopped (its first frame says why)."""
     try:
         session.send(message)
@@ -92,24 +93,28 @@ class Reconcile:
     def _remote_digests(self) -> dict[str, str]:
         """The pod's directory digests, chunk by chunk (the agent's warnings come first, from its walk)."""
         theirs: dict[str, str] = {}
-        for message in self._replies("dirs", "start"):
+        for items in self._replies("dirs", "start"):
             try:
-                theirs.update(listing.parse_digests(message["items"]))
+                theirs.update(listing.parse_digests(items))
             except ValueError as exc:
                 raise Disconnected(f"bad data from the agent: {exc}") from None
         return theirs
 
-    def _replies(self, kind: str, asked: str) -> Iterator[dict[str, Any]]:
-        """The chunks of one streamed answer, up to its ``KIND-end`` message; anything else is a broken link."""
+    def _replies(self, kind: Literal["dirs", "manifest"], asked: str) -> Iterator[list[Any]]:
+        """The chunks of one streamed answer (their items, or entries), up to its ``KIND-end`` message;
+        anything else is a broken link."""
         while True:
             message = self._receive_shown()
             if message["t"] == f"{kind}-end":
                 return
             if message["t"] != kind:
                 raise Disconnected(f"unexpected answer to {asked}: {message['t']}")
-            yield message
+            if message["t"] == "dirs":
+                yield message["items"]
+            elif message["t"] == "manifest":
+                yield message["entries"]
 
-    def _receive_shown(self) -> dict[str, Any]:
+    def _receive_shown(self) -> Reply:
         """The next message that is not a warning; the first warnings are shown, the rest counted."""
         name = self.session.name
         while True:
@@ -125,8 +130,8 @@ class Reconcile:
     def _remote_manifest(self) -> Manifest:
         """The entries of the directories asked for, chunk by chunk."""
         remote: Manifest = {}
-        for message in self._replies("manifest", "a list request"):
-            for item in message["entries"]:
+        for entries in self._replies("manifest", "a list request"):
+            for item in entries:
                 entry = Entry.from_wire(item)
                 if entry is None:
                     raise Disconnected(f"bad data from the agent: malformed manifest entry {str(item)[:80]}")

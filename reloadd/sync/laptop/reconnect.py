@@ -5,6 +5,7 @@ restarted the same way. These decide and say; the loop connects and sends."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
@@ -59,17 +60,17 @@ class Link:
         except Disconnected as exc:
             raise NotStarted(self._why_not_started(where, str(exc))) from None
         if hello["t"] == "refused":
-            out.error(f"{session.name}: {hello.get('message')}")
+            out.error(f"{session.name}: {hello['message']}")
             self.refused = True
             session.close()
             return False
-        if hello["t"] != "hello" or hello.get("version") != PROTOCOL_VERSION:
+        if hello["t"] != "hello" or hello["version"] != PROTOCOL_VERSION:
             session.close(dead=True)
             raise NotStarted(version_mismatch(session.name, hello))
         if not asked:
             raise Disconnected("the agent stopped reading before the sync began")
         self.greeted = True
-        session.root = str(hello.get("root", ""))
+        session.root = hello.get("root", "")
         return True
 
     def _why_not_started(self, where: Where, why: str) -> Failure:
@@ -134,8 +135,9 @@ class Link:
         return False
 
 
-def version_mismatch(name: str, hello: dict[str, object]) -> Failure:
-    """The agent speaks another protocol: both versions, and which side to upgrade."""
+def version_mismatch(name: str, hello: Mapping[str, object]) -> Failure:
+    """The agent speaks another protocol: both versions, and which side to upgrade (``hello``: what it said
+    first, which may be no hello at all)."""
     theirs, release = hello.get("version"), hello.get("reloadd", "an unknown version")
     older_pod = isinstance(theirs, int) and theirs < PROTOCOL_VERSION
     upgrade = "the pod's image (its reloadd is older)" if older_pod else "reloadd on this laptop (it is older)"

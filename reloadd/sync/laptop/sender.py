@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Optional
+from typing import Optional, Union
 
 from ...output import out
+from ..shared import messages
 from ..shared.manifest import DIR, LINK, Entry
 from ..shared.protocol import DATA_CHUNK, chunks
 from .live import Live, Sent
@@ -103,9 +104,7 @@ class Sender:
         session.send({"t": "commit", "id": self.batch_id})
         failed: list[Failed] = []
         while True:
-            reply = session.receive(REPLY_TIMEOUT)
-            if reply["t"] not in ("skipped", "failed", "done") or reply["id"] != self.batch_id:
-                raise Disconnected(f"unexpected answer to a batch: {reply['t']}")
+            reply = _batch_reply(session.receive(REPLY_TIMEOUT), self.batch_id)
             if reply["t"] == "skipped":
                 for line in reply["items"]:
                     out.warn(f"{session.name}: not written: {line}")
@@ -131,8 +130,17 @@ class Sender:
         except OSError:
             return 0  # gone since the burst: the next burst (its delete event) removes it in the pod
         try:
-            op = {"op": "file", "path": entry.path, "size": st.st_size, "exec": bool(st.st_mode & 0o100)}
-            session.send({"t": "op", **op, "mtime": st.st_mtime_ns})
+            executable = bool(st.st_mode & 0o100)
+            session.send(
+                {
+                    "t": "op",
+                    "op": "file",
+                    "path": entry.path,
+                    "size": st.st_size,
+                    "exec": executable,
+                    "mtime": st.st_mtime_ns,
+                }
+            )
             remaining = st.st_size
             while remaining:
                 chunk = os.read(fd, min(DATA_CHUNK, remaining)) or b"\0" * min(DATA_CHUNK, remaining)
@@ -141,6 +149,13 @@ class Sender:
             return st.st_size
         finally:
             os.close(fd)
+
+
+def _batch_reply(reply: messages.Reply, ident: int) -> Union[messages.Skipped, messages.Failed, messages.Done]:
+    """``reply`` if it answers batch ``ident``; anything else is a broken link."""
+    if (reply["t"] == "skipped" or reply["t"] == "failed" or reply["t"] == "done") and reply["id"] == ident:
+        return reply
+    raise Disconnected(f"unexpected answer to a batch: {reply['t']}")
 
 
 def _report_failed(session: Session, failed: list[Failed]) -> None:

@@ -13,14 +13,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Optional
+from typing import IO, Callable, Optional, cast
 
 from ...errors import EXIT_NOT_FOUND, ReloaddError
 from ...output import out
 from ..shared.channels import Channel, Openers
 from ..shared.heartbeat import PING, Heartbeat, Outlet, ping
+from ..shared.messages import FromLaptop, Notice, Reply
 from ..shared.protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
 from ..shared.schema import NOTICE_MESSAGES, ProtocolError
 from .transport import stderr_tail
@@ -62,7 +62,7 @@ class Session:
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.reader = FrameReader()
         self.queued: list[Frame] = []
-        self.notices: list[dict[str, Any]] = []  # messages the agent sends on its own (NOTICE_MESSAGES), in order
+        self.notices: list[Notice] = []  # messages the agent sends on its own (NOTICE_MESSAGES), in order
         self.root = ""
         self.outgoing = bytearray()
         self.outlet: Optional[Outlet] = None
@@ -130,8 +130,8 @@ class Session:
         return stderr_tail(self.stderr)
 
     # -- sending -------------------------------------------------------------------------------
-    def send(self, message: Mapping[str, object]) -> None:
-        """One message (messages.FromLaptop; laptop.py still builds some as plain dicts)."""
+    def send(self, message: FromLaptop) -> None:
+        """One message; the heartbeat's pings and the channels' frames go their own ways (outlet, _offer)."""
         self._write(encode_message(message))
 
     def send_data(self, chunk: bytes) -> None:
@@ -184,7 +184,7 @@ class Session:
             self.channels.ready(ready.channel, mask)
 
     # -- receiving -----------------------------------------------------------------------------
-    def receive(self, timeout: float) -> dict[str, Any]:
+    def receive(self, timeout: float) -> Reply:
         """The next message; raises Disconnected when the stream ends, breaks or stays silent.
 
         ``timeout`` bounds the wait for the answer itself; a link silent for the heartbeat window
@@ -206,7 +206,7 @@ class Session:
             raise Disconnected("the agent sent file data unasked")
         if frame["t"] == "error":
             raise Disconnected(f"the agent stopped: {frame.get('message')}")
-        return frame
+        return cast(Reply, frame)  # checked by schema.py; notices, pings and channels' frames were kept apart
 
     def read_ready(self, timeout: float) -> bool:
         """Read what is waiting (up to ``timeout``); True if something arrived. EOF raises Disconnected.
@@ -237,7 +237,7 @@ class Session:
                 if is_channel_frame(frame):
                     self.channels.take(frame)
                 elif isinstance(frame, dict) and frame["t"] in NOTICE_MESSAGES:
-                    self.notices.append(frame)
+                    self.notices.append(cast(Notice, frame))
                 elif not isinstance(frame, dict) or frame["t"] != PING:
                     self.queued.append(frame)
         except ProtocolError as exc:
