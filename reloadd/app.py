@@ -84,6 +84,7 @@ def run(argv: list[str]) -> int:
         from .sync.pod.agent import agent_main  # imported only for the subcommand: the supervisor's start pays nothing
 
         return agent_main(argv[1:], os.environ)
+    from .host.system import HostSystem
     from .setup.cli import parse_args
     from .setup.flags import HELP
     from .supervise.loop import Supervisor
@@ -109,7 +110,7 @@ def run(argv: list[str]) -> int:
         out.warn(warning)
     for notice in plan.notices:
         out.info(notice)
-    return Supervisor(plan, replan=lambda: make_plan(cli)).run()
+    return Supervisor(plan, HostSystem(), replan=lambda: make_plan(cli)).run()
 
 
 def dump(plan: Plan) -> int:

@@ -2,23 +2,35 @@
 
 A hook must never delay or break a restart: it is started with ``sh -c`` in its own process
 group, never awaited, SIGKILLed (with its whole group) after ``eventTimeout``, and reaped by
-the supervisor's single reaper, which hands its status back here.
+the supervisor's single reaper, which hands its status back here. It spawns, signals and reads
+the clock through the supervisor's ``System`` (any ``HookHost``), so replayed histories drive
+hooks on their fake clock and processes too.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional, Protocol
 
 from ..errors import ReloaddError, exit_status
 from ..output import out
-from .tree import send_group, spawn
+from .tree import Outputs
 
 HOOK_SHELL = "sh"
+INHERITED: Outputs = (None, None)  # a hook writes where reloadd writes
+
+
+class HookHost(Protocol):
+    """What hooks need of the system: the loop's clock, spawning and signalling a process group."""
+
+    def now(self) -> float: ...
+
+    def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int], outputs: Outputs) -> int: ...
+
+    def send_group(self, pgid: int, sig: int) -> bool: ...
 
 
 @dataclass
@@ -37,13 +49,12 @@ class Hooks:
         commands: Mapping[str, str],
         base_env: Mapping[str, str],
         timeout: float,
-        clock: Callable[[], float] = time.monotonic,
+        host: HookHost,
     ) -> None:
         self.commands = dict(commands)
         self.base_env = dict(base_env)
         self.timeout = timeout
-        # Deadlines: monotonic, the clock of the ``now`` the loop (System.now) passes to enforce_timeouts.
-        self.clock = clock
+        self.host = host  # its now() is the loop's clock, which enforce_timeouts is given too
         self.running: dict[int, RunningHook] = {}
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
@@ -69,11 +80,11 @@ class Hooks:
             }
         )
         try:
-            pid = spawn([HOOK_SHELL, "-c", command], env, stdin_fd=self._devnull)
+            pid = self.host.spawn([HOOK_SHELL, "-c", command], env, self._devnull, INHERITED)
         except ReloaddError as exc:
             out.error(f"event {event}: {exc.message}")
             return
-        self.running[pid] = RunningHook(event, command, self.clock() + self.timeout)
+        self.running[pid] = RunningHook(event, command, self.host.now() + self.timeout)
         out.detail(f"event {event}: running `{command}` (pid {pid})")
 
     def pids(self) -> set[int]:
@@ -84,7 +95,7 @@ class Hooks:
         hook = self.running.pop(pid, None)
         if hook is None:
             return False
-        send_group(pid, signal.SIGKILL)  # whatever the hook left running in its group goes with it
+        self.host.send_group(pid, signal.SIGKILL)  # whatever the hook left running in its group goes with it
         code = exit_status(wait_status)
         if hook.timed_out:
             out.error(f"event {hook.event}: `{hook.command}` killed after {self.timeout:g}s timeout")
@@ -96,7 +107,7 @@ class Hooks:
         for pid, hook in self.running.items():
             if not hook.timed_out and now >= hook.deadline:
                 hook.timed_out = True
-                send_group(pid, signal.SIGKILL)
+                self.host.send_group(pid, signal.SIGKILL)
 
     def next_deadline(self) -> Optional[float]:
         pending = [h.deadline for h in self.running.values() if not h.timed_out]
@@ -104,4 +115,4 @@ class Hooks:
 
     def kill_all(self) -> None:
         for pid in self.running:
-            send_group(pid, signal.SIGKILL)
+            self.host.send_group(pid, signal.SIGKILL)

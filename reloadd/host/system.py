@@ -24,12 +24,11 @@ from .app_output import AppOutput, Listener
 from .change_filter import WatchRules
 from .control import ControlServer
 from .control_wire import control_dir, private_dir
-from .tree import ChildTree, StopLadder
+from .tree import ChildTree, Outputs, StopLadder
 from .warm import Taken, Warm
 from .warm_launch import Launch
 from .watcher import Watcher, WatchReport
 
-Outputs = tuple[Optional[int], Optional[int]]  # an app's stdout and stderr (None: reloadd's own)
 Reporter = Callable[[WatchReport], None]  # called in the watcher's thread
 
 

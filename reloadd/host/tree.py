@@ -26,6 +26,8 @@ KILL_WAIT = 2.0  # seconds to wait for the kernel to finish SIGKILLed processes 
 STOP_POLL_INTERVAL = 0.01  # seconds between looks at the tree while it stops (the restart path: keep it short)
 SLOW_STOP = 1.0  # seconds: a restart whose old tree took this long says so even without --verbose
 
+Outputs = tuple[Optional[int], Optional[int]]  # a child's stdout and stderr (None: reloadd's own)
+
 
 class ProcInfo(NamedTuple):
     ppid: int

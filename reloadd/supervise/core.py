@@ -18,7 +18,7 @@ from ..host.control import Committed, ControlServer, Echoes
 from ..host.hooks import Hooks
 from ..host.hot import SoftReload
 from ..host.stdin import AppStdin
-from ..host.system import HostSystem, Ladder, System, Tree, Watching
+from ..host.system import Ladder, System, Tree, Watching
 from ..host.watcher import WatchReport
 from ..output import out
 from ..setup.plan import Plan
@@ -71,10 +71,8 @@ class ConfigFiles:
 
 
 class SupervisorCore:
-    def __init__(
-        self, plan: Plan, replan: Optional[Callable[[], Plan]] = None, system: Optional[System] = None
-    ) -> None:
-        self.system: System = system or HostSystem()
+    def __init__(self, plan: Plan, system: System, replan: Optional[Callable[[], Plan]] = None) -> None:
+        self.system = system
         self.replan = replan
         self.state = State.IDLE
         self.tree: Optional[Tree] = None  # set exactly in WITH_TREE states
@@ -92,7 +90,7 @@ class SupervisorCore:
         self.terminal = self.system.terminal()
         self.stdin = Stdin(AppStdin())
         self.soft = SoftReload()
-        self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout, clock=self.system.now)
+        self.hooks = Hooks(plan.settings.events, plan.env, plan.settings.event_timeout, self.system)
         self.control: Optional[ControlServer] = None  # `reloadd agent` says "batch committed" here
         self.echoes = Echoes()  # what a committed batch wrote: the watcher's later report of it is no change
         self.feedback = Feedback()  # committed batches waiting to hear what they did to the app
