@@ -12,7 +12,6 @@ long again, on every restart.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import struct
@@ -35,23 +34,6 @@ DIAG_REQUEST = struct.Struct("=BBBxI48x")  # family, protocol, extensions, pad, 
 DIAG_SPORT = struct.Struct(">H")  # inet_diag_msg: 4 bytes, then the socket id starting with the source port
 DIAG_INODE = struct.Struct("=I")
 DIAG_INODE_OFFSET = 4 + 48 + 16  # after family/state/timer/retrans, the socket id and expires..uid
-
-
-def listens_on_all_interfaces(host: str) -> bool:
-    """Is ``host`` (as node's --inspect takes it) the unspecified address, i.e. every interface?
-
-    ``0.0.0.0`` and ``::`` in any spelling: ``[::0]``, ``0:0::0``, and the IPv4 shorthands that
-    inet_aton (and so node) reads as 0.0.0.0: ``0``, ``0.0``, ``0x0``, ``000``.
-    """
-    text = host.strip().strip("[]").split("%", 1)[0]  # an IPv6 zone (`::%eth0`) does not narrow it
-    try:
-        return ipaddress.ip_address(text).is_unspecified
-    except ValueError:
-        pass
-    try:
-        return socket.inet_aton(text) == bytes(4)
-    except OSError:
-        return False
 
 
 def _netlink_listeners(family: int) -> dict[int, int]:

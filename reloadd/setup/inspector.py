@@ -3,10 +3,13 @@ it into node's argv, or the one the command already has.
 
 The flag (--inspect, --inspect-brk), the config key and the command all agree through here: one
 canonical value, ``HOST:PORT`` or ``brk:HOST:PORT``, and one place that turns it into node's flag.
+Whether its host is every interface (the supervisor warns then) is answered here too.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from typing import Any, Optional
 
 from ..errors import ConfigError
@@ -102,3 +105,20 @@ def _own_inspect(argv: list[str]) -> Optional[tuple[str, int]]:
             except ValueError:
                 continue  # node will complain about it itself
     return found
+
+
+def listens_on_all_interfaces(host: str) -> bool:
+    """Is ``host`` (as node's --inspect takes it) the unspecified address, i.e. every interface?
+
+    ``0.0.0.0`` and ``::`` in any spelling: ``[::0]``, ``0:0::0``, and the IPv4 shorthands that
+    inet_aton (and so node) reads as 0.0.0.0: ``0``, ``0.0``, ``0x0``, ``000``.
+    """
+    text = host.strip().strip("[]").split("%", 1)[0]  # an IPv6 zone (`::%eth0`) does not narrow it
+    try:
+        return ipaddress.ip_address(text).is_unspecified
+    except ValueError:
+        pass
+    try:
+        return socket.inet_aton(text) == bytes(4)
+    except OSError:
+        return False

@@ -20,10 +20,10 @@ from __future__ import annotations
 import signal
 from typing import Optional
 
-from ..host.ports import listens_on_all_interfaces
 from ..host.tree import STOP_POLL_INTERVAL
 from ..output import out
 from ..setup.command import script_missing
+from ..setup.inspector import listens_on_all_interfaces
 from .changes import Changes
 from .machine import State
 

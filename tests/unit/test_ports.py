@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reloadd.host.ports import listens_on_all_interfaces
+from reloadd.setup.inspector import listens_on_all_interfaces
 
 EVERY = ["0.0.0.0", "::", "::0", "[::0]", "0:0:0:0:0:0:0:0", "0", "0.0", "0x0", "000", "::%eth0"]
 NOT_EVERY = ["127.0.0.1", "::1", "localhost", "10.0.0.1", "0.0.0.1", "", "example.com", "::ffff:127.0.0.1"]
