@@ -330,8 +330,9 @@ def _trim(text: str) -> str:
 def profile_parts(base: Path) -> None:
     """The parts of a start, one by one in this process, on the 20k tree."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from reloadd.sync.laptop.compare import diff
     from reloadd.sync.shared.excludes import excluder
-    from reloadd.sync.shared.manifest import Entry, diff, scan
+    from reloadd.sync.shared.manifest import Entry, scan
     from reloadd.sync.shared.protocol import FrameReader, encode_message
 
     laptop = base / "prof-laptop"

@@ -1,6 +1,6 @@
 """The wire of the local control channel between ``reloadd agent`` and the supervisor: where the
 sockets are, what they are called, and how a message is framed. The server (control.py) and the
-client (control_client.py) both speak it.
+client (the agent's, sync/pod/announce.py) both speak it.
 
 The agent knows exactly when a synced batch is complete, so the supervisor need not guess it
 from a quiet window or wait for a poller on a FUSE or network volume. The channel is a Unix

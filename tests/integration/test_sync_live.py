@@ -16,7 +16,7 @@ import pytest
 from support import Reloadd, free_port, make_app, wait_for
 from sync_support import control_env, served, start_sync
 
-from reloadd.host.control_client import LOG_RESCAN
+from reloadd.sync.pod.announce import LOG_RESCAN
 
 LIVE = re.compile(r"\] (\S+): (.+?) → (.*)$", re.M)  # pod: what → outcome
 QUIET = 1.5  # seconds with no further line: "exactly one line for this batch"

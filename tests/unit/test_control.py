@@ -16,8 +16,8 @@ from typing import Callable
 import pytest
 
 from reloadd.host.control import HOLD_LIMIT, HOLD_MAX, ControlServer, Echoes
-from reloadd.host.control_client import Announcement, LogFeed
 from reloadd.host.control_wire import private_dir
+from reloadd.sync.pod.announce import Announcement, LogFeed
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import pytest
 
 from reloadd.errors import ReloaddError
 from reloadd.sync.pod.handlers import Agent
-from reloadd.sync.shared.paths import PathRefused, Root, check_link_target, check_path, check_root
+from reloadd.sync.pod.root import Root, check_root
+from reloadd.sync.shared.paths import PathRefused, check_link_target, check_path
 from reloadd.sync.shared.protocol import ChannelData, Data, Frame, FrameReader, encode_data, encode_message
 from reloadd.sync.shared.schema import ProtocolError
 

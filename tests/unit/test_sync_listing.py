@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from reloadd.sync.laptop.compare import diff
 from reloadd.sync.pod.handlers import Agent
+from reloadd.sync.pod.root import Root
 from reloadd.sync.shared import listing
-from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, diff, scan
-from reloadd.sync.shared.paths import Root
+from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, scan
 from reloadd.sync.shared.schema import ProtocolError
 
 

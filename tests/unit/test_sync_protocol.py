@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from reloadd.errors import ConfigError
+from reloadd.sync.laptop.compare import diff, topmost
 from reloadd.sync.laptop.gitignore import load
 from reloadd.sync.shared import messages
 from reloadd.sync.shared.excludes import check_include, excluder, sync_globs
-from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, diff, scan, topmost
+from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, scan
 from reloadd.sync.shared.protocol import MAX_FRAME, Data, FrameReader, chunks, encode_data, encode_message
 from reloadd.sync.shared.schema import CHANNEL_MESSAGES, MESSAGES, NOTICE_MESSAGES, ProtocolError
 

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 
-from ..shared.manifest import DIR, Entry, Manifest, topmost
+from ..shared.manifest import DIR, Entry, Manifest
+from .compare import topmost
 from .local import NotSynced
 from .localview import LocalView
 

@@ -15,9 +15,10 @@ from typing import Any, Literal
 from ...output import out
 from ...setup.settings import Settings
 from ..shared import listing
-from ..shared.manifest import DIR, Entry, Manifest, diff
+from ..shared.manifest import DIR, Entry, Manifest
 from ..shared.messages import Reply, Start
 from ..shared.protocol import chunks
+from . import compare
 from .halts import MassDeleteHold
 from .local import LocalTree
 from .localview import LocalView
@@ -69,7 +70,7 @@ class Reconcile:
         asked = listing.to_ask(mine, theirs)
         remote = self._listings(asked)
         compared = {entry.path: entry for d in listing.differing(mine, theirs) for entry in groups[d]}
-        result = diff(compared, remote, self.delete)
+        result = compare.diff(compared, remote, self.delete)
         if result.delete and not self.hold.allowed:
             # Whether the deletes remove too much is judged on the pod's whole tree: only now, with
             # something to delete, are the listings that the digests made unnecessary fetched too.

@@ -37,9 +37,9 @@ from ..shared.heartbeat import (
     WriteStalled,
 )
 from ..shared.messages import FromAgent, Ping
-from ..shared.paths import Root, check_root
 from ..shared.protocol import PROTOCOL_VERSION, Frame, FrameReader, encode_message, is_channel_frame
 from .handlers import Agent
+from .root import Root, check_root
 
 READ_CHUNK = 1024 * 1024
 EXIT_LINK_DEAD = 75  # EX_TEMPFAIL: the laptop went silent or stopped reading; the agent ends itself

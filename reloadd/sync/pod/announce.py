@@ -1,4 +1,4 @@
-"""The agent's end of the local control channel (the wire is described in control_wire.py):
+"""The agent's end of the local control channel (the wire is described in host/control_wire.py):
 ``Announcement`` tells the supervisors watching a directory that a batch begins, is committed (or
 kept, or only stamped) and waits to hear what it did; ``LogFeed`` follows the apps' log lines.
 """
@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable, Optional
 
-from .background import Background
-from .control_wire import (
+from ...host.background import Background
+from ...host.control_wire import (
     ACK,
     KEY_LENGTH,
     MAX_MESSAGE,

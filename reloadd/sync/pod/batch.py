@@ -6,7 +6,7 @@ atomic for the app), a directory or a deleted path is renamed to a backup name. 
 fails (EBUSY on a bind-mounted file, EACCES, EXDEV, ENOSPC) is recorded and the others are
 tried, so one reply names every path that cannot be written; then, if any failed, the journal
 is undone backwards and the tree is exactly as before. Only a batch that committed completely
-removes its backups and is announced to the supervisor (host/control_client.py).
+removes its backups and is announced to the supervisor (announce.py).
 
 An agent killed during the commit's renames leaves each path old or new, never half a file; the
 next agent removes the leftovers at its start and the laptop's manifest diff repairs the rest.
@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..shared.paths import Blocked, remove_tree
+from .root import Blocked, remove_tree
 from .spool import Record, Spool
 from .staging import OPEN_DIR, Staging, unlink_quietly
 

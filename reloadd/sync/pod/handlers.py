@@ -3,7 +3,7 @@
 A session: the agent receives the exclude globs, streams its manifest in chunks, answers hash
 requests, then applies batches. A batch is staged out of sight and committed all at once or not
 at all (batch.py); the reply lists what was skipped or failed, then ``done`` says which. Around a
-commit the agent tells the supervisor that watches this directory (host/control_client.py) that a batch
+commit the agent tells the supervisor that watches this directory (announce.py) that a batch
 begins and what it committed (notices.py): one restart per batch, and none for a batch that failed.
 
 Every path is checked by paths.check_path and resolved without following pod-side symlinks;
@@ -17,18 +17,19 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any, Callable, Optional
 
-from ...host.control_client import Announcement, LogFeed
 from ...host.control_wire import control_dir, directory_key
 from ..shared.excludes import excluder
 from ..shared.listing import digest_items, group
 from ..shared.manifest import Entry, Exclude, walk
 from ..shared.messages import BeginBatch, Commit, Delete, FromAgent, Hash, ListDirs, Op, Stamp, Start
-from ..shared.paths import Root, check_link_target, check_path, temp_name
+from ..shared.paths import check_link_target, check_path
 from ..shared.protocol import CHUNK_ITEMS, ChannelData, Data, Frame, chunks
 from ..shared.schema import ProtocolError
+from .announce import Announcement, LogFeed
 from .batch import Batch, failures, skips
 from .installs import Installer, rules_from_wire
 from .notices import Notices, is_time
+from .root import Root, temp_name
 from .tree import file_hashes, remove_stale_temp, stamp
 
 OWED_BATCH = 0  # the batch id of an install an earlier session owed: the laptop numbers its batches from 1

@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ...host.control_client import Announcement
 from ...host.control_wire import private_dir
 from ..shared.excludes import excluder
 from ..shared.messages import Installed, Live, Notice
+from .announce import Announcement
 
 DEPENDENCY_FILES = ("package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml")
 LOCKFILE_COMMANDS = (  # the first lockfile present decides, as each tool's docs recommend for CI

@@ -1,6 +1,6 @@
 """What the agent says on its own, not as an answer: what a committed batch did to the app, its log lines.
 
-A committed batch is handed to the supervisors that watch the synced directory (host/control_client.py);
+A committed batch is handed to the supervisors that watch the synced directory (announce.py);
 what they say it did (restarted, crashed at start, unchanged...) reaches the laptop as a
 ``live`` message once they know, from a thread, so the next batch need not wait for the app.
 The app's lines (``--logs``) arrive from another thread too. Both write to the link the main
@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
-from ...host.control_client import Announcement
 from ..shared.messages import FromAgent, Installed, Live, Notice, Outcome
 from ..shared.schema import INT64
+from .announce import Announcement
 
 if TYPE_CHECKING:
     from typing_extensions import TypeGuard  # typing's from 3.10

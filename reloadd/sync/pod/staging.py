@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..shared.manifest import Exclude
-from ..shared.paths import Root, file_mode, kind_in_the_way
+from .root import Root, file_mode, kind_in_the_way
 from .spool import Record, Spool
 
 FD_CACHE_MAX = 256  # directory descriptors a batch keeps open before it closes them all and starts over

@@ -11,7 +11,7 @@ import os
 from typing import Optional
 
 from ..shared.manifest import file_hash
-from ..shared.paths import Blocked, Root, remove_tree, temp_owner
+from .root import Blocked, Root, remove_tree, temp_owner
 
 
 def file_hashes(root: Root, paths: list[tuple[str, tuple[str, ...]]]) -> dict[str, Optional[str]]:
