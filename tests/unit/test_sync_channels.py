@@ -15,10 +15,13 @@ from reloadd.errors import ConfigError
 from reloadd.setup.config import validate
 from reloadd.setup.forwards import Forward, parse_forward, parse_forwards
 from reloadd.sync.laptop.forward import Forwarder
+from reloadd.sync.laptop.openers import Openers
 from reloadd.sync.laptop.options import parse_sync_args
 from reloadd.sync.laptop.session import Session
+from reloadd.sync.pod import dialer as dialer_module
+from reloadd.sync.pod.dialer import Dialer
 from reloadd.sync.shared import channels as channels_module
-from reloadd.sync.shared.channels import CHANNEL_CHUNK, CREDIT_STEP, READ, WRITE, Channels, Dialer, Openers
+from reloadd.sync.shared.channels import CHANNEL_CHUNK, CREDIT_STEP, READ, WRITE, Channels
 from reloadd.sync.shared.heartbeat import Outlet
 from reloadd.sync.shared.protocol import (
     ChannelData,
@@ -281,7 +284,7 @@ def test_the_agent_retries_a_refused_port_until_the_app_listens(monkeypatch: pyt
 
 
 def test_the_agent_gives_up_on_a_port_after_its_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(channels_module, "CONNECT_RETRY", 0.3)
+    monkeypatch.setattr(dialer_module, "CONNECT_RETRY", 0.3)
     stream = Stream()
     dialer = Dialer(stream.push)
     with socket.socket() as probe:

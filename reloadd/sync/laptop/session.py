@@ -18,11 +18,12 @@ from typing import IO, Callable, Optional, cast
 
 from ...errors import EXIT_NOT_FOUND, ReloaddError
 from ...output import out
-from ..shared.channels import Channel, Openers
+from ..shared.channels import Channel
 from ..shared.heartbeat import PING, Heartbeat, Outlet, ping
 from ..shared.messages import FromLaptop, Notice, Reply
 from ..shared.protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
 from ..shared.schema import NOTICE_MESSAGES, ProtocolError
+from .openers import Openers
 from .transport import stderr_tail
 
 READ_CHUNK = 1024 * 1024

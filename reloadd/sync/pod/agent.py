@@ -25,7 +25,6 @@ from ... import __version__
 from ...errors import ConfigError, ReloaddError
 from ...output import out
 from ...setup.production import EXIT_REFUSED, refusal
-from ..shared.channels import Dialer
 from ..shared.heartbeat import (
     BEATS_PER_WINDOW,
     HEARTBEAT_WINDOW,
@@ -38,6 +37,7 @@ from ..shared.heartbeat import (
 )
 from ..shared.messages import FromAgent, Ping
 from ..shared.protocol import PROTOCOL_VERSION, Frame, FrameReader, encode_message, is_channel_frame
+from .dialer import Dialer
 from .handlers import Agent
 from .root import Root, check_root
 

@@ -20,10 +20,7 @@ gone) ends the channel at once on both sides (``close`` with ``abort``).
 
 from __future__ import annotations
 
-import errno
-import os
 import socket
-import time
 from collections.abc import Iterator
 from typing import Callable, Optional, cast
 
@@ -33,8 +30,6 @@ from .schema import CHANNEL_WINDOW, ProtocolError
 
 CHANNEL_CHUNK = 64 * 1024  # bytes read from a socket per turn, one C frame: a batch never waits behind more
 CREDIT_STEP = CHANNEL_WINDOW // 4  # bytes written out before they are granted back (fewer credit messages)
-CONNECT_RETRY = 5.0  # seconds the agent keeps trying a refused port: the app may be restarting
-CONNECT_INTERVAL = 0.1  # seconds between those tries
 LOOPBACK = "127.0.0.1"
 
 Push = Callable[[bytes], None]  # hands one encoded frame to the stream (Outlet.offer)
@@ -72,7 +67,8 @@ class Channel:
 class Channels:
     """The channels of one stream (one session): what both sides share.
 
-    The laptop (Openers) opens channels, the agent (Dialer) connects them; both move bytes and
+    The laptop (sync/laptop/openers.py) opens channels, the agent (sync/pod/dialer.py) connects
+    them; both move bytes and
     credit the same way.
     """
 
@@ -228,92 +224,3 @@ class Channels:
 
     def tick(self, now: float) -> None:
         pass
-
-
-class Openers(Channels):
-    """The laptop's side: each accepted client becomes a channel the agent is asked to connect."""
-
-    def __init__(self, push: Push, refused: Callable[[int, str], None]) -> None:
-        super().__init__(push)
-        self.refused = refused  # said when the pod's port takes no connection: (port, why)
-        self.said: set[int] = set()  # ports whose refusal was said: not again until one connects
-        self.counter = 0
-
-    def open(self, sock: socket.socket, port: int) -> None:
-        """Carry ``sock``, a client just accepted, to 127.0.0.1:``port`` in the pod."""
-        self.counter += 1
-        channel = Channel(self.counter, sock, port, connected=False)
-        self.table[channel.ident] = channel
-        self.send({"t": "open", "ch": channel.ident, "port": port})
-
-    def answered(self, channel: Channel, opened: bool, message: str) -> None:
-        if channel.connected:
-            raise ProtocolError(f"channel {channel.ident} opened twice")
-        if opened:
-            channel.connected = True
-            self.said.discard(channel.port)
-            return
-        if channel.port not in self.said:  # a client retrying every second is said once
-            self.said.add(channel.port)
-            self.refused(channel.port, message)
-        channel.read_done = True  # nothing to tell the agent: the channel never opened there
-        self._drop(channel)
-
-
-class Dialer(Channels):
-    """The agent's side: it connects each channel the laptop opens, retrying while the app restarts."""
-
-    def open_asked(self, ident: int, port: int) -> None:
-        if ident in self.table:
-            raise ProtocolError(f"open: channel {ident} is open already")
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        except OSError as exc:  # out of descriptors: this connection fails, the sync goes on
-            self.send({"t": "open-failed", "ch": ident, "message": f"127.0.0.1:{port}: {exc.strerror}"})
-            return
-        channel = Channel(ident, sock, port, connected=False)
-        channel.give_up_at = time.monotonic() + CONNECT_RETRY
-        self.table[ident] = channel
-        self._connect(channel)
-
-    def _connect(self, channel: Channel) -> None:
-        channel.retry_at = None
-        if channel.sock.fileno() < 0:  # a retry: a refused socket cannot connect again everywhere
-            try:
-                channel.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            except OSError as exc:
-                self._failed(channel, exc.errno or 0)
-                return
-            channel.sock.setblocking(False)
-        code = channel.sock.connect_ex((LOOPBACK, channel.port))
-        if code in (errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR):
-            channel.dialing = True  # connect_done when the socket is writable
-            return
-        self._connected(channel, code)
-
-    def connect_done(self, channel: Channel) -> None:
-        channel.dialing = False
-        self._connected(channel, channel.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
-
-    def _connected(self, channel: Channel, code: int) -> None:
-        if code == 0:
-            channel.connected = True
-            self.send({"t": "opened", "ch": channel.ident})
-            return
-        now = time.monotonic()
-        if code == errno.ECONNREFUSED and now + CONNECT_INTERVAL < channel.give_up_at:
-            channel.sock.close()  # _connect makes a new one
-            channel.retry_at = now + CONNECT_INTERVAL
-            return
-        self._failed(channel, code)
-
-    def _failed(self, channel: Channel, code: int) -> None:
-        why = "nothing listens there" if code == errno.ECONNREFUSED else os.strerror(code)
-        self.send({"t": "open-failed", "ch": channel.ident, "message": f"127.0.0.1:{channel.port}: {why}"})
-        channel.read_done = True
-        self._drop(channel)
-
-    def tick(self, now: float) -> None:
-        for channel in self:
-            if channel.retry_at is not None and now >= channel.retry_at:
-                self._connect(channel)
