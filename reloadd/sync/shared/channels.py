@@ -68,8 +68,7 @@ class Channels:
     """The channels of one stream (one session): what both sides share.
 
     The laptop (sync/laptop/openers.py) opens channels, the agent (sync/pod/dialer.py) connects
-    them; both move bytes and
-    credit the same way.
+    them; both move bytes and credit the same way.
     """
 
     def __init__(self, push: Push) -> None:
