@@ -1,4 +1,4 @@
-"""A helper thread that runs until told to stop: the shape of reloadd's daemon threads, said once."""
+"""A helper thread that loops until told to stop (the log feed, the heartbeat): that shape, said once."""
 
 from __future__ import annotations
 

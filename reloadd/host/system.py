@@ -1,11 +1,13 @@
 """The operating-system side of the supervisor: the ``System`` seam and its real implementation.
 
-The loop asks a ``System`` for the time, the signals received, to start a program, to signal,
-to reap, to wait for its file descriptors, to look at and stop a process tree and to check
-ports; it never calls the OS for these itself. ``System`` and the small objects it hands out are Protocols, so that
-unit tests replay a history of events ("change at 0.00 s, app exits 1 at 0.30 s") against the
-real state machine with a fake clock and fake processes (tests/fakes.py), while the
-integration and PID-1 tests prove ``HostSystem``, the real one.
+The loop asks a ``System`` for the time, the signals received, to start a program, to signal, to
+reap, to wait for its file descriptors, to look at and stop a process tree, to check ports, for
+the terminal and stdin, the watcher, the warm process, the apps' output pipes and the control
+channel (hooks spawn and signal through it too); it never calls the OS for these itself.
+``System`` and the small objects it hands out are Protocols, so that unit tests replay a history
+of events ("change at 0.00 s, app exits 1 at 0.30 s") against the real state machine with a fake
+clock and fake processes (tests/fakes.py), while the integration and PID-1 tests prove
+``HostSystem``, the real one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """reloadd's options: the one table that the command-line parser (cli.py) and ``--help`` both read.
 
 Each flag says what it sets (a config key in nodemon's name, or a CliArgs attribute), how its
-value is parsed (values.py), its environment variable and its section of the help text.
+value is parsed (values.py), the environment variable the help names for it (environment.py
+reads those) and its section of the help text.
 """
 
 from __future__ import annotations

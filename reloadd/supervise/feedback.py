@@ -1,8 +1,8 @@
 """What a synced batch did to the app, for the laptop's "your change is live" line.
 
-The agent that committed a batch waits on its control connection (host/control.py) to hear the
-outcome, and passes it on to the laptop. This part only decides what to say and when; the
-supervisor's loop sends it:
+The agent that committed a batch waits on its control connection (sync/pod/announce.py, whose
+other end is host/control.py) to hear the outcome, and passes it on to the laptop. This part
+only decides what to say and when; the supervisor's loop sends it:
   - ``unchanged``: nothing the app watches was in the batch: no restart;
   - ``reloaded``: the batch was handed to the app as a soft reload (``hot``);
   - ``restarted`` (with ``ms``, commit to the new app's start): the new app has run for

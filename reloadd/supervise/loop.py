@@ -3,9 +3,10 @@
 One thread runs this loop; signal handlers and the watcher thread only record and wake it.
 Everything that changes processes (start, signal, reap, kill) happens in the ``Supervisor``,
 through its ``System`` (host/system.py), in this order on every wake-up: signals, reaped
-processes, stdin, the warm process, synced batches, file changes, timers. The parts it
-consults (console, changes, policy, hot) return decisions; the state changes in one method,
-``transition`` (core.py), which checks each change against ``ALLOWED`` (machine.py).
+processes, stdin, the warm process, synced batches, file changes, timers. The parts it consults
+(machine, policy, delay, console, feedback, and the host's burst rule) return decisions; the
+state changes in one method, ``transition`` (core.py), which checks each change against
+``ALLOWED`` (machine.py).
 
 The Supervisor is built in floors, each calling only those below it: core.py (its facts and
 ``transition``), generations.py (start, restart, stop, reap), terminal.py (signals, stdin),

@@ -1,4 +1,5 @@
-"""kubectl's failures, each turned into one line of ours, an exit status, and whether to retry.
+"""kubectl as the laptop uses it: is it installed, which pods a selector names (``kubectl get``),
+and its failures, each turned into one line of ours, an exit status, and whether to retry.
 
 kubectl reports a failure on stderr among klog noise (``E1204 ... memcache.go ... Unhandled
 Error``, ``websocket: close 1006``), and the real cause often hides behind it: a container

@@ -1,15 +1,15 @@
 """One batch in the pod: staged out of sight (staging.py), then committed all at once or not at all.
 
-Commit. Deletes first, then every staged name, each step journaled with what it replaced: a
-file that is replaced is first hard-linked to a backup name (so the rename over it is still
-atomic for the app), a directory or a deleted path is renamed to a backup name. A step that
-fails (EBUSY on a bind-mounted file, EACCES, EXDEV, ENOSPC) is recorded and the others are
-tried, so one reply names every path that cannot be written; then, if any failed, the journal
-is undone backwards and the tree is exactly as before. Only a batch that committed completely
-removes its backups and is announced to the supervisor (announce.py).
+Commit. Deletes first, then every staged name, each step journaled with what it replaced: a file
+that is replaced is first hard-linked to a backup name (so the rename over it is still atomic
+for the app), a directory or a deleted path is renamed to a backup name. A step that fails
+(EBUSY on a bind-mounted file, EACCES, EXDEV, ENOSPC) is recorded and the others are tried, so
+one reply names every path that cannot be written; then, if any failed, the journal is undone
+backwards and the tree is as before (a put-back that fails too is reported). Only a batch that
+committed completely removes its backups and is announced to the supervisor (announce.py).
 
 An agent killed during the commit's renames leaves each path old or new, never half a file; the
-next agent removes the leftovers at its start and the laptop's manifest diff repairs the rest.
+next agent removes the leftovers at its start and the laptop's digest comparison repairs the rest.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ class Failure:
 
 @dataclass
 class Outcome:
-    """What a commit did: every path it refused or could not write, and what the supervisor hears."""
+    """What a commit did: whether it committed, and the paths the supervisor hears were changed
+    (what could not be written is in the batch's failures)."""
 
     committed: bool
     changed: list[str] = field(default_factory=list)

@@ -1,10 +1,12 @@
-"""One sync session in the pod: the laptop's requests, each handled in order, against the tree under DIR.
+"""One sync session in the pod: the laptop's requests, each handled in order, against the tree
+under DIR.
 
-A session: the agent receives the exclude globs, streams its manifest in chunks, answers hash
-requests, then applies batches. A batch is staged out of sight and committed all at once or not
-at all (batch.py); the reply lists what was skipped or failed, then ``done`` says which. Around a
-commit the agent tells the supervisor that watches this directory (announce.py) that a batch
-begins and what it committed (notices.py): one restart per batch, and none for a batch that failed.
+A session: the agent receives the exclude globs, sends its directory digests, the listings the
+laptop asks for and the hashes it asks for, then applies batches. A batch is staged out of sight
+and committed all at once or not at all (batch.py); the reply lists what was skipped or failed,
+then ``done`` says which. Around a commit the agent tells the supervisor that watches this
+directory (announce.py) that a batch begins and what it committed (notices.py): one restart per
+batch, and none for a batch that failed.
 
 Every path is checked by paths.check_path and resolved without following pod-side symlinks;
 every message was checked by schema.check_message before it gets here, so each handler takes its

@@ -1,8 +1,9 @@
 """Every message of the sync protocol as a type: one TypedDict per kind, told apart by its ``t``.
 
 Messages stay plain dicts at run time (a JSON object in a J frame, protocol.py); these types are
-for the type checker at the sites that send and take them. What each side accepts from the other
-is checked at run time by schema.py, whose ``MESSAGES`` table has one row per type here (a unit
+for the type checker at the sites that send and take them. Each message's keys and values are
+checked at run time by schema.py (not its direction: each side acts only on the kinds it
+expects), whose ``MESSAGES`` table has one row per type here (a unit
 test keeps the two alike). ``NotRequired`` keys may be left out; lists whose items the schema
 does not check are ``list[Any]``: their taker checks them.
 """
@@ -63,7 +64,7 @@ class Hashes(TypedDict):  # one reply per hash request; None: not a readable fil
     hashes: dict[str, Optional[str]]
 
 
-class Skipped(TypedDict):  # paths refused by the gate, one line each
+class Skipped(TypedDict):  # paths not written: a file or symlink in the pod where a directory goes
     t: Literal["skipped"]
     id: int
     items: list[str]
@@ -157,7 +158,7 @@ class Delete(TypedDict):  # a chunk of the open batch's deletes
     paths: list[str]
 
 
-class Op(TypedDict):  # the keys an op needs are the agent's to check (agent.OP_KEYS)
+class Op(TypedDict):  # the keys an op needs are the agent's to check (handlers.OP_KEYS)
     t: Literal["op"]
     op: str  # "dir", "link" or "file"
     path: str
