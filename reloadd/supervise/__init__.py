@@ -1,1 +1,2 @@
-"""The supervisor: decides what happens to the app and acts only through the host's System."""
+"""The supervisor: decides what happens to the app, and acts through the host's System and the host
+objects it holds."""
