@@ -28,7 +28,9 @@ class HookHost(Protocol):
 
     def now(self) -> float: ...
 
-    def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int], outputs: Outputs) -> int: ...
+    def spawn(self, argv: list[str], env: dict[str, str], stdin_fd: Optional[int], outputs: Outputs) -> int:
+        """Start ``argv`` in a process group of its own; takes ``stdin_fd`` (closes it)."""
+        ...
 
     def send_group(self, pgid: int, sig: int) -> bool: ...
 
@@ -56,7 +58,6 @@ class Hooks:
         self.timeout = timeout
         self.host = host  # its now() is the loop's clock, which enforce_timeouts is given too
         self.running: dict[int, RunningHook] = {}
-        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def fire(
         self,
@@ -80,9 +81,14 @@ class Hooks:
             }
         )
         try:
-            pid = self.host.spawn([HOOK_SHELL, "-c", command], env, self._devnull, INHERITED)
+            # A hook reads nothing: its stdin is /dev/null, opened for it (spawn closes it once the hook has it).
+            stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            pid = self.host.spawn([HOOK_SHELL, "-c", command], env, stdin, INHERITED)
         except ReloaddError as exc:
             out.error(f"event {event}: {exc.message}")
+            return
+        except OSError as exc:  # no descriptor left for its stdin: this hook is skipped, not the restart
+            out.error(f"event {event}: {exc.strerror}")
             return
         self.running[pid] = RunningHook(event, command, self.host.now() + self.timeout)
         out.detail(f"event {event}: running `{command}` (pid {pid})")
