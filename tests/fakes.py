@@ -16,7 +16,7 @@ from typing import Any, Callable, NoReturn, Optional
 
 from reloadd.app import make_plan
 from reloadd.host.system import Source, Tree
-from reloadd.host.watcher import WatchReport
+from reloadd.host.watch.watcher import WatchReport
 from reloadd.setup.cli import parse_args
 from reloadd.setup.plan import Plan
 from reloadd.supervise.loop import Supervisor

@@ -13,7 +13,7 @@ import errno
 import os
 import sys
 
-from reloadd.host import inotify
+from reloadd.host.watch import inotify
 
 code = getattr(errno, sys.argv[1])
 

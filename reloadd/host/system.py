@@ -23,13 +23,13 @@ from ..output import out
 from ..setup.production import refusal
 from . import pid1, ports, stdin, tree
 from .app_output import AppOutput, Listener
-from .change_filter import WatchRules
 from .control import ControlServer
 from .control_wire import control_dir, private_dir
 from .tree import ChildTree, Outputs, StopLadder
-from .warm import Taken, Warm
-from .warm_launch import Launch
-from .watcher import Watcher, WatchReport
+from .warm.launch import Launch
+from .warm.manager import Taken, Warm
+from .watch.change_filter import WatchRules
+from .watch.watcher import Watcher, WatchReport
 
 Reporter = Callable[[WatchReport], None]  # called in the watcher's thread
 
@@ -84,7 +84,7 @@ class Tty(Protocol):
 
 
 class Prestart(Protocol):
-    """The warm process for the next generation (host/warm.py ``Warm``)."""
+    """The warm process for the next generation (host/warm/manager.py ``Warm``)."""
 
     output_fds: Outputs
 
@@ -101,7 +101,7 @@ class Prestart(Protocol):
 
 
 class Watching(Protocol):
-    """A running watcher (host/watcher.py ``Watcher``)."""
+    """A running watcher (host/watch/watcher.py ``Watcher``)."""
 
     def stop(self) -> None: ...
 

@@ -2,7 +2,7 @@
 flags take a value, and where the script is in ``node [flags] script [args]``.
 
 The command line (cli.py: where the script starts), the command (command.py) and the warm
-process (host/warm_launch.py) all need the same answer, so it is given here once.
+process (host/warm/launch.py) all need the same answer, so it is given here once.
 """
 
 from __future__ import annotations

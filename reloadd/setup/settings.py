@@ -124,7 +124,7 @@ class Settings:
     log_format: Literal["text", "json"] = field(default="text", metadata=_alias("logFormat"))
     event_timeout: float = field(default=DEFAULT_EVENT_TIMEOUT, metadata=_alias("eventTimeout"))
     hot: Optional[HotConfig] = None
-    warm: bool = True  # keep the next node started and its dependencies loaded (reloadd/host/warm.py)
+    warm: bool = True  # keep the next node started and its dependencies loaded (reloadd/host/warm/manager.py)
     sync: SyncConfig = field(default_factory=SyncConfig)
 
     @property

@@ -11,7 +11,7 @@ import signal
 from typing import Optional
 
 from ..errors import ReloaddError
-from ..host.watcher import WatchReport
+from ..host.watch.watcher import WatchReport
 from ..output import out, plural
 from ..setup.plan import Plan
 from ..setup.shapes import dump

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..host.app_output import AppOutput
-from ..host.bursts import Burst
 from ..host.control import Committed, ControlServer, Echoes
 from ..host.hooks import Hooks
 from ..host.hot import SoftReload
 from ..host.stdin import AppStdin
 from ..host.system import Ladder, System, Tree, Watching
-from ..host.watcher import WatchReport
+from ..host.watch.bursts import Burst
+from ..host.watch.watcher import WatchReport
 from ..output import out
 from ..setup.plan import Plan
 from . import policy

@@ -14,7 +14,7 @@ from typing import Optional
 from ..errors import ReloaddError, exit_status
 from ..host.hot import HOT_FILE_ENV
 from ..host.system import Tree
-from ..host.warm_launch import launch_for
+from ..host.warm.launch import launch_for
 from ..output import out
 from . import policy
 from .core import NextStart, SupervisorCore, Timing

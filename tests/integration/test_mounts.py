@@ -13,7 +13,7 @@ import pytest
 from fs_support import COMMAND_TIMEOUT, FUSE_DEVICE, mount_entry, unmount
 from support import wait_for
 
-from reloadd.host.mounts import (
+from reloadd.host.watch.mounts import (
     FORCED_NOTIFY_REASON,
     FORCED_POLL_REASON,
     UNKNOWN_REASON,

@@ -29,7 +29,7 @@ from fs_support import (
 )
 from support import Reloadd, make_app, served_version, starts, touch, wait_for
 
-from reloadd.host.bursts import GROUP_QUIET
+from reloadd.host.watch.bursts import GROUP_QUIET
 
 RunReloadd = Callable[..., Reloadd]
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from reloadd.host import warm_process
+from reloadd.host.warm import process as warm_process
 from reloadd.supervise import machine
 from reloadd.sync.shared.schema import MESSAGES
 

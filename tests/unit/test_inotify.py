@@ -7,8 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
-from reloadd.host.inotify import Inotify
-from reloadd.host.raw_changes import CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED
+from reloadd.host.watch.inotify import Inotify
+from reloadd.host.watch.raw_changes import CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED
 
 EVENT_WAIT = 5.0  # seconds: generous, a loaded machine delivers within milliseconds
 

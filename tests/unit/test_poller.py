@@ -15,8 +15,8 @@ from typing import Optional
 
 import pytest
 
-from reloadd.host import poller as poller_module
-from reloadd.host.poller import (
+from reloadd.host.watch import poller as poller_module
+from reloadd.host.watch.poller import (
     BURST_QUIET_TICKS,
     BURST_TICK,
     FULL_RATE_BUDGET,
@@ -25,7 +25,7 @@ from reloadd.host.poller import (
     Poller,
     plan_sweep,
 )
-from reloadd.host.raw_changes import CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED, RawChanges
+from reloadd.host.watch.raw_changes import CHANGE_ADDED, CHANGE_DELETED, CHANGE_MODIFIED, RawChanges
 from reloadd.output import out
 
 DIRS, FILES = 12, 8  # a tree of 12 directories of 8 files (+ the root): 109 entries

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fakes import Replay
 
-from reloadd.host.bursts import GROUP_QUIET, Burst
+from reloadd.host.watch.bursts import GROUP_QUIET, Burst
 from reloadd.supervise.delay import Delay
 from reloadd.supervise.machine import ALLOWED, State, TransitionError
 

@@ -1,4 +1,4 @@
-"""When a warm process may run the app, and what it may preload: the pure decisions of reloadd/host/warm.py."""
+"""When a warm process may run the app, and what it may preload: the pure decisions of reloadd/host/warm/manager.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any, Optional
 
 import pytest
 
-from reloadd.host.warm_launch import BOOTSTRAP, GATE, Launch, launch_difference, launch_for, preload_env
-from reloadd.host.warm_preload import package_of, preload_list, stale_reason
+from reloadd.host.warm.launch import BOOTSTRAP, GATE, Launch, launch_difference, launch_for, preload_env
+from reloadd.host.warm.preload import package_of, preload_list, stale_reason
 from reloadd.setup.cli import parse_args
 from reloadd.setup.command import build_command
 from reloadd.setup.config import validate

@@ -14,9 +14,9 @@ from typing import Callable, Optional
 import pytest
 from support import wait_for
 
-from reloadd.host import watcher as watcher_module
-from reloadd.host.notifiers import InotifyNotifier, NotifierKind, WatchfilesNotifier, notifier_kind
-from reloadd.host.watcher import Watcher, WatchReport
+from reloadd.host.watch import watcher as watcher_module
+from reloadd.host.watch.notifiers import InotifyNotifier, NotifierKind, WatchfilesNotifier, notifier_kind
+from reloadd.host.watch.watcher import Watcher, WatchReport
 from reloadd.output import out
 from reloadd.setup.matching import Rules
 from reloadd.setup.settings import Settings

@@ -20,7 +20,7 @@ _NOT_PLAIN = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")  # an empty, "." or ".." compo
 
 
 class SyncRules:
-    """What the watcher reports (host/change_filter.py ``WatchRules``): every file under the root
+    """What the watcher reports (host/watch/change_filter.py ``WatchRules``): every file under the root
     that the sync does not exclude (dotfiles too)."""
 
     skipped = "not synced:"

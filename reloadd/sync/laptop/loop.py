@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
 
-from ...host.bursts import Burst
-from ...host.watcher import Watcher, WatchReport
+from ...host.watch.bursts import Burst
+from ...host.watch.watcher import Watcher, WatchReport
 from ...output import out, use_colour
 from ...setup.forwards import check_loops, parse_forwards
 from ...setup.settings import Settings

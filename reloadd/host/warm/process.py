@@ -17,9 +17,9 @@ import signal
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ..errors import ReloaddError
-from .tree import send, spawn
-from .warm_launch import Launch, preload_env
+from ...errors import ReloaddError
+from ..tree import send, spawn
+from .launch import Launch, preload_env
 
 CONTROL_FD = 3  # in the warm process: reloadd writes its orders here (see warm_boot.cjs)
 REPORT_FD = 4  # in the warm process: it reports "ready" and what the app loaded here

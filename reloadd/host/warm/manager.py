@@ -16,8 +16,8 @@ a reason to restart once with nothing preloaded). ``take`` returns None whenever
 is the safe choice, and says why on a ``-V`` line; the loop does the rest.
 
 This module is that interface: when to spawn, order, adopt or discard a warm process. Whether a
-command can start warm is warm_launch.py's, what may be preloaded warm_preload.py's, and one
-process with its phases and pipes warm_process.py's.
+command can start warm is launch.py's, what may be preloaded preload.py's, and one
+process with its phases and pipes process.py's.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from ..errors import ReloaddError, exit_status
-from ..output import out, plural
-from .warm_launch import GATE, Launch, launch_difference
-from .warm_preload import fingerprint, package_name, preload_list, stale_reason
-from .warm_process import WAITING, Channel, Phase, WarmProcess, start
+from ...errors import ReloaddError, exit_status
+from ...output import out, plural
+from .launch import GATE, Launch, launch_difference
+from .preload import fingerprint, package_name, preload_list, stale_reason
+from .process import WAITING, Channel, Phase, WarmProcess, start
 
 PREPARE_AFTER = 0.05  # seconds after a start before the next warm process is spawned: the app boots first
 REPORT_WAIT = 2.0  # ...or until the new generation reported what it required, at most this long

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Protocol
 
-from ..output import out
-from .file_signature import FileSignature, file_signature
+from ...output import out
+from ..file_signature import FileSignature, file_signature
 from .raw_changes import CHANGE_ADDED, CHANGE_DELETED, RawChanges
 
 SCANNED_MEMORY = 10000  # files remembered from new-directory scans, to drop their echo events

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from ..setup.command import Command
-from ..setup.node_argv import node_script
+from ...setup.command import Command
+from ...setup.node_argv import node_script
 
 BOOTSTRAP = Path(__file__).with_name("warm_boot.cjs")  # shipped as package data
 # For an ES module entry: node awaits it before the entry, so the warm process can build the ES

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..output import out
+from ...output import out
 from .folders import Signature
 from .mounts import WatchMode, decide_mode
 from .notifiers import Notifier, NotifierKind, WatchfilesNotifier, open_inotify

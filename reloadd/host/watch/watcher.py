@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..output import out
+from ...output import out
+from ..pid1 import wake_pipe
 from .catch_up import CatchUp
 from .change_filter import ChangeFilter, WatchRules
 from .mounts import WatchMode, virtual_mount_points
 from .notifier_choice import NotifierChoice
 from .notifiers import NOTIFIER_WHY, InotifyNotifier, Notifier, NotifierKind, WatchfilesNotifier, native_notifier
-from .pid1 import wake_pipe
 from .poller import Poller
 from .raw_changes import RawChanges
 

@@ -39,7 +39,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from ..output import out
+from ...output import out
 from .folders import Folder, Handles, Signature, diff
 from .raw_changes import CHANGE_DELETED, RawChanges, StopFlag
 

@@ -1,0 +1,1 @@
+"""The warm process: the next generation's node, started and preloaded before it is needed."""
