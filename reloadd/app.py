@@ -139,8 +139,8 @@ def program_problem(plan: Plan) -> Optional[str]:
 
 
 def run_sync(argv: list[str]) -> int:
-    from .sync.laptop.loop import sync_main  # imported only for the subcommand, as the agent is
     from .sync.laptop.options import SYNC_HELP, parse_sync_args, whole_repository_warning
+    from .sync.laptop.session import start_first
     from .sync.laptop.transport import check_engine
 
     options = parse_sync_args(argv)
@@ -152,7 +152,12 @@ def run_sync(argv: list[str]) -> int:
     warning = whole_repository_warning(options.local_dir)
     if warning:
         out.warn(warning)
-    return sync_main(options, os.environ)
+    first = start_first(options, os.environ)
+    # Imported only now, and only for the subcommand: the agent already imports and walks the pod
+    # meanwhile, and the supervisor's start pays nothing for the sync's modules.
+    from .sync.laptop.loop import sync_main
+
+    return sync_main(options, os.environ, first)
 
 
 def main(argv: list[str]) -> int:

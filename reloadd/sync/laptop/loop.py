@@ -37,7 +37,6 @@ from ...setup.forwards import check_loops, parse_forwards
 from ...setup.settings import Settings
 from ...setup.sources import project_settings
 from ..shared.excludes import check_include, sync_globs
-from ..shared.heartbeat import window_from
 from .changes import changes
 from .forward import Forwarder, Listener
 from .gitignore import GITIGNORE
@@ -51,8 +50,8 @@ from .pods import PodWatch
 from .progress import process_age
 from .reconcile import start_message
 from .reconnect import Link
-from .session import Ready, Session
-from .transport import Where, check_engine, exec_argv, same_host
+from .session import Ready, Session, first_session
+from .transport import Where, check_engine, same_host
 
 ROOT_CHECK_INTERVAL = 1.0  # seconds between looks (one stat) at LOCAL_DIR itself: an unmount sends no event
 
@@ -230,21 +229,12 @@ class Syncer:
             self._restart()  # a .gitignore changed: new excludes for the watcher and both sides, then a resync
 
 
-def first_session(where: Where, window: float) -> Session:
-    """The session to the one target of a sync without ``--selector``."""
-    name = where.target or where.remote_dir or str(where.transport)
-    return Session(name, exec_argv(where, where.target), window)
+def sync_main(options: SyncOptions, env: Mapping[str, str], first: Optional[Session]) -> int:
+    """``reloadd sync``: load LOCAL_DIR's config, then sync until Ctrl-C.
 
-
-def sync_main(options: SyncOptions, env: Mapping[str, str]) -> int:
-    """``reloadd sync``: load LOCAL_DIR's config, then sync until Ctrl-C."""
-    options.heartbeat = window_from(options.heartbeat_flag, env)
-    first = None
-    if options.where is not None and options.where.selector is None:
-        # The agent starts first: its interpreter, imports and walk of the pod overlap this side's
-        # config, watcher and walk. (With --selector the pods are not known yet.)
-        first = first_session(options.where, options.heartbeat)
-        first.start()
+    ``first`` is the one target's session, already started (``start_first``) before this module
+    was imported; it is closed here whatever happens.
+    """
     try:
         return _sync(options, env, first)
     finally:

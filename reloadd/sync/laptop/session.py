@@ -13,18 +13,22 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import IO, Callable, Optional, cast
+from typing import IO, TYPE_CHECKING, Callable, Optional, cast
 
 from ...errors import EXIT_NOT_FOUND, ReloaddError
 from ...output import out
 from ..shared.channels import Channel
-from ..shared.heartbeat import PING, Heartbeat, Outlet, ping
+from ..shared.heartbeat import PING, Heartbeat, Outlet, ping, window_from
 from ..shared.messages import FromLaptop, Notice, Reply
 from ..shared.protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
 from ..shared.schema import NOTICE_MESSAGES, ProtocolError
 from .openers import Openers
-from .transport import stderr_tail
+
+if TYPE_CHECKING:
+    from .options import SyncOptions
+from .transport import Where, exec_argv, stderr_tail
 
 READ_CHUNK = 1024 * 1024
 FLUSH_AT = 256 * 1024  # frames are gathered up to this many bytes per write: a checkout of small files
@@ -284,6 +288,27 @@ class Session:
             except subprocess.TimeoutExpired:
                 continue
         _kill_group(proc.pid)  # whatever the transport started and left behind
+
+
+def first_session(where: Where, window: float) -> Session:
+    """The session to the one target of a sync without ``--selector``."""
+    name = where.target or where.remote_dir or str(where.transport)
+    return Session(name, exec_argv(where, where.target), window)
+
+
+def start_first(options: SyncOptions, env: Mapping[str, str]) -> Optional[Session]:
+    """The agent of a sync whose one target the command line names, started before anything else.
+
+    Its interpreter, imports and walk of the pod then overlap this side's own imports, config,
+    watcher and walk: a start costs the longer of the two, not the sum. (With ``--selector`` the
+    pods are not known yet; with no destination on the command line the config names it.)
+    """
+    options.heartbeat = window_from(options.heartbeat_flag, env)
+    if options.where is None or options.where.selector is not None:
+        return None
+    first = first_session(options.where, options.heartbeat)
+    first.start()
+    return first
 
 
 def _kill_group(pgid: int) -> None:
