@@ -253,6 +253,25 @@ def glob_regex(absolute: bool, segments: list[str], dot: bool, extent: str) -> s
     return out
 
 
+def literal_needle(segments: list[str]) -> str:
+    """The longest run of plain characters in a glob's segments ("" if none): every path the glob
+    matches holds it as it is, so a path without it needs no regex (the walks' hot path)."""
+    best = ""
+    for segment in segments:
+        if segment == "*.*":
+            continue  # matches names without a dot too (see _segment_regex)
+        run, index = "", 0
+        while index < len(segment) and segment[index] != "[":  # a class's letters are not plain
+            char = segment[index]
+            if char in "*?\\":
+                best, run = max(best, run, key=len), ""
+            else:
+                run += char
+            index = _skip_escape(segment, index)
+        best = max(best, run, key=len)
+    return best
+
+
 def prefix_regexes(absolute: bool, segments: list[str], dot: bool) -> list[str]:
     """Regex texts for the directories a glob can match something inside of (for pruning)."""
     found = [glob_regex(absolute, segments[:count], dot, SELF) for count in range(1, len(segments))]

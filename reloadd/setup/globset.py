@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError
-from .globs import BELOW, UNDER, anchor, expand_braces, glob_regex, split_glob
+from .globs import BELOW, UNDER, anchor, expand_braces, glob_regex, literal_needle, split_glob
 
 COMMENT = "#"
 
@@ -26,9 +26,15 @@ class RegexGroup:
     def __init__(self) -> None:
         self._sources: dict[bool, list[str]] = {False: [], True: []}
         self._compiled: dict[bool, Optional[re.Pattern[str]]] = {False: None, True: None}
+        # Plain text each relative pattern's matches hold (globs.literal_needle): a relative path
+        # holding none of it cannot match, and a substring test costs a third of the regex.
+        # None once a pattern without one is added (or one added without saying).
+        self._needles: Optional[list[str]] = []
 
-    def add(self, absolute: bool, regex: str) -> None:
+    def add(self, absolute: bool, regex: str, needle: str = "") -> None:
         self._sources[absolute].append(regex)
+        if not absolute and self._needles is not None:
+            self._needles = self._needles + [needle] if needle else None
 
     def compile(self) -> RegexGroup:
         for absolute, sources in self._sources.items():
@@ -41,9 +47,17 @@ class RegexGroup:
 
     def match(self, relative: str, path: str) -> bool:
         relative_re, absolute_re = self._compiled[False], self._compiled[True]
-        if relative and relative_re is not None and relative_re.fullmatch(relative):
+        if relative and relative_re is not None and self._may_match(relative) and relative_re.fullmatch(relative):
             return True
         return absolute_re is not None and absolute_re.fullmatch(path) is not None
+
+    def _may_match(self, relative: str) -> bool:
+        if self._needles is None:
+            return True
+        for needle in self._needles:
+            if needle in relative:
+                return True
+        return False
 
 
 class Locator:
@@ -94,8 +108,9 @@ class GlobSet:
     def _add(self, pattern: str) -> None:
         absolute, segments = split_glob(anchor(pattern.rstrip("/") or "/", str(self._base)))
         directories_only = pattern.endswith("/") and len(pattern) > 1
-        self._files.add(absolute, glob_regex(absolute, segments, True, UNDER if directories_only else BELOW))
-        self._dirs.add(absolute, glob_regex(absolute, segments, True, BELOW))
+        needle = literal_needle(segments)
+        self._files.add(absolute, glob_regex(absolute, segments, True, UNDER if directories_only else BELOW), needle)
+        self._dirs.add(absolute, glob_regex(absolute, segments, True, BELOW), needle)
 
     def matches(self, path: str) -> bool:
         """Does the file at absolute ``path`` (or a directory above it) match a pattern?"""

@@ -15,7 +15,7 @@ import pytest
 
 from reloadd.errors import ConfigError
 from reloadd.setup.config import validate
-from reloadd.setup.globs import expand_braces
+from reloadd.setup.globs import expand_braces, literal_needle, split_glob
 from reloadd.setup.globset import GlobSet
 from reloadd.setup.matching import Rules, is_temp_file
 from reloadd.setup.settings import Settings
@@ -489,6 +489,42 @@ GLOBSET = [
 @pytest.mark.parametrize(("patterns", "path", "expected"), GLOBSET)
 def test_globset(tmp_path: Path, patterns: list[str], path: str, expected: bool) -> None:
     assert GlobSet(patterns, tmp_path).matches(str(tmp_path / path)) is expected
+
+
+NEEDLES = [
+    pytest.param("**/node_modules/**", "node_modules", id="a name at any depth"),
+    pytest.param("*.test.js", ".test.js", id="an extension"),
+    pytest.param("src/*.tmp", ".tmp", id="the longest run, across segments"),
+    pytest.param("a\\*bc", "bc", id="an escaped star ends a run"),
+    pytest.param("log[0-9]/x", "log", id="nothing inside or after a class"),
+    pytest.param("*.*", "", id="*.* matches names without a dot too"),
+    pytest.param("*", "", id="nothing plain"),
+]
+
+
+@pytest.mark.parametrize(("glob", "expected"), NEEDLES)
+def test_literal_needle(glob: str, expected: str) -> None:
+    assert literal_needle(split_glob(glob)[1]) == expected
+
+
+NEEDLE_GLOBS = [["**/node_modules/**", ".git/"], ["*.test.js"], ["src/*.tmp", "./build"], ["a\\*bc"], ["log[0-9]/x"],
+                ["*.*"], ["*", "x"], ["?", "tmp/"], ["{a,b}c/d"], ["coverage", "**"]]  # fmt: skip
+NEEDLE_PATHS = ["node_modules", "x/node_modules/y.js", "node_modulesx/a", ".git", "a/.git/b", "b.test.js", "src/a.tmp",
+                "x/src/a.tmp", "src/a/b.tmp", "build/x", "a*bc", "abc", "log1/x", "logs/x", "Makefile", "a", "tmp/x",
+                "ac/d", "bc/d/e", "coverage/x", "plain.js"]  # fmt: skip
+
+
+@pytest.mark.parametrize("patterns", NEEDLE_GLOBS, ids=[",".join(p) for p in NEEDLE_GLOBS])
+def test_the_plain_text_test_never_changes_an_answer(tmp_path: Path, patterns: list[str]) -> None:
+    """A path without any pattern's plain text skips the regex: the answers must be the regex's own."""
+    fast = GlobSet(patterns, tmp_path)
+    slow = GlobSet(patterns, tmp_path)
+    for group in (slow._files, slow._dirs):
+        group._needles = None  # every path goes to the regex
+    for path in NEEDLE_PATHS:
+        for directory in (False, True):
+            located = (path, str(tmp_path / path), directory)
+            assert fast.match_located(*located) is slow.match_located(*located), (path, directory)
 
 
 def test_globset_matches_dirs(tmp_path: Path) -> None:
