@@ -41,6 +41,11 @@ class GitIgnore:
 
     def ignored(self, path: str, is_dir: bool) -> bool:
         parent = path.rpartition("/")[0]
+        known = self._lists.get(parent)
+        if known is not None and not known.patterns:
+            # No rule applies in ``parent``, so none applies above it either (a directory's rules
+            # are its parent's plus its own): the hot path of a walk outside a repository.
+            return False
         if parent and self._dir_ignored(parent):
             return True
         return self._match(path, is_dir)
