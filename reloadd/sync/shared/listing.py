@@ -29,16 +29,18 @@ def parent(path: str) -> str:
     return path.rpartition("/")[0]
 
 
-def _fields(entry: Entry) -> tuple[str, ...]:
-    name = entry.path.rpartition("/")[2]
-    return (name, entry.kind, str(entry.size), str(entry.mtime_ns), "x" if entry.executable else "-", entry.target)
+def _fields(entry: Entry) -> str:
+    # Six fields, none of which can hold a NUL byte (names and link targets cannot): joined with
+    # NULs the text is unambiguous. One f-string, not a tuple of six: a walk makes one per entry.
+    path, kind, size, mtime_ns, executable, target = entry
+    return f"{path.rpartition('/')[2]}\0{kind}\0{size}\0{mtime_ns}\0{'x' if executable else '-'}\0{target}"
 
 
-def _digest(fields: list[tuple[str, ...]]) -> str:
-    # Six fields per entry, none of which can hold a NUL byte (names and link targets cannot):
-    # joined with NULs the text is unambiguous.
+def _digest(fields: list[str]) -> str:
+    # Names are unique in a directory and no name holds a NUL, so sorting the joined texts sorts
+    # by name, as both sides must.
     fields.sort()
-    text = "\0".join("\0".join(item) for item in fields)
+    text = "\0".join(fields)
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=DIGEST_BYTES).hexdigest()
 
 
