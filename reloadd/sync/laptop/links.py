@@ -56,9 +56,14 @@ class Links:
         self.pods: Optional[PodWatch] = None  # -l: the `kubectl get pods -w` process
         self.pods_retry: Optional[WatchRetry] = None
 
-    def first(self, session: Optional[Session], began: float) -> Optional[int]:
-        """Connect to the one target (``session``: started before the config was read), or start
-        following the pods of -l; EXIT_REFUSED when the one target refuses."""
+    def ask_first(self, session: Optional[Session]) -> Optional[bool]:
+        """Send the excludes to the agent started before the config was read, as soon as they are
+        known: it walks the pod while this side starts its watcher. None: there is no such agent."""
+        return None if session is None else ask_start(session, self.start)
+
+    def first(self, session: Optional[Session], began: float, asked: Optional[bool] = None) -> Optional[int]:
+        """Connect to the one target (``session``: started before the config was read, and ``asked``
+        by ``ask_first``), or start following the pods of -l; EXIT_REFUSED when the one target refuses."""
         where = self.where
         if where.selector is not None:
             self.pods = PodWatch(where)
@@ -71,7 +76,7 @@ class Links:
         else:
             link = self._link(name, where.target)
         try:
-            self._connect(link, began, spawned=session is not None)
+            self._connect(link, began, spawned=session is not None, asked=asked)
         except NotStarted as exc:
             if not exc.failure.transient:
                 raise ReloaddError(exc.failure.message, exc.failure.exit_code) from None
@@ -146,16 +151,20 @@ class Links:
                     self.live.heard(session.name, where, message, session.root)
 
     # -- connecting ----------------------------------------------------------------------------------
-    def _connect(self, link: Link, began: Optional[float] = None, spawned: bool = False) -> None:
+    def _connect(
+        self, link: Link, began: Optional[float] = None, spawned: bool = False, asked: Optional[bool] = None
+    ) -> None:
         """Start the agent (unless ``spawned``) and resync; NotStarted when it never said hello, Disconnected
-        after. ``began`` is when the user started waiting (the closing line counts from it)."""
+        after. ``began`` is when the user started waiting (the closing line counts from it); ``asked``
+        says whether ``start`` went already (None: not yet)."""
         timer = Phases(began)
         timer.mark("start")  # this process's start (the first time), its config and its watcher
         if not spawned:
             link.session.start()
         # The agent gets the excludes before it has even said hello, so it walks the pod's tree
         # while this side walks its own: a start costs the longer walk, not the sum of both.
-        asked = ask_start(link.session, self.start)
+        if asked is None:
+            asked = ask_start(link.session, self.start)
         if asked:
             link.session.beat()  # pings through this side's walk: the agent must not count the laptop as silent
         local = self.view.manifest()

@@ -97,8 +97,9 @@ class Syncer:
             require_kubectl()
         try:
             self._listen()  # first: a port in use is one line, before any other
+            asked = self.links.ask_first(self.first)  # the pod's walk begins before the watcher's start
             self._start_watcher()
-            status = self.links.first(self.first, self.began)
+            status = self.links.first(self.first, self.began, asked)
             if status is not None:
                 return status
             while True:
