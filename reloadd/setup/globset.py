@@ -33,8 +33,12 @@ class RegexGroup:
 
     def add(self, absolute: bool, regex: str, needle: str = "") -> None:
         self._sources[absolute].append(regex)
-        if not absolute and self._needles is not None:
-            self._needles = self._needles + [needle] if needle else None
+        if absolute or self._needles is None:
+            return
+        if needle:
+            self._needles.append(needle)
+        else:
+            self._needles = None
 
     def compile(self) -> RegexGroup:
         for absolute, sources in self._sources.items():

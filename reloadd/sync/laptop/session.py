@@ -25,10 +25,10 @@ from ..shared.messages import FromLaptop, Notice, Reply
 from ..shared.protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
 from ..shared.schema import NOTICE_MESSAGES, ProtocolError
 from .openers import Openers
+from .transport import Where, exec_argv, stderr_tail
 
 if TYPE_CHECKING:
     from .options import SyncOptions
-from .transport import Where, exec_argv, stderr_tail
 
 READ_CHUNK = 1024 * 1024
 FLUSH_AT = 256 * 1024  # frames are gathered up to this many bytes per write: a checkout of small files
