@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..errors import ConfigError
 from .globs import BELOW, UNDER, anchor, expand_braces, glob_regex, literal_needle, split_glob
@@ -62,6 +62,30 @@ class RegexGroup:
             if needle in relative:
                 return True
         return False
+
+    def matcher(self, base: str) -> Callable[[str], bool]:
+        """``match`` as one function of the relative path alone, for paths relative to ``base`` (the
+        absolute path, built only when an absolute pattern needs it, is ``base/relative``): a
+        walk asks it for every entry of the tree, so it makes no call it can save."""
+        relative_re, absolute_re = self._compiled[False], self._compiled[True]
+        relative_match = relative_re.fullmatch if relative_re is not None else None
+        absolute_match = absolute_re.fullmatch if absolute_re is not None else None
+        needles = self._needles
+
+        def match(relative: str) -> bool:
+            if relative and relative_match is not None:
+                if needles is None:
+                    if relative_match(relative):
+                        return True
+                else:
+                    for needle in needles:
+                        if needle in relative:
+                            if relative_match(relative):
+                                return True
+                            break
+            return absolute_match is not None and absolute_match(f"{base}/{relative}") is not None
+
+        return match
 
 
 class Locator:
@@ -127,5 +151,11 @@ class GlobSet:
         return self._dirs.match(self._locator.relative(path), path)
 
     def match_located(self, relative: str, path: str, directory: bool) -> bool:
-        """``matches``/``matches_dir`` for a caller that has already located ``path`` (the hot path)."""
+        """``matches``/``matches_dir`` for a caller that has already located ``path``."""
         return (self._dirs if directory else self._files).match(relative, path)
+
+    def matchers(self) -> tuple[Callable[[str], bool], Callable[[str], bool]]:
+        """``matches`` and ``matches_dir`` for paths already relative to the base and normalised
+        (the hot path of a walk: no normpath, no locating)."""
+        base = str(self._base).rstrip("/")
+        return self._files.matcher(base), self._dirs.matcher(base)

@@ -521,10 +521,23 @@ def test_the_plain_text_test_never_changes_an_answer(tmp_path: Path, patterns: l
     slow = GlobSet(patterns, tmp_path)
     for group in (slow._files, slow._dirs):
         group._needles = None  # every path goes to the regex
+    files, dirs = fast.matchers()
     for path in NEEDLE_PATHS:
         for directory in (False, True):
             located = (path, str(tmp_path / path), directory)
             assert fast.match_located(*located) is slow.match_located(*located), (path, directory)
+            assert (dirs if directory else files)(path) is slow.match_located(*located), (path, directory)
+
+
+@pytest.mark.parametrize("anchored", ["{root}/build", "{root}/src/*.tmp", "./build", "/elsewhere/build"])
+def test_a_walks_matchers_answer_as_the_set_does_for_anchored_patterns(tmp_path: Path, anchored: str) -> None:
+    """The matchers build the absolute path themselves (only for absolute patterns): same answers."""
+    globs = GlobSet([anchored.format(root=tmp_path), "node_modules/"], tmp_path)
+    files, dirs = globs.matchers()
+    for path in ["build", "build/x.js", "src/a.tmp", "src/b.js", "a/build", "node_modules", "x/node_modules/y", ""]:
+        for directory in (False, True):
+            expected = globs.match_located(path, str(tmp_path / path) if path else str(tmp_path), directory)
+            assert (dirs if directory else files)(path) is expected, (path, directory)
 
 
 def test_globset_matches_dirs(tmp_path: Path) -> None:

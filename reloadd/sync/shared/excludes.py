@@ -45,12 +45,11 @@ def sync_globs(ignore_root: list[str], excludes: list[str], include: Collection[
 
 def excluder(root: str, globs: list[str]) -> Exclude:
     """The exclude test both sides use: (path relative to ``root``, is a directory) -> leave out."""
-    compiled = GlobSet(globs, Path(root))
-    base = root.rstrip("/")
+    # Called for every entry of every walk: ``path`` is already relative to the GlobSet's base
+    # and normalised, so the matchers skip normpath and locating (half of a walk's time).
+    files, dirs = GlobSet(globs, Path(root)).matchers()
 
     def exclude(path: str, is_dir: bool) -> bool:
-        # Called for every entry of every walk: ``path`` is already relative to the GlobSet's base
-        # and normalised, so the matcher skips normpath and locating (half of a walk's time).
-        return compiled.match_located(path, f"{base}/{path}", is_dir)
+        return dirs(path) if is_dir else files(path)
 
     return exclude
