@@ -13,7 +13,7 @@ from reloadd.sync.laptop.compare import diff
 from reloadd.sync.pod.handlers import Agent
 from reloadd.sync.pod.root import Root
 from reloadd.sync.shared import listing
-from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, scan
+from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, listings, scan
 from reloadd.sync.shared.schema import ProtocolError
 
 
@@ -125,6 +125,25 @@ def test_the_agent_answers_start_with_the_same_digests_the_laptop_computes(pod: 
         os.close(fd)
     assert listing.parse_digests(pod.replies("dirs", "items")) == expected
     assert pod.sent[-1] == {"t": "dirs-end", "count": 3}  # the root, src, src/lib: node_modules excluded
+
+
+def test_a_walks_listings_hold_every_directory_as_grouping_its_entries_would(pod: Pod) -> None:
+    """The agent's walk groups as it goes: the same lists as grouping a flat walk afterwards, an
+    empty directory and the root included, an excluded one absent."""
+    (pod.root / "src" / "empty").mkdir()
+    (pod.root / "src" / "to-a").symlink_to("a.js")
+    (pod.root / "top.js").write_text("t")
+    fd = os.open(pod.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        grouped = listings(fd, lambda path, is_dir: path == "node_modules")
+        flat = list(scan(fd, lambda path, is_dir: path == "node_modules").values())
+    finally:
+        os.close(fd)
+    assert {directory: sorted(entries) for directory, entries in grouped.items()} == {
+        directory: sorted(entries) for directory, entries in listing.group(flat).items()
+    }
+    assert set(grouped) == {"", "src", "src/lib", "src/empty"}
+    assert grouped["src/empty"] == []
 
 
 def test_the_agent_lists_only_the_directories_asked_for(pod: Pod) -> None:

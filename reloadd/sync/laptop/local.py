@@ -326,11 +326,16 @@ def _scan_one(
     path = f"{base}{name}"
     if name.startswith(TEMP_PREFIX) or st is None:  # None: vanished between listing and stat
         return None
-    if not is_utf8(name):
+    if not name.isascii() and not is_utf8(name):  # an ASCII name is UTF-8: no encode for most names
         skip(NotSynced(path, f"skipping {escaped(path)}: its name is not UTF-8"))
         return None
-    is_dir = stat.S_ISDIR(st.st_mode)
+    mode = st.st_mode
+    is_dir = stat.S_ISDIR(mode)
     if exclude(path, is_dir):
+        return None
+    if stat.S_ISREG(mode) and _mode_allows(st, os.R_OK):
+        # Most entries: a file the mode lets us read. Nothing to ask the system, nothing to open.
+        found[path] = Entry(path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR))
         return None
     try:
         entry = _entry(fd, name, path, st)

@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional
 
 from ...host.control_wire import control_dir, directory_key
 from ..shared.excludes import excluder
-from ..shared.listing import digest_items, group
-from ..shared.manifest import Entry, Exclude, walk
+from ..shared.listing import digest_items
+from ..shared.manifest import Exclude, Listings, listings
 from ..shared.messages import BeginBatch, Commit, Delete, FromAgent, Hash, ListDirs, Op, Stamp, Start
 from ..shared.paths import check_link_target, check_path
 from ..shared.protocol import CHUNK_ITEMS, ChannelData, Data, Frame, chunks
@@ -55,7 +55,7 @@ class Agent:
         self.exclude: Exclude = lambda path, is_dir: False
         self.batch: Optional[Batch] = None
         self.counter = 0
-        self.listings: dict[str, list[Entry]] = {}  # the last start's walk, by directory, until compared
+        self.listings: Listings = {}  # the last start's walk, by directory, until compared
         owed = control_dir(env) / f"install-owed-{directory_key(root.path)}.json"
         self.installer = Installer(root.path, self.notices.say, self.notices.committed, owed)
         self.logs: Optional[LogFeed] = None  # --logs: the app's output, from the supervisors
@@ -110,7 +110,7 @@ class Agent:
         if message.get("logs") is True and self.logs is None:
             self.logs = LogFeed(self.root.path, self.env, self.notices.log)
             self.logs.start()
-        self.listings = group(walk(self.root.fd, self.exclude, remove_stale_temp, self._warn))
+        self.listings = listings(self.root.fd, self.exclude, remove_stale_temp, self._warn)
         for chunk in chunks(digest_items(self.listings)):
             self.send({"t": "dirs", "items": chunk})
         self.send({"t": "dirs-end", "count": len(self.listings)})

@@ -14,7 +14,6 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
 from typing import Any, Callable, NamedTuple, Optional
 
 from .paths import NAME_MAX, TEMP_PREFIX
@@ -70,23 +69,26 @@ def entry_for(path: str, st: os.stat_result, target: str = "") -> Optional[Entry
     return None
 
 
+Listings = dict[str, list[Entry]]  # the entries directly in each directory ("" is the root), by directory
+
+
 def scan(
     root_fd: int,
     exclude: Exclude,
     temp: Optional[Callable[[int, str], None]] = None,
     warn: Optional[Callable[[str], None]] = None,
 ) -> Manifest:
-    """Every entry under the directory ``root_fd`` (which stays open), by relative path: see ``walk``."""
-    return {entry.path: entry for entry in walk(root_fd, exclude, temp, warn)}
+    """Every entry under the directory ``root_fd`` (which stays open), by relative path: see ``listings``."""
+    return {entry.path: entry for entries in listings(root_fd, exclude, temp, warn).values() for entry in entries}
 
 
-def walk(
+def listings(
     root_fd: int,
     exclude: Exclude,
     temp: Optional[Callable[[int, str], None]] = None,
     warn: Optional[Callable[[str], None]] = None,
-) -> Iterator[Entry]:
-    """Every entry under the directory ``root_fd`` (which stays open), paths relative to it, one at a time.
+) -> Listings:
+    """Every entry under the directory ``root_fd`` (which stays open), by the directory it is in.
 
     Args:
         root_fd: the open root directory.
@@ -95,51 +97,72 @@ def walk(
         warn: told (one line each) what is left out that the user may expect: a name that is not
             UTF-8 (it cannot travel in the protocol), a directory that cannot be listed.
 
-    Yields:
-        The entries; sockets, fifos and devices are left out without being opened.
+    Returns:
+        Each directory's entries, paths relative to the root; every directory found has a list,
+        even one that could not be opened (an empty one). Sockets, fifos and devices are left out
+        without being opened.
     """
+    found: Listings = {"": []}
     stack = [(os.dup(root_fd), "")]
     try:
         while stack:
-            fd, base = stack.pop()
+            fd, directory = stack.pop()
             try:
-                for name, st in _list(fd, base, warn):
-                    entry = _entry(fd, base, name, st, exclude, temp, warn)
-                    if entry is None:
-                        continue
-                    yield entry
-                    if entry.kind == DIR:
-                        child = _open_child(name, fd, entry.path, warn)
-                        if child is not None:
-                            stack.append((child, f"{entry.path}/"))
+                found[directory] = _listing(fd, directory, exclude, temp, warn, stack, found)
             finally:
                 os.close(fd)
     finally:
         for fd, _ in stack:
             os.close(fd)
+    return found
 
 
-def _entry(
+def _listing(
     fd: int,
-    base: str,
-    name: str,
-    st: os.stat_result,
+    directory: str,
     exclude: Exclude,
     temp: Optional[Callable[[int, str], None]],
     warn: Optional[Callable[[str], None]],
-) -> Optional[Entry]:
-    path = f"{base}{name}"
-    if name.startswith(TEMP_PREFIX):
-        if temp is not None:
-            temp(fd, name)
-        return None
+    stack: list[tuple[int, str]],
+    found: Listings,
+) -> list[Entry]:
+    """The entries of the open ``directory``; each directory among them is put on ``stack`` to walk
+    (and in ``found``, empty until walked). One loop, no call per entry that can be saved: a walk
+    runs it for every file of the tree, on both sides of every start."""
+    base = f"{directory}/" if directory else ""
+    entries: list[Entry] = []
+    for name, st in _list(fd, base, warn):
+        path = f"{base}{name}"
+        if name.startswith(TEMP_PREFIX):
+            if temp is not None:
+                temp(fd, name)
+            continue
+        # An ASCII name (the common case) is UTF-8 already, with as many bytes as characters.
+        if not (len(name) <= NAME_MAX if name.isascii() else _travels(name, path, warn)):
+            continue
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            if not exclude(path, False):
+                entries.append(Entry(path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR)))
+        elif stat.S_ISDIR(mode):
+            if not exclude(path, True):
+                entries.append(Entry(path, DIR))
+                found[path] = []
+                child = _open_child(name, fd, path, warn)
+                if child is not None:
+                    stack.append((child, path))
+        elif stat.S_ISLNK(mode) and not exclude(path, False):
+            entries.append(Entry(path, LINK, target=_readlink(name, fd)))
+    return entries
+
+
+def _travels(name: str, path: str, warn: Optional[Callable[[str], None]]) -> bool:
+    """A name that is not ASCII can cross in the protocol: UTF-8, and within the length limit."""
     if not is_utf8(name):
         if warn is not None:
             warn(f"{escaped(path)}: the name is not UTF-8; not synced")
-        return None
-    if len(name.encode()) > NAME_MAX or exclude(path, stat.S_ISDIR(st.st_mode)):
-        return None
-    return entry_for(path, st, _readlink(name, fd) if stat.S_ISLNK(st.st_mode) else "")
+        return False
+    return len(name.encode()) <= NAME_MAX
 
 
 def is_utf8(name: str) -> bool:
