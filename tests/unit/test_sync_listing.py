@@ -81,7 +81,7 @@ def test_comparing_only_differing_directories_finds_the_same_difference_as_every
     pod = [f("src/lib/c.js", mtime=9) if e.path == "src/lib/c.js" else e for e in TREE] + [d("old"), f("old/x")]
     groups = listing.group(laptop)
     mine, theirs = listing.digests(groups), digests_of(pod)
-    remote = {e.path: e for e in pod if listing.parent(e.path) in listing.to_ask(mine, theirs)}
+    remote = {e.path: e for e in pod if e.path.rpartition("/")[0] in listing.to_ask(mine, theirs)}
     compared = {e.path: e for directory in listing.differing(mine, theirs) for e in groups[directory]}
     every = diff({e.path: e for e in laptop}, {e.path: e for e in pod}, delete_extra=True)
     assert diff(compared, remote, delete_extra=True) == every

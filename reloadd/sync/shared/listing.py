@@ -25,15 +25,14 @@ DIGEST_BYTES = 16  # blake2b-128: a collision needs ~2**64 directories, and it i
 ROOT = ""  # the synced directory itself, in listings and digests
 
 
-def parent(path: str) -> str:
-    return path.rpartition("/")[0]
-
-
-def _fields(entry: Entry) -> str:
-    # Six fields, none of which can hold a NUL byte (names and link targets cannot): joined with
-    # NULs the text is unambiguous. One f-string, not a tuple of six: a walk makes one per entry.
-    path, kind, size, mtime_ns, executable, target = entry
-    return f"{path.rpartition('/')[2]}\0{kind}\0{size}\0{mtime_ns}\0{'x' if executable else '-'}\0{target}"
+def _fields(items: list[Entry], cut: int) -> list[str]:
+    # Six fields per entry, none of which can hold a NUL byte (names and link targets cannot):
+    # joined with NULs the text is unambiguous. The name is the path past ``cut`` (its directory's
+    # length). One f-string per entry and no call: a walk's every entry passes here.
+    return [
+        f"{path[cut:]}\0{kind}\0{size}\0{mtime_ns}\0{'x' if executable else '-'}\0{target}"
+        for path, kind, size, mtime_ns, executable, target in items
+    ]
 
 
 def _digest(fields: list[str]) -> str:
@@ -49,15 +48,19 @@ def group(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
     groups: dict[str, list[Entry]] = defaultdict(list)
     groups[ROOT] = []
     for entry in entries:
-        groups[parent(entry.path)].append(entry)
+        path = entry.path
+        groups[path.rpartition("/")[0]].append(entry)
         if entry.kind == DIR:
-            groups.setdefault(entry.path, [])
+            groups.setdefault(path, [])
     return groups
 
 
 def digests(groups: dict[str, list[Entry]]) -> dict[str, str]:
     """Each directory's digest, by directory path (``ROOT`` for the top)."""
-    return {directory: _digest([_fields(entry) for entry in items]) for directory, items in groups.items()}
+    return {
+        directory: _digest(_fields(items, len(directory) + 1 if directory else 0))
+        for directory, items in groups.items()
+    }
 
 
 def to_ask(mine: dict[str, str], theirs: dict[str, str]) -> list[str]:
