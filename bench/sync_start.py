@@ -23,7 +23,11 @@ first "synced" record on stderr (then it is stopped), against ``rsync -a LAPTOP/
 (a), (c), (d) and ``tar -cf - . | env tar -xf -`` (the receiving tar through the same ``env``
 transport) for (b). ``--baseline`` adds another ``reloadd`` executable (say, main's, installed in
 its own venv) to the same rounds, for before/after figures from one run. Tools alternate within
-each round (A B C, then C B A); the table shows medians.
+each round (A B C, then C B A); the table shows medians. Each tool's "CPU s" is the user and
+system time of everything it ran (for reloadd: the laptop side and its agent, until it is
+stopped; for (r): both the start and the reconnect), from the rusage of this process's waited
+children: on a machine whose wall clock swings with its neighbours' load, the work done is the
+steadier figure.
 Before timing, the package under test is compiled to bytecode, as ``pip install`` does: an
 editable install on a machine that sets ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every
 module at every start (~70 ms here), which no installed copy pays.
@@ -39,6 +43,7 @@ import json
 import os
 import pstats
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -219,7 +224,13 @@ def run_tar(laptop: Path, pod: Path) -> float:
 Results = dict[tuple[str, str, str], list[float]]  # (tree, case, tool) -> seconds of each round
 
 
-def measure(base: Path, name: str, rounds: int, control: Path, baseline: str, results: Results,
+def children_cpu() -> float:
+    """User + system seconds of this process's children that have been waited for, so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(base: Path, name: str, rounds: int, control: Path, baseline: str, results: Results, cpu: Results,
             messages: dict[tuple[str, str], str], cases: list[str]) -> None:  # fmt: skip
     folders, count, size = TREES[name]
     laptop = base / f"{name}-laptop"
@@ -233,6 +244,7 @@ def measure(base: Path, name: str, rounds: int, control: Path, baseline: str, re
                 tools.reverse()
             for tool in tools:
                 prepare(case, laptop, pod, changed)
+                spent = children_cpu()
                 if tool == "reloadd":
                     took, message = run_reloadd(laptop, pod, control, reconnect=case == "r")
                     messages[(name, case)] = message
@@ -241,17 +253,19 @@ def measure(base: Path, name: str, rounds: int, control: Path, baseline: str, re
                 else:
                     took = run_tar(laptop, pod) if case == "b" else run_rsync(laptop, pod)
                 results.setdefault((name, case, tool), []).append(took)
+                cpu.setdefault((name, case, tool), []).append(children_cpu() - spent)
             print(f"  {name} round {round_index + 1} ({case}) done", file=sys.stderr, flush=True)
     shutil.rmtree(base / f"{name}-laptop", ignore_errors=True)
     for case in CASES:
         shutil.rmtree(base / f"{name}-pod-{case}", ignore_errors=True)
 
 
-def report(results: Results, messages: dict[tuple[str, str], str]) -> None:
+def report(results: Results, cpu: Results, messages: dict[tuple[str, str], str]) -> None:
     baseline = any(tool == "baseline" for _, _, tool in results)
-    extra = " baseline median s | baseline ratio |" if baseline else ""
-    print(f"| tree | case | reloadd sync median s (min-max) |{extra} reference | median s | ratio | goal |")
-    print("|---|---|---|" + ("---|---|" if baseline else "") + "---|---|---|---|")
+    extra = " baseline median s | baseline CPU s | baseline ratio |" if baseline else ""
+    head = f"| tree | case | reloadd sync median s (min-max) | CPU s |{extra}"
+    print(f"{head} reference | median s | CPU s | ratio | goal |")
+    print("|---|---|---|---|" + ("---|---|---|" if baseline else "") + "---|---|---|---|---|")
     for (name, case, tool), ours in results.items():
         if tool != "reloadd":
             continue
@@ -261,10 +275,12 @@ def report(results: Results, messages: dict[tuple[str, str], str]) -> None:
             goals.append(f"<= {GOAL_SECONDS[(name, case)]:g} s")
         goal = " and ".join(goals) or "-"
         row = f"| {name} | ({case}) {CASES[case]} | {statistics.median(ours):.2f} ({min(ours):.2f}-{max(ours):.2f}) |"
+        row += f" {statistics.median(cpu[(name, case, tool)]):.2f} |"
         if baseline:
             before = statistics.median(results[(name, case, "baseline")])
-            row += f" {before:.2f} | {before / theirs:.2f} |"
-        row += f" {REFERENCE[case]} | {theirs:.2f} | {statistics.median(ours) / theirs:.2f} | {goal} |"
+            row += f" {before:.2f} | {statistics.median(cpu[(name, case, 'baseline')]):.2f} | {before / theirs:.2f} |"
+        row += f" {REFERENCE[case]} | {theirs:.2f} | {statistics.median(cpu[(name, case, 'reference')]):.2f} |"
+        row += f" {statistics.median(ours) / theirs:.2f} | {goal} |"
         print(row)
     print("\nreloadd's own summary lines (last round):")
     for (name, case), message in messages.items():
@@ -373,7 +389,7 @@ def profile_parts(base: Path) -> None:
         print(f"| {what} | {seconds * 1000:.0f} |")
 
 
-def _hash_at(root_fd: int, path: str) -> str:
+def _hash_at(root_fd: int, path: str) -> Optional[str]:
     from reloadd.sync.shared.manifest import file_hash
 
     directory, _, name = path.rpartition("/")
@@ -407,6 +423,7 @@ def main() -> None:
     control = base / "control"
     control.mkdir(mode=0o700)
     results: Results = {}
+    cpu: Results = {}
     messages: dict[tuple[str, str], str] = {}
     for binary in filter(None, (reloadd_bin(), args.baseline)):
         compile_package(binary)
@@ -415,9 +432,10 @@ def main() -> None:
             print(f"sync start -> in sync, {args.rounds} rounds, tools alternating, one run (medians)")
         for name in args.trees.split(","):
             if args.rounds:
-                measure(base, name, args.rounds, control, args.baseline, results, messages, args.cases.split(","))
+                cases = args.cases.split(",")
+                measure(base, name, args.rounds, control, args.baseline, results, cpu, messages, cases)
                 print(f"\n{name} tree, after it (a long run can be cut short with what is done so far):\n")
-                report({key: value for key, value in results.items() if key[0] == name}, messages)
+                report({key: value for key, value in results.items() if key[0] == name}, cpu, messages)
                 sys.stdout.flush()
         if args.profile:
             profile_parts(base)
