@@ -30,6 +30,7 @@ class RegexGroup:
         # holding none of it cannot match, and a substring test costs a third of the regex.
         # None once a pattern without one is added (or one added without saying).
         self._needles: Optional[list[str]] = []
+        self._relative: Callable[[str], bool] = lambda relative: False  # compile() sets it: _relative_test
 
     def add(self, absolute: bool, regex: str, needle: str = "") -> None:
         self._sources[absolute].append(regex)
@@ -47,45 +48,41 @@ class RegexGroup:
                 self._compiled[absolute] = re.compile("|".join(f"(?:{s})" for s in unique)) if unique else None
             except re.error as exc:  # config validation runs check_glob first: this is a second net
                 raise ConfigError(f"invalid glob: {exc.msg}") from None
+        self._relative = self._relative_test()
         return self
 
+    def _relative_test(self) -> Callable[[str], bool]:
+        """The relative patterns as one function: the plain text first, the regex only on a hit."""
+        regex = self._compiled[False]
+        if regex is None:
+            return lambda relative: False
+        fullmatch, needles = regex.fullmatch, self._needles
+        if needles is None:
+            return lambda relative: bool(relative) and fullmatch(relative) is not None
+
+        def test(relative: str) -> bool:  # "" holds no needle: it never matches
+            for needle in needles:
+                if needle in relative:
+                    return fullmatch(relative) is not None
+            return False
+
+        return test
+
     def match(self, relative: str, path: str) -> bool:
-        relative_re, absolute_re = self._compiled[False], self._compiled[True]
-        if relative and relative_re is not None and self._may_match(relative) and relative_re.fullmatch(relative):
+        if self._relative(relative):
             return True
+        absolute_re = self._compiled[True]
         return absolute_re is not None and absolute_re.fullmatch(path) is not None
 
-    def _may_match(self, relative: str) -> bool:
-        if self._needles is None:
-            return True
-        for needle in self._needles:
-            if needle in relative:
-                return True
-        return False
-
     def matcher(self, base: str) -> Callable[[str], bool]:
-        """``match`` as one function of the relative path alone, for paths relative to ``base`` (the
+        """``match`` as a function of the relative path alone, for paths relative to ``base`` (the
         absolute path, built only when an absolute pattern needs it, is ``base/relative``): a
-        walk asks it for every entry of the tree, so it makes no call it can save."""
-        relative_re, absolute_re = self._compiled[False], self._compiled[True]
-        relative_match = relative_re.fullmatch if relative_re is not None else None
-        absolute_match = absolute_re.fullmatch if absolute_re is not None else None
-        needles = self._needles
-
-        def match(relative: str) -> bool:
-            if relative and relative_match is not None:
-                if needles is None:
-                    if relative_match(relative):
-                        return True
-                else:
-                    for needle in needles:
-                        if needle in relative:
-                            if relative_match(relative):
-                                return True
-                            break
-            return absolute_match is not None and absolute_match(f"{base}/{relative}") is not None
-
-        return match
+        walk asks it for every entry of the tree, and without absolute patterns it is one call."""
+        relative_test, absolute_re = self._relative, self._compiled[True]
+        if absolute_re is None:
+            return relative_test
+        fullmatch = absolute_re.fullmatch
+        return lambda relative: relative_test(relative) or fullmatch(f"{base}/{relative}") is not None
 
 
 class Locator:

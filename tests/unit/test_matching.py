@@ -521,6 +521,7 @@ def test_the_plain_text_test_never_changes_an_answer(tmp_path: Path, patterns: l
     slow = GlobSet(patterns, tmp_path)
     for group in (slow._files, slow._dirs):
         group._needles = None  # every path goes to the regex
+        group.compile()
     files, dirs = fast.matchers()
     for path in NEEDLE_PATHS:
         for directory in (False, True):
