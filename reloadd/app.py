@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Optional
 from . import __version__
 from .errors import EXIT_NOT_FOUND, ReloaddError
 from .output import out, use_colour
-from .setup import shapes
 
 if TYPE_CHECKING:
     from .setup.cli import CliArgs
@@ -116,6 +115,8 @@ def run(argv: list[str]) -> int:
 def dump(plan: Plan) -> int:
     """``--dump``: the resolved config and command on stdout, always (nodemon's does the same); a
     program that could not be started is one line on stderr, not a refusal to answer."""
+    from .setup import shapes
+
     data = {"config": shapes.dump(plan.settings, by_alias=True), "command": plan.command.argv, "cwd": str(plan.cwd)}
     _print(json.dumps(data, indent=2, default=str))
     problem = program_problem(plan)

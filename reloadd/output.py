@@ -14,7 +14,6 @@ import select
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from typing import IO, Any, Optional
 
@@ -90,6 +89,8 @@ class Output:
 
     def traceback(self) -> None:
         """The exception being handled, as Python prints it (for --verbose); never raises either."""
+        import traceback  # only for reloadd's own bugs: every process's start would pay for it otherwise
+
         with self._lock:
             self._write(traceback.format_exc())
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from ...errors import ReloaddError
 
@@ -54,8 +53,7 @@ _CHANNEL = _int(1, CHANNEL_MAX)
 _SECONDS: Check = lambda value: type(value) in (int, float) and 0 < value <= INT64  # noqa: E731
 
 
-@dataclass(frozen=True)
-class Schema:
+class Schema(NamedTuple):  # not a frozen dataclass: see protocol.Data
     required: dict[str, Check]
     optional: dict[str, Check]
     open: bool = False  # extra keys allowed (hello: so a newer agent still reaches the version check)
