@@ -1,11 +1,16 @@
-"""What reloadd loads before node starts: a plain start, and a restart, never import the validation
-library; it is loaded only to word the error of a config that is wrong."""
+"""What reloadd loads before it does its job: a plain start, and a restart, never import the
+validation library (it is loaded only to word the error of a config that is wrong); the sync agent,
+which every sync start waits for, walks the pod before it imports what batches need."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
+
+from reloadd.sync.shared.protocol import FrameReader, encode_message
 
 from support import Reloadd, starts_reach, touch, wait_for
 
@@ -37,3 +42,44 @@ def test_a_wrong_config_is_still_worded_by_key(app: Path, run_reloadd: RunReload
     runner = run_reloadd(["server.js"], app)
     assert runner.proc.wait(timeout=30) == 2
     assert "nodemon.json: key 'delay': expected a number of milliseconds" in runner.log(), runner.log()
+
+
+# `reloadd agent` as its entry point runs it, with the walk replaced by one that first writes down
+# every module imported so far.
+AGENT_AT_ITS_WALK = """
+import json, sys
+import reloadd.app
+from reloadd.sync.pod import agent, handlers
+
+walk = handlers.listings
+
+def listings(*args):
+    with open(sys.argv[1], "w") as out:
+        json.dump(sorted(sys.modules), out)
+    return walk(*args)
+
+handlers.listings = listings
+sys.exit(agent.agent_main([sys.argv[2]], {"RELOADD_CONTROL_DIR": sys.argv[3]}))
+"""
+BATCH_SIDE = {  # what only a batch needs: pydantic and dataclasses are the costliest to load
+    "reloadd.sync.pod.applier",
+    "reloadd.sync.pod.batch",
+    "reloadd.sync.pod.installs",
+    "reloadd.sync.pod.announce",
+    "dataclasses",
+    "pydantic",
+}
+
+
+def test_the_agent_walks_the_pod_before_it_imports_what_batches_need(tmp_path: Path) -> None:
+    pod = tmp_path / "pod"
+    (pod / "src").mkdir(parents=True)
+    (pod / "src" / "a.js").write_text("a")
+    loaded = tmp_path / "loaded.json"
+    start = encode_message({"t": "start", "exclude": []})
+    argv = [sys.executable, "-c", AGENT_AT_ITS_WALK, str(loaded), str(pod), str(tmp_path / "control")]
+    done = subprocess.run(argv, input=start, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    replies = [frame["t"] for frame in FrameReader().feed(done.stdout) if isinstance(frame, dict)]
+    assert replies[0] == "hello" and "dirs-end" in replies, replies
+    assert not BATCH_SIDE & set(json.loads(loaded.read_text()))

@@ -19,7 +19,7 @@ import selectors
 import sys
 import time
 from collections.abc import Mapping
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from ... import __version__
 from ...errors import ConfigError, ReloaddError
@@ -35,11 +35,13 @@ from ..shared.heartbeat import (
     Outlet,
     WriteStalled,
 )
-from ..shared.messages import FromAgent, Ping
 from ..shared.protocol import PROTOCOL_VERSION, Frame, FrameReader, encode_message, is_channel_frame
 from .dialer import Dialer
 from .handlers import Agent
 from .root import Root, check_root
+
+if TYPE_CHECKING:  # types only: this process's start is what every sync start waits for
+    from ..shared.messages import FromAgent, Ping
 
 READ_CHUNK = 1024 * 1024
 EXIT_LINK_DEAD = 75  # EX_TEMPFAIL: the laptop went silent or stopped reading; the agent ends itself
@@ -119,7 +121,7 @@ class Stdio:
     def _ping(self, frame: Frame) -> bool:
         if not isinstance(frame, dict) or frame["t"] != PING:
             return False
-        window = cast(Ping, frame).get("window")
+        window = cast("Ping", frame).get("window")
         if isinstance(window, (int, float)) and MIN_WINDOW <= window <= MAX_WINDOW:
             self.window = self.outlet.window = float(window)
             self.heartbeat.interval = self.window / BEATS_PER_WINDOW
@@ -170,10 +172,7 @@ def _serve(agent: Agent, stdio: Stdio) -> int:
             for frame in frames:
                 agent.handle(frame)
     finally:
-        agent.abort()
-        agent.installer.stop()
-        if agent.logs is not None:
-            agent.logs.stop()
+        agent.close()
         stdio.channels.close_all()
 
 

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from typing import Callable, Optional, cast
+from typing import TYPE_CHECKING, Callable, Optional, cast
 
-from .messages import ChannelMessage
 from .protocol import ChannelData, Frame, encode_channel, encode_message
 from .schema import CHANNEL_WINDOW, ProtocolError
+
+if TYPE_CHECKING:
+    from .messages import ChannelMessage
 
 CHANNEL_CHUNK = 64 * 1024  # bytes read from a socket per turn, one C frame: a batch never waits behind more
 CREDIT_STEP = CHANNEL_WINDOW // 4  # bytes written out before they are granted back (fewer credit messages)
@@ -91,7 +93,7 @@ class Channels:
             self._data(frame)
             return
         assert isinstance(frame, dict)
-        message = cast(ChannelMessage, frame)  # is_channel_frame sorted it here, schema.py checked it
+        message = cast("ChannelMessage", frame)  # is_channel_frame sorted it here, schema.py checked it
         if message["t"] == "open":
             self.open_asked(message["ch"], message["port"])
             return

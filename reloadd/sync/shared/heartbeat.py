@@ -19,12 +19,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Final, Optional
+from typing import TYPE_CHECKING, Final, Optional
 
 from ...errors import ConfigError
 from ...host.background import Background
-from .messages import Ping
 from .protocol import encode_message
+
+if TYPE_CHECKING:  # types only: the agent, which every start waits for, need not build them
+    from .messages import Ping
 
 HEARTBEAT_WINDOW = 8.0  # seconds of silence after which a link is dead (3 missed pings and some slack)
 BEATS_PER_WINDOW = 4  # a ping every window / 4 seconds (2 s by default) when nothing else was written
