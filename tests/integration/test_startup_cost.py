@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from reloadd.sync.shared.protocol import FrameReader, encode_message
-
 from support import Reloadd, starts_reach, touch, wait_for
+
+from reloadd.sync.shared.protocol import FrameReader, encode_message
 
 RunReloadd = Callable[..., Reloadd]
 IMPORT_TIMES = {"PYTHONPROFILEIMPORTTIME": "1"}  # Python lists every module it imports on stderr
