@@ -255,7 +255,7 @@ def agent_process(pod: Path) -> subprocess.Popen[bytes]:
     assert proc.stdout is not None
     header = proc.stdout.read(5)
     (hello,) = FrameReader().feed(header + proc.stdout.read(struct.unpack(">cI", header)[1]))
-    assert hello["t"] == "hello"  # type: ignore[index]
+    assert isinstance(hello, dict) and hello["t"] == "hello"
     return proc
 
 
@@ -302,7 +302,8 @@ def test_a_pod_directory_the_agent_cannot_write_is_one_error_line(pod: Path) -> 
     done = subprocess.run(argv, input=frames, capture_output=True, timeout=DEADLINE)
     replies = FrameReader().feed(done.stdout)
     assert done.returncode == EXIT_WRITE_FAILED, done.stderr
-    assert replies[-1]["t"] == "error" and "Read-only file system" in replies[-1]["message"]  # type: ignore[index]
+    last = replies[-1]
+    assert isinstance(last, dict) and last["t"] == "error" and "Read-only file system" in last["message"]
 
 
 def test_nested_gitignores_apply_at_start_and_in_a_directory_made_later(run_reloadd, laptop: Path, pod: Path) -> None:

@@ -216,7 +216,7 @@ def test_only_the_executable_bit_is_ever_set(world: tuple[Pod, Path]) -> None:
             {"t": "op", "op": "file", "path": "a", "size": -1, "exec": False, "mtime": 1},
         ],
         [{"t": "batch", "id": 1}, {"t": "op", **file_op("a", b"12")}, {"t": "commit", "id": 1}],
-        [{"t": "batch", "id": 1}, {"t": "op", **file_op("a", b"1")}, Data(b"12")],
+        [{"t": "batch", "id": 1}, dict(file_op("a", b"1"), t="op"), Data(b"12")],
         [{"t": "batch", "id": 1}, Data(b"unannounced")],
         [{"t": "batch", "id": 1}, {"t": "delete", "paths": ["../x"]}],
         [{"t": "batch", "id": 1}, {"t": "batch", "id": 2}],
