@@ -8,18 +8,41 @@ reads those) and its section of the help text.
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .. import __version__
-from .settings import DEFAULT_EVENT_TIMEOUT, DEFAULT_POLL_INTERVAL_MS, DEFAULT_STOP_TIMEOUT
-from .values import inspect_parser, parse_duration_ms, parse_log_format, parse_milliseconds, parse_seconds, parse_signal
+from ..errors import ConfigError
+from .inspector import format_inspect, parse_inspect
+from .settings import DEFAULT_EVENT_TIMEOUT, DEFAULT_POLL_INTERVAL_MS, DEFAULT_STOP_TIMEOUT, signal_number
+from .values import parse_duration_ms, parse_log_format, parse_milliseconds, parse_seconds
 
 
 def _text(name: str, text: str) -> str:
     """A value taken as given (a path, a glob, a command)."""
     return text
+
+
+def parse_signal(name: str, text: str) -> str:
+    """Check a signal name or number and return its canonical name (``usr2`` -> ``SIGUSR2``)."""
+    try:
+        return signal.Signals(signal_number(text)).name
+    except ValueError:
+        raise ConfigError(f"{name}: unknown signal {text!r}; use a name such as SIGTERM or SIGUSR2") from None
+
+
+def inspect_parser(brk: bool) -> Callable[[str, str], str]:
+    """The parser of --inspect (``brk=False``) or --inspect-brk: ``[HOST:]PORT`` to the canonical value."""
+
+    def parse(name: str, text: str) -> str:
+        try:
+            return format_inspect(*parse_inspect(text), brk=brk)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}, got {text!r}") from None
+
+    return parse
 
 
 @dataclass(frozen=True)

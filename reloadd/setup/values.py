@@ -1,5 +1,6 @@
 """One setting's value, whatever its source: the text parsers that flags and environment variables
-share, and the bounds every number is held to, from a flag, a variable or a config file alike.
+share (the signal and --inspect parsers, which only flags use, are flags.py's), and the bounds
+every number is held to, from a flag, a variable or a config file alike.
 
 Each parser takes the name its message uses (``--delay``, ``RELOADD_STOP_TIMEOUT``) and the text,
 and raises ConfigError in one line. On/off words are switches.py's, kept apart for the agent.
@@ -8,12 +9,8 @@ and raises ConfigError in one line. On/off words are switches.py's, kept apart f
 from __future__ import annotations
 
 import re
-import signal
-from typing import Callable
 
 from ..errors import ConfigError
-from .inspector import format_inspect, parse_inspect
-from .settings import signal_number
 
 # The largest duration any key takes (delay, pollingInterval, stopTimeout, eventTimeout): an hour.
 # Longer is a typo (seconds written as milliseconds) or `1e308`, and would hide every change, hang
@@ -104,23 +101,3 @@ def parse_log_format(name: str, text: str) -> str:
     if word not in LOG_FORMATS:
         raise ConfigError(f"{name}: expected text or json, got {text!r}")
     return word
-
-
-def parse_signal(name: str, text: str) -> str:
-    """Check a signal name or number and return its canonical name (``usr2`` -> ``SIGUSR2``)."""
-    try:
-        return signal.Signals(signal_number(text)).name
-    except ValueError:
-        raise ConfigError(f"{name}: unknown signal {text!r}; use a name such as SIGTERM or SIGUSR2") from None
-
-
-def inspect_parser(brk: bool) -> Callable[[str, str], str]:
-    """The parser of --inspect (``brk=False``) or --inspect-brk: ``[HOST:]PORT`` to the canonical value."""
-
-    def parse(name: str, text: str) -> str:
-        try:
-            return format_inspect(*parse_inspect(text), brk=brk)
-        except ValueError as exc:
-            raise ConfigError(f"{name}: {exc}, got {text!r}") from None
-
-    return parse

@@ -7,13 +7,12 @@ from __future__ import annotations
 import selectors
 import socket
 import time
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ...errors import ReloaddError
 from ...output import out
 from ...setup.production import EXIT_REFUSED
 from ..shared.manifest import DIR, Entry, Manifest
-from ..shared.messages import Start
 from .changes import remember
 from .halts import MassDeleteHold
 from .live import Live
@@ -25,6 +24,9 @@ from .reconnect import EXIT_AGENT_FAILED, Link, NotStarted, WatchRetry
 from .sender import Sender
 from .session import Disconnected, Session
 from .transport import Where, exec_argv
+
+if TYPE_CHECKING:
+    from ..shared.messages import Start
 
 Adopt = Callable[[socket.socket, int], None]  # the forwarder's: takes a connection the pod opened
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ...output import out
 from ...setup.settings import Settings
 from ..shared import listing
 from ..shared.manifest import DIR, Entry, Manifest
-from ..shared.messages import Reply, Start
 from ..shared.protocol import chunks
 from . import compare
 from .halts import MassDeleteHold
@@ -26,6 +25,9 @@ from .options import SyncOptions
 from .progress import LINES_SHOWN, Phases
 from .sender import REPLY_TIMEOUT
 from .session import Disconnected, Session
+
+if TYPE_CHECKING:
+    from ..shared.messages import Reply, Start
 
 
 def start_message(options: SyncOptions, settings: Settings, globs: list[str]) -> Start:

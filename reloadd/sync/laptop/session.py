@@ -21,13 +21,13 @@ from ...errors import EXIT_NOT_FOUND, ReloaddError
 from ...output import out
 from ..shared.channels import Channel
 from ..shared.heartbeat import PING, Heartbeat, Outlet, ping, window_from
-from ..shared.messages import FromLaptop, Notice, Reply
 from ..shared.protocol import Frame, FrameReader, encode_data, encode_message, is_channel_frame
 from ..shared.schema import NOTICE_MESSAGES, ProtocolError
 from .openers import Openers
 from .transport import Where, exec_argv, stderr_tail
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: messages.py's are many, and the agent waits for this side's imports
+    from ..shared.messages import FromLaptop, Notice, Reply
     from .options import SyncOptions
 
 READ_CHUNK = 1024 * 1024
@@ -211,7 +211,7 @@ class Session:
             raise Disconnected("the agent sent file data unasked")
         if frame["t"] == "error":
             raise Disconnected(f"the agent stopped: {frame.get('message')}")
-        return cast(Reply, frame)  # checked by schema.py; notices, pings and channels' frames were kept apart
+        return cast("Reply", frame)  # checked by schema.py; notices, pings and channels' frames were kept apart
 
     def read_ready(self, timeout: float) -> bool:
         """Read what is waiting (up to ``timeout``); True if something arrived. EOF raises Disconnected.
@@ -242,7 +242,7 @@ class Session:
                 if is_channel_frame(frame):
                     self.channels.take(frame)
                 elif isinstance(frame, dict) and frame["t"] in NOTICE_MESSAGES:
-                    self.notices.append(cast(Notice, frame))
+                    self.notices.append(cast("Notice", frame))
                 elif not isinstance(frame, dict) or frame["t"] != PING:
                     self.queued.append(frame)
         except ProtocolError as exc:
