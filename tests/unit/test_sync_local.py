@@ -11,7 +11,11 @@ import pytest
 
 from reloadd.sync.laptop.local import LocalTree, NotSynced
 from reloadd.sync.laptop.localview import SyncRules
-from reloadd.sync.shared.manifest import DIR, FILE, LINK
+from reloadd.sync.shared.manifest import DIR, FILE, LINK, Exclude
+
+
+def never(path: str, is_dir: bool) -> bool:
+    return False
 
 
 @pytest.fixture
@@ -40,7 +44,7 @@ def test_a_parent_swapped_for_a_link_is_not_followed_by_entry_names_or_open(tree
         with pytest.raises(NotSynced, match="conf is a symlink now; not following it"):
             read("conf/a.txt")
     assert tree.hash("conf/a.txt") == ""
-    assert tree.scan("conf", lambda path, is_dir: False, lambda problem: None) == {}
+    assert tree.scan("conf", lambda directory: never, lambda problem: None) == {}
 
 
 def test_the_walk_names_what_it_skips_and_never_opens_a_fifo(tree: LocalTree) -> None:
@@ -52,7 +56,7 @@ def test_the_walk_names_what_it_skips_and_never_opens_a_fifo(tree: LocalTree) ->
     with open(os.path.join(os.fsencode(root), b"bad\xff"), "w"):
         pass
     skipped: list[str] = []
-    found = tree.scan("", lambda path, is_dir: False, lambda problem: skipped.append(problem.message))
+    found = tree.scan("", lambda directory: never, lambda problem: skipped.append(problem.message))
     assert {path: entry.kind for path, entry in found.items()} == {"conf": DIR, "conf/a.txt": FILE}
     assert sorted(skipped) == [
         "not synced: pipe: a FIFO, not a regular file",
@@ -69,7 +73,7 @@ def test_the_walk_names_what_it_skips_and_never_opens_a_fifo(tree: LocalTree) ->
 def test_a_device_is_skipped_without_being_opened(tree: LocalTree) -> None:
     os.mknod(Path(tree.path) / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
     skipped: list[str] = []
-    found = tree.scan("", lambda path, is_dir: False, lambda problem: skipped.append(problem.message))
+    found = tree.scan("", lambda directory: never, lambda problem: skipped.append(problem.message))
     assert "null" not in found and skipped == ["not synced: null: a device, not a regular file"]
     with pytest.raises(NotSynced, match="a device"):
         tree.entry("null")
@@ -106,15 +110,23 @@ def test_a_walk_tells_each_directory_s_names_before_asking_about_any_of_them(tre
     (Path(tree.path) / "conf" / "deep" / "b.txt").write_text("b")
     listed: dict[str, set[str]] = {}
     asked_before_listed: list[str] = []
+    tests_asked: list[str] = []
 
     def exclude(path: str, is_dir: bool) -> bool:
         if path.rpartition("/")[0] not in listed:
             asked_before_listed.append(path)
         return False
 
-    tree.scan("", exclude, lambda problem: None, lambda directory, names: listed.update({directory: names}))
+    def exclude_in(directory: str) -> Exclude:
+        if directory not in listed:
+            asked_before_listed.append(f"{directory}/")
+        tests_asked.append(directory)
+        return exclude
+
+    tree.scan("", exclude_in, lambda problem: None, lambda directory, names: listed.update({directory: names}))
     assert listed == {"": {"conf"}, "conf": {"a.txt", "deep"}, "conf/deep": {"b.txt"}}
     assert asked_before_listed == []
+    assert sorted(tests_asked) == ["", "conf", "conf/deep"]  # once per directory
 
 
 ODD_RESTS = ["", "/", "a//b", "a/../b", "./a", "..", "a/..", "a/."]  # what relpath must still normalise

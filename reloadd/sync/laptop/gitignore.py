@@ -50,6 +50,11 @@ class GitIgnore:
             return True
         return self._match(path, is_dir)
 
+    def rules_in(self, directory: str) -> bool:
+        """Some rule may apply to what ``directory`` holds (its own .gitignore or one above it, the
+        repository's): when none does, ``ignored`` is False for every entry there, ``directory`` included."""
+        return bool(self._rules(directory).patterns)
+
     def _dir_ignored(self, directory: str) -> bool:
         known = self._ignored_dirs.get(directory)
         if known is None:

@@ -22,7 +22,19 @@ import os
 import stat
 from typing import Callable, Optional
 
-from ..shared.manifest import DIR, FILE, LINK, Entry, Exclude, Manifest, entry_for, escaped, is_utf8, list_dir
+from ..shared.manifest import (
+    DIR,
+    FILE,
+    LINK,
+    Entry,
+    Exclude,
+    Manifest,
+    collector_paused,
+    entry_for,
+    escaped,
+    is_utf8,
+    list_dir,
+)
 from ..shared.paths import TEMP_PREFIX, PathRefused, check_link_target
 
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -44,6 +56,7 @@ class NotSynced(Exception):
 
 Skip = Callable[[NotSynced], None]
 Listed = Callable[[str, set[str]], None]  # (directory relative to the root, the names in it)
+ExcludeIn = Callable[[str], Exclude]  # the exclude test for one directory's entries
 
 
 def reason(path: str, what: str) -> NotSynced:
@@ -115,11 +128,12 @@ class LocalTree:
         finally:
             os.close(fd)
 
-    def scan(self, relative: str, exclude: Exclude, skip: Skip, listed: Optional[Listed] = None) -> Manifest:
+    def scan(self, relative: str, exclude_in: ExcludeIn, skip: Skip, listed: Optional[Listed] = None) -> Manifest:
         """Every entry below the directory ``relative`` (paths relative to the root), never following a link.
 
-        ``listed`` is told each directory's names as soon as it is listed, before ``exclude`` is
-        asked about any of them.
+        ``listed`` is told each directory's names as soon as it is listed; then ``exclude_in`` gives
+        the exclude test for that directory's entries (asked once per directory: a test that knows
+        no rule applies there can be a cheaper one).
         """
         found: Manifest = {}
         try:
@@ -129,18 +143,13 @@ class LocalTree:
             return found
         except OSError:
             return found
-        while stack:
-            fd, base = stack.pop()
-            try:
-                items = _listing(fd, base, skip)
-                if listed is not None:
-                    listed(base.rstrip("/"), {name for name, _ in items})
-                for name, st in items:
-                    child = _scan_one(fd, name, st, base, exclude, skip, found)
-                    if child is not None:
-                        stack.append((child, f"{base}{name}/"))
-            finally:
-                os.close(fd)
+        with collector_paused():
+            while stack:
+                fd, base = stack.pop()
+                try:
+                    stack += _scan_listing(fd, base, exclude_in, skip, listed, found)
+                finally:
+                    os.close(fd)
         return found
 
     # -- reading -------------------------------------------------------------------------------------
@@ -319,6 +328,36 @@ def _listing(fd: int, base: str, skip: Skip) -> list[tuple[str, Optional[os.stat
     return list_dir(fd, lambda exc: skip(reason(base.rstrip("/"), f"cannot be listed ({exc.strerror})")))
 
 
+def _scan_listing(
+    fd: int, base: str, exclude_in: ExcludeIn, skip: Skip, listed: Optional[Listed], found: Manifest
+) -> list[tuple[int, str]]:
+    """Add what the open directory ``base`` holds to ``found``; the descriptors of its subdirectories to walk."""
+    items = _listing(fd, base, skip)
+    directory = base[:-1]
+    if listed is not None:
+        listed(directory, {name for name, _ in items})
+    exclude = exclude_in(directory)
+    children = []
+    for name, st in items:
+        # The common entry inline, without a call it can save: an ASCII name (UTF-8 as it is) of a
+        # regular file that the mode lets this user read. A walk passes here for every file of the
+        # tree, at every start.
+        if (
+            st is not None
+            and stat.S_ISREG(mode := st.st_mode)
+            and name.isascii()
+            and (_EUID == 0 or _mode_allows(st, os.R_OK))
+        ):
+            path = f"{base}{name}"
+            if not (name.startswith(TEMP_PREFIX) or exclude(path, False)):
+                found[path] = Entry(path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR))
+            continue
+        child = _scan_one(fd, name, st, base, exclude, skip, found)
+        if child is not None:
+            children.append((child, f"{base}{name}/"))
+    return children
+
+
 def _scan_one(
     fd: int, name: str, st: Optional[os.stat_result], base: str, exclude: Exclude, skip: Skip, found: Manifest
 ) -> Optional[int]:
@@ -334,7 +373,7 @@ def _scan_one(
     if exclude(path, is_dir):
         return None
     if stat.S_ISREG(mode) and _mode_allows(st, os.R_OK):
-        # Most entries: a file the mode lets us read. Nothing to ask the system, nothing to open.
+        # A file the mode lets us read, with a name that is not ASCII: nothing to ask the system.
         found[path] = Entry(path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR))
         return None
     try:

@@ -120,10 +120,20 @@ class LocalView:
     def subtree(self, directory: str) -> Manifest:
         """The tree below ``directory``; git's rules are read from the directories the walk lists."""
         try:
-            found = self.tree.scan(directory, self.excluded, self.skipped, self._listed)
+            found = self.tree.scan(directory, self._exclude_in, self.skipped, self._listed)
         finally:
             self.without_gitignore = set()  # a later read (a .gitignore just made) looks at the tree
-        return {path: entry for path, entry in found.items() if self._portable(entry)}
+        for entry in [entry for entry in found.values() if entry.kind == LINK]:
+            if not self._portable(entry):
+                del found[entry.path]
+        return found
+
+    def _exclude_in(self, directory: str) -> Exclude:
+        """The test for the entries of ``directory`` (just listed): the globs alone where none of git's
+        rules applies there, as in most directories (no call into the git rules per entry then)."""
+        if self.gitignore is None or not self.gitignore.rules_in(directory):
+            return self.rules_exclude
+        return self.excluded
 
     def _listed(self, directory: str, names: set[str]) -> None:
         if GITIGNORE not in names:
