@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from reloadd.sync.laptop.gitignore import GITIGNORE, load
+from reloadd.sync.laptop.localview import LocalView
+from reloadd.sync.shared.excludes import sync_globs
+from reloadd.sync.shared.manifest import FILE
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="compares against the git binary")
 
@@ -154,3 +157,19 @@ def test_a_subdirectory_of_the_repository_gets_the_rules_above_it(repo: Path, ex
     plain = path.rstrip("/")
     inside = plain.removeprefix("sub/")
     assert matcher.ignored(inside, (repo / plain).is_dir()) == (plain in expected), f"git says {plain in expected}"
+
+
+def test_a_whole_walk_leaves_out_exactly_what_git_ignores(repo: Path) -> None:
+    """The walk asks git's rules once per directory and skips them where none applies: every file it
+    finds is one git would list as untracked and not ignored, and no such file is missing."""
+    env = git_env(repo.parent / "home")
+    listed = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "-z"], cwd=repo, capture_output=True, text=True, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    view = LocalView(repo, sync_globs([], [], []), env)
+    try:
+        found = {path for path, entry in view.manifest().items() if entry.kind == FILE}
+    finally:
+        view.tree.close()
+    assert found == {path for path in listed.stdout.split("\0") if path}
