@@ -12,11 +12,6 @@ from typing import Any
 from ..errors import ConfigError
 from .config import MAX_CONFIG_DEPTH
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.9/3.10 only
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
-
 TOO_DEEP = f"objects or lists nested far more than {MAX_CONFIG_DEPTH} levels deep"
 _TOML_POSITION = re.compile(r"^(?P<reason>.*?)\s*\(at line (?P<line>\d+), column (?P<column>\d+)\)$", re.DOTALL)
 # The json module's messages (their stable beginnings), in reloadd's words: see _json_problem.
@@ -75,6 +70,12 @@ def _json_problem(exc: json.JSONDecodeError) -> str:
 
 def read_toml(path: Path, name: str) -> dict[str, Any]:
     """Parse a TOML file; errors name the file, line and column."""
+    # Imported only here: most projects have no TOML config, and every start would load the parser.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.9/3.10 only
+        import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
     try:
         data: dict[str, Any] = tomllib.loads(read_text(path, name))
         return data
