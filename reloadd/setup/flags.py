@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import signal
 import textwrap
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from .. import __version__
 from ..errors import ConfigError
@@ -45,8 +44,7 @@ def inspect_parser(brk: bool) -> Callable[[str, str], str]:
     return parse
 
 
-@dataclass(frozen=True)
-class Flag:
+class Flag(NamedTuple):
     """One option: its names, what it sets and how, and its line in HELP."""
 
     names: tuple[str, ...]

@@ -4,8 +4,7 @@ line and the config alike. The listeners themselves are the sync's (sync/laptop/
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from ..errors import ConfigError
 
@@ -15,8 +14,7 @@ MAX_PORT = 65535
 LOOP_HINT_OFFSET = 10000  # the local port suggested instead of a looping one: PORT + this (3000 -> 13000)
 
 
-@dataclass(frozen=True)
-class Forward:
+class Forward(NamedTuple):
     """127.0.0.1:local on the laptop to 127.0.0.1:remote in the pod."""
 
     local: int

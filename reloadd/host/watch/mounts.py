@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -106,8 +105,7 @@ SEPARATOR = "-"
 OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     """One line of /proc/self/mountinfo, with its octal escapes decoded."""
 
     mount_id: int
@@ -119,8 +117,7 @@ class Mount:
     options: str
 
 
-@dataclass(frozen=True)
-class WatchMode:
+class WatchMode(NamedTuple):
     """How one watch root is watched, and the reason the log gives for it."""
 
     poll: bool

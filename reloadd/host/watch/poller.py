@@ -36,8 +36,7 @@ import math
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 from ...output import out
 from .folders import Folder, Handles, Signature, diff
@@ -64,8 +63,7 @@ FLOOR_REPORT_AFTER_TICKS = 50
 FLOOR_REPORT_RATIO = 2.0
 
 
-@dataclass(frozen=True)
-class SweepPlan:
+class SweepPlan(NamedTuple):
     sweep: float  # seconds in which every entry is looked at once
     tick: float  # seconds between ticks; each tick looks at one slice
     slice: int  # entries a tick looks at

@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from ...output import out
 from ..pid1 import wake_pipe
@@ -57,8 +57,7 @@ WATCHER_RETRY_PAUSE = 1.0
 BIG_WALK_DIRS = 10_000
 
 
-@dataclass(frozen=True)
-class WatchReport:
+class WatchReport(NamedTuple):
     """Everything the watcher thread tells the supervisor, in one call, so nothing is read across threads."""
 
     paths: frozenset[str]  # changed files that match the rules (absolute); may be empty

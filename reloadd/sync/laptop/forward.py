@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from ...errors import ConfigError
 from ...setup.forwards import Forward
@@ -25,8 +25,7 @@ SESSION_WAIT = 10.0  # seconds an accepted client waits for a session (a reconne
 BACKLOG = 128  # clients the kernel holds while the laptop is busy (sending a batch)
 
 
-@dataclass(frozen=True)
-class Listener:
+class Listener(NamedTuple):
     sock: socket.socket
     forward: Forward
 

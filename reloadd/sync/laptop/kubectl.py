@@ -15,8 +15,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from ...errors import EXIT_USAGE, ReloaddError
 from .transport import KUBECTL, Where, kubectl_scope
@@ -35,8 +34,7 @@ NOISE = re.compile(r"^[EWIF]\d{4} ")  # klog's prefix: kubectl's internal loggin
 BASE_IMAGE_HINT = "build the dev image FROM the dev base image (Dockerfile.base) or pip install reloadd in it"
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     message: str
     exit_code: int
     transient: bool = False

@@ -17,8 +17,7 @@ paths so that they name the files as the developer has them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ...output import out
 from ..shared import messages
@@ -32,8 +31,7 @@ PENDING_MAX = 1000  # batches remembered until their outcome comes (a pod that n
 MS = 1000.0
 
 
-@dataclass(frozen=True)
-class Sent:
+class Sent(NamedTuple):
     began: float  # monotonic: the batch's first change on the laptop (or the start of a resync)
     done: float  # monotonic: the pod said the batch was committed
     files: int

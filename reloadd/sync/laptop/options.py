@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field
-from typing import NoReturn, Optional
+from typing import NamedTuple, NoReturn, Optional
 
 from ...errors import ConfigError
 from ...setup.forwards import Forward, parse_forwards
@@ -93,8 +93,7 @@ version differs; 8 kubectl has no usable context. Transient failures (cluster un
 pod starting) are retried."""
 
 
-@dataclass(frozen=True)
-class Destination:
+class Destination(NamedTuple):
     """Where to, as the command line (or the config file's ``sync`` keys) gave it, before it is checked."""
 
     to: Optional[str] = None

@@ -14,16 +14,14 @@ import json
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
-from typing import IO, Optional
+from typing import IO, NamedTuple, Optional
 
 from .transport import KUBECTL, Where, kubectl_scope, stderr_tail
 
 READ_CHUNK = 256 * 1024
 
 
-@dataclass(frozen=True)
-class PodEvent:
+class PodEvent(NamedTuple):
     name: str  # pod/NAME, as links are named
     wanted: bool  # Running and not being deleted
 

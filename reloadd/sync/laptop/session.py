@@ -14,8 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Callable, Optional, cast
+from typing import IO, TYPE_CHECKING, Callable, NamedTuple, Optional, cast
 
 from ...errors import EXIT_NOT_FOUND, ReloaddError
 from ...output import out
@@ -41,8 +40,7 @@ class Disconnected(Exception):
     """The stream ended or broke; the message says how (one line for the user)."""
 
 
-@dataclass(frozen=True)
-class Ready:
+class Ready(NamedTuple):
     """What a selector waits for on a session's behalf: a channel's socket, or (None) queued channel
     frames for the agent's stdin."""
 

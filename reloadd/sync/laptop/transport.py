@@ -12,8 +12,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
-from typing import IO, Optional
+from typing import IO, NamedTuple, Optional
 
 from ...errors import ConfigError, ReloaddError
 
@@ -31,8 +30,7 @@ SAME_HOST_TRANSPORT = "env"  # --transport env: the agent on this machine (for t
 STDERR_TAIL = 20  # lines of a transport's or kubectl's own stderr kept for the failure line and -V
 
 
-@dataclass(frozen=True)
-class Where:
+class Where(NamedTuple):
     """Where to sync to, as the command line said it."""
 
     target: Optional[str]  # pod/NAME, deploy/NAME, NAME; None with --selector or --transport

@@ -10,8 +10,7 @@ wildmatch). ``Rules`` answers which pattern of a list decides a path, in one mat
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 _CLASSES = {  # the POSIX classes a bracket may name ([[:alpha:]]), as the body of a regex set
     "alnum": "a-zA-Z0-9",
@@ -29,8 +28,7 @@ _CLASSES = {  # the POSIX classes a bracket may name ([[:alpha:]]), as the body 
 }
 
 
-@dataclass(frozen=True)
-class Pattern:
+class Pattern(NamedTuple):
     base: str  # the directory of the file it came from, relative to the repository's top ("" for the top)
     regex: re.Pattern[str]
     negative: bool
