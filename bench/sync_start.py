@@ -1,6 +1,7 @@
 """How long a ``reloadd sync`` start takes to reach "in sync", against rsync -a and a tar pipe.
 
     python bench/sync_start.py [--rounds 5] [--trees 20k,100k,mixed] [--cases a,b,c,d] [--baseline BIN] [--profile]
+                               [--editable]
 
 Trees, built once in a temp dir (no names the default excludes drop):
 
@@ -28,9 +29,12 @@ system time of everything it ran (for reloadd: the laptop side and its agent, un
 stopped; for (r): both the start and the reconnect), from the rusage of this process's waited
 children: on a machine whose wall clock swings with its neighbours' load, the work done is the
 steadier figure.
-Before timing, the package under test is compiled to bytecode, as ``pip install`` does: an
-editable install on a machine that sets ``PYTHONDONTWRITEBYTECODE`` would otherwise compile every
-module at every start (~70 ms here), which no installed copy pays.
+The reloadd under test is this checkout installed as users get it: a plain ``pip install`` into a
+venv of the bench's own (``--editable`` times this venv's editable install instead, whose import
+hook costs every interpreter start ~8 ms here). Before timing, each package under test is
+compiled to bytecode, as ``pip install`` does: an editable install on a machine that sets
+``PYTHONDONTWRITEBYTECODE`` would otherwise compile every module at every start (~70 ms here),
+which no installed copy pays.
 ``--profile`` also runs one (a) start and one (c) start of the first tree under cProfile on both
 sides, and times the parts of a start in this process. Figures go into BENCHMARKS.md by hand.
 """
@@ -68,10 +72,24 @@ REFERENCE = {"a": "rsync -a", "b": TAR_PIPE, "c": "rsync -a", "d": "rsync -a", "
 GOAL_RATIO = {"a": 2.0, "b": 1.5, "c": 2.0, "d": 2.0}  # (r) has only a time goal: back within 1 s
 GOAL_SECONDS = {("20k", "a"): 0.5, ("100k", "a"): 2.0, ("20k", "r"): 1.0}
 TOUCH_OFFSET_NS = 1_000_000_000_000  # (c): pod mtimes 1,000 s older than the laptop's
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def reloadd_bin() -> str:
     return str(Path(sys.executable).with_name("reloadd"))
+
+
+def plain_install(base: Path) -> str:
+    """This checkout installed as users get it (``pip install``, not editable) in a venv of its own; its
+    ``reloadd``. An editable install's import hook costs every interpreter start (~8 ms here), and a
+    sync start runs two one after the other. The checkout is copied first: a build writes into it."""
+    source = base / "source"
+    skip = shutil.ignore_patterns(".git", ".venv*", "__pycache__", "build", "*.egg-info", "tests", "bench")
+    shutil.copytree(REPOSITORY, source, ignore=skip)
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(source)], check=True)
+    return str(venv / "bin" / "reloadd")
 
 
 def compile_package(binary: str) -> None:
@@ -230,8 +248,8 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(base: Path, name: str, rounds: int, control: Path, baseline: str, results: Results, cpu: Results,
-            messages: dict[tuple[str, str], str], cases: list[str]) -> None:  # fmt: skip
+def measure(base: Path, name: str, rounds: int, control: Path, binary: str, baseline: str, results: Results,
+            cpu: Results, messages: dict[tuple[str, str], str], cases: list[str]) -> None:  # fmt: skip
     folders, count, size = TREES[name]
     laptop = base / f"{name}-laptop"
     made = build_tree(laptop, folders, count, size)
@@ -246,7 +264,7 @@ def measure(base: Path, name: str, rounds: int, control: Path, baseline: str, re
                 prepare(case, laptop, pod, changed)
                 spent = children_cpu()
                 if tool == "reloadd":
-                    took, message = run_reloadd(laptop, pod, control, reconnect=case == "r")
+                    took, message = run_reloadd(laptop, pod, control, binary=binary, reconnect=case == "r")
                     messages[(name, case)] = message
                 elif tool == "baseline":
                     took, _ = run_reloadd(laptop, pod, control, binary=baseline, reconnect=case == "r")
@@ -417,6 +435,7 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES), help="which of the cases a, b, c, d, r to time")
     parser.add_argument("--baseline", default="", help="another reloadd executable to time in the same rounds")
     parser.add_argument("--profile", action="store_true", help="also profile one 20k start (cases a and c)")
+    parser.add_argument("--editable", action="store_true", help="time this venv's reloadd, not a plain install")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped: the temp trees are still removed
     base = Path(tempfile.mkdtemp(prefix="reloadd-sync-start-"))
@@ -425,15 +444,16 @@ def main() -> None:
     results: Results = {}
     cpu: Results = {}
     messages: dict[tuple[str, str], str] = {}
-    for binary in filter(None, (reloadd_bin(), args.baseline)):
-        compile_package(binary)
+    binary = reloadd_bin() if args.editable else plain_install(base)
+    for tool in filter(None, (binary, args.baseline)):
+        compile_package(tool)
     try:
         if args.rounds:
             print(f"sync start -> in sync, {args.rounds} rounds, tools alternating, one run (medians)")
         for name in args.trees.split(","):
             if args.rounds:
                 cases = args.cases.split(",")
-                measure(base, name, args.rounds, control, args.baseline, results, cpu, messages, cases)
+                measure(base, name, args.rounds, control, binary, args.baseline, results, cpu, messages, cases)
                 print(f"\n{name} tree, after it (a long run can be cut short with what is done so far):\n")
                 report({key: value for key, value in results.items() if key[0] == name}, cpu, messages)
                 sys.stdout.flush()
