@@ -34,6 +34,7 @@ from ..shared.manifest import (
     escaped,
     is_utf8,
     list_dir,
+    make_entry,
 )
 from ..shared.paths import TEMP_PREFIX, PathRefused, check_link_target
 
@@ -350,7 +351,7 @@ def _scan_listing(
         ):
             path = f"{base}{name}"
             if not (name.startswith(TEMP_PREFIX) or exclude(path, False)):
-                found[path] = Entry(path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR))
+                found[path] = make_entry(Entry, (path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR), ""))
             continue
         child = _scan_one(fd, name, st, base, exclude, skip, found)
         if child is not None:

@@ -60,6 +60,11 @@ class Entry(NamedTuple):
 
 Manifest = dict[str, Entry]
 
+# A walk's entries are built without the named tuple's generated ``__new__``: that is a Python call,
+# ~0.7 us more per entry, which a 20,000-file walk pays 20,000 times on each side of every start.
+# The tuple given must hold every field of Entry, in order.
+make_entry = tuple.__new__
+
 
 def entry_for(path: str, st: os.stat_result, target: str = "") -> Optional[Entry]:
     """The entry for a stat result; None for what a sync never carries (sockets, fifos, devices)."""
@@ -168,10 +173,11 @@ def _listing(
                     continue  # vanished since the listing: the next scan or event catches up
                 if stat.S_ISREG(mode):
                     if not exclude(path, False):
-                        entries.append(Entry(path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR)))
+                        executable = bool(mode & stat.S_IXUSR)
+                        entries.append(make_entry(Entry, (path, FILE, st.st_size, st.st_mtime_ns, executable, "")))
                 elif stat.S_ISDIR(mode):
                     if not exclude(path, True):
-                        entries.append(Entry(path, DIR))
+                        entries.append(make_entry(Entry, (path, DIR, 0, 0, False, "")))
                         children.append((name, path))
                 elif stat.S_ISLNK(mode) and not exclude(path, False):
                     entries.append(Entry(path, LINK, target=_readlink(name, fd)))
