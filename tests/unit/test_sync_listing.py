@@ -4,15 +4,19 @@ agent's side of it (digests, listings, mtime stamps) driven in-process on a real
 from __future__ import annotations
 
 import os
+from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reloadd.sync.laptop.compare import diff
+from reloadd.sync.laptop.localview import LocalView
 from reloadd.sync.pod.handlers import Agent
 from reloadd.sync.pod.root import Root
 from reloadd.sync.shared import listing
+from reloadd.sync.shared.excludes import sync_globs
 from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, listings, scan
 from reloadd.sync.shared.schema import ProtocolError
 
@@ -28,8 +32,20 @@ def d(path: str) -> Entry:
 TREE = [d("src"), f("src/a.js"), f("src/b.js"), d("src/lib"), f("src/lib/c.js"), f("top.js"), d("empty")]
 
 
+def group(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
+    """The oracle both walks' own grouping is held to: the entries by the directory they are in, every
+    directory (and the root) with a list, even an empty one."""
+    groups: dict[str, list[Entry]] = defaultdict(list)
+    groups[listing.ROOT] = []
+    for entry in entries:
+        groups[entry.path.rpartition("/")[0]].append(entry)
+        if entry.kind == DIR:
+            groups.setdefault(entry.path, [])
+    return groups
+
+
 def digests_of(entries: list[Entry]) -> dict[str, str]:
-    return listing.digests(listing.group(entries))
+    return listing.digests(group(entries))
 
 
 def test_equal_trees_have_equal_digests_in_any_order_and_nothing_is_asked() -> None:
@@ -79,7 +95,7 @@ def test_a_directory_only_the_pod_has_shows_in_its_parents_listing() -> None:
 def test_comparing_only_differing_directories_finds_the_same_difference_as_everything() -> None:
     laptop = TREE + [f("src/new.js")]
     pod = [f("src/lib/c.js", mtime=9) if e.path == "src/lib/c.js" else e for e in TREE] + [d("old"), f("old/x")]
-    groups = listing.group(laptop)
+    groups = group(laptop)
     mine, theirs = listing.digests(groups), digests_of(pod)
     remote = {e.path: e for e in pod if e.path.rpartition("/")[0] in listing.to_ask(mine, theirs)}
     compared = {e.path: e for directory in listing.differing(mine, theirs) for e in groups[directory]}
@@ -140,7 +156,7 @@ def test_a_walks_listings_hold_every_directory_as_grouping_its_entries_would(pod
     finally:
         os.close(fd)
     assert {directory: sorted(entries) for directory, entries in grouped.items()} == {
-        directory: sorted(entries) for directory, entries in listing.group(flat).items()
+        directory: sorted(entries) for directory, entries in group(flat).items()
     }
     assert set(grouped) == {"", "src", "src/lib", "src/empty"}
     assert grouped["src/empty"] == []
@@ -179,3 +195,27 @@ def test_a_stamp_sets_the_mtime_and_never_follows_a_symlink(pod: Pod, tmp_path: 
 def test_malformed_stamps_end_the_session(pod: Pod, item: Any) -> None:
     with pytest.raises(ProtocolError):
         pod.agent.handle({"t": "stamp", "items": [item]})
+
+
+def test_the_laptops_walk_groups_as_grouping_its_entries_would(tmp_path: Path) -> None:
+    """The laptop's walk groups as it goes too: an empty directory and the root have their lists, an
+    excluded directory and a link leaving the tree are left out, as is a FIFO."""
+    root = tmp_path / "app"
+    (root / "src" / "empty").mkdir(parents=True)
+    (root / "src" / "a.js").write_text("a")
+    (root / "src" / "to-a").symlink_to("a.js")
+    (root / "src" / "away").symlink_to("../../elsewhere")
+    (root / "node_modules" / "x").mkdir(parents=True)
+    os.mkfifo(root / "src" / "pipe")
+    (root / "top.js").write_text("t")
+    view = LocalView(root, sync_globs([], [], []), {})
+    try:
+        walked = view.walk()
+    finally:
+        view.tree.close()
+    flat_walk = [entry for entries in walked.values() for entry in entries]
+    assert {directory: sorted(entries) for directory, entries in walked.items()} == {
+        directory: sorted(entries) for directory, entries in group(flat_walk).items()
+    }
+    assert set(walked) == {"", "src", "src/empty"}
+    assert sorted(entry.path for entry in walked["src"]) == ["src/a.js", "src/empty", "src/to-a"]

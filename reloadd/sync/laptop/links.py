@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from ...errors import ReloaddError
 from ...output import out
 from ...setup.production import EXIT_REFUSED
-from ..shared.manifest import DIR, Entry, Manifest
+from ..shared.manifest import DIR, Entry, Listings, Manifest, flat
 from .changes import remember
 from .halts import MassDeleteHold
 from .live import Live
@@ -169,10 +169,10 @@ class Links:
             asked = ask_start(link.session, self.start)
         if asked:
             link.session.beat()  # pings through this side's walk: the agent must not count the laptop as silent
-        local = self.view.manifest()
+        walked = self.view.walk()
         timer.mark("walk")
         if link.greet(self.where, asked):
-            self._resync(link, local, timer)
+            self._resync(link, walked, timer)
             link.in_sync()
 
     def resync_ready(self) -> None:
@@ -184,15 +184,16 @@ class Links:
                 except Disconnected as exc:
                     self._lost(link, str(exc))
 
-    def _resync(self, link: Link, local: Optional[Manifest] = None, timer: Optional[Phases] = None) -> None:
+    def _resync(self, link: Link, walked: Optional[Listings] = None, timer: Optional[Phases] = None) -> None:
         """Compare with the pod's tree (reconcile.py), send the difference, say how long it all took."""
         session = link.session
-        if local is None or timer is None:  # a connected link (a .gitignore changed): ask, then walk alongside
+        if walked is None or timer is None:  # a connected link (a .gitignore changed): ask, then walk alongside
             timer = Phases(None)
             ask_start(session, self.start)
-            local = self.view.manifest()
+            walked = self.view.walk()
             timer.mark("walk")
-        sends, deletes = Reconcile(session, self.view, self.delete, self.hold).run(local, timer)
+        local = flat(walked)
+        sends, deletes = Reconcile(session, self.view, self.delete, self.hold).run(local, walked, timer)
         entries = [local[path] for path in sorted(sends)]
         sent = self.sender.send_first(session, entries, deletes, timer.began)
         timer.mark("send")

@@ -28,7 +28,7 @@ from ..shared.manifest import (
     LINK,
     Entry,
     Exclude,
-    Manifest,
+    Listings,
     collector_paused,
     entry_for,
     escaped,
@@ -129,14 +129,16 @@ class LocalTree:
         finally:
             os.close(fd)
 
-    def scan(self, relative: str, exclude_in: ExcludeIn, skip: Skip, listed: Optional[Listed] = None) -> Manifest:
-        """Every entry below the directory ``relative`` (paths relative to the root), never following a link.
+    def scan(self, relative: str, exclude_in: ExcludeIn, skip: Skip, listed: Optional[Listed] = None) -> Listings:
+        """Every entry below the directory ``relative`` (paths relative to the root), never following a
+        link, by the directory it is in: every directory walked has a list (``relative`` too, unless
+        it cannot be opened), as the agent's walk gives them (manifest.listings).
 
         ``listed`` is told each directory's names as soon as it is listed; then ``exclude_in`` gives
         the exclude test for that directory's entries (asked once per directory: a test that knows
         no rule applies there can be a cheaper one).
         """
-        found: Manifest = {}
+        found: Listings = {}
         try:
             stack = [(self.open_dir(relative), f"{relative}/" if relative else "")]
         except NotSynced as exc:
@@ -330,7 +332,7 @@ def _listing(fd: int, base: str, skip: Skip) -> list[tuple[str, Optional[os.stat
 
 
 def _scan_listing(
-    fd: int, base: str, exclude_in: ExcludeIn, skip: Skip, listed: Optional[Listed], found: Manifest
+    fd: int, base: str, exclude_in: ExcludeIn, skip: Skip, listed: Optional[Listed], found: Listings
 ) -> list[tuple[int, str]]:
     """Add what the open directory ``base`` holds to ``found``; the descriptors of its subdirectories to walk."""
     items = _listing(fd, base, skip)
@@ -338,6 +340,8 @@ def _scan_listing(
     if listed is not None:
         listed(directory, {name for name, _ in items})
     exclude = exclude_in(directory)
+    here: list[Entry] = []
+    found[directory] = here
     children = []
     for name, st in items:
         # The common entry inline, without a call it can save: an ASCII name (UTF-8 as it is) of a
@@ -351,18 +355,18 @@ def _scan_listing(
         ):
             path = f"{base}{name}"
             if not (name.startswith(TEMP_PREFIX) or exclude(path, False)):
-                found[path] = make_entry(Entry, (path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR), ""))
+                here.append(make_entry(Entry, (path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR), "")))
             continue
-        child = _scan_one(fd, name, st, base, exclude, skip, found)
+        child = _scan_one(fd, name, st, base, exclude, skip, here)
         if child is not None:
             children.append((child, f"{base}{name}/"))
     return children
 
 
 def _scan_one(
-    fd: int, name: str, st: Optional[os.stat_result], base: str, exclude: Exclude, skip: Skip, found: Manifest
+    fd: int, name: str, st: Optional[os.stat_result], base: str, exclude: Exclude, skip: Skip, here: list[Entry]
 ) -> Optional[int]:
-    """Add ``name`` of the directory ``fd`` to ``found``; a descriptor to walk into when it is a directory."""
+    """Add ``name`` of the directory ``fd`` to ``here``; a descriptor to walk into when it is a directory."""
     path = f"{base}{name}"
     if name.startswith(TEMP_PREFIX) or st is None:  # None: vanished between listing and stat
         return None
@@ -375,7 +379,7 @@ def _scan_one(
         return None
     if stat.S_ISREG(mode) and _mode_allows(st, os.R_OK):
         # A file the mode lets us read, with a name that is not ASCII: nothing to ask the system.
-        found[path] = Entry(path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR))
+        here.append(Entry(path, FILE, st.st_size, st.st_mtime_ns, bool(mode & stat.S_IXUSR)))
         return None
     try:
         entry = _entry(fd, name, path, st)
@@ -389,5 +393,5 @@ def _scan_one(
             skip(problem)
         return None  # gone (or a file now) between the listing and the open: its event catches up
     if entry is not None:
-        found[path] = entry
+        here.append(entry)
     return child

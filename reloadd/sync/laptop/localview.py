@@ -11,7 +11,7 @@ from typing import Optional
 from ...output import out
 from ...setup.matching import is_temp_file
 from ..shared.excludes import excluder
-from ..shared.manifest import DIR, LINK, Entry, Exclude, Manifest, escaped, is_utf8
+from ..shared.manifest import DIR, LINK, Entry, Exclude, Listings, Manifest, escaped, flat, is_utf8
 from .gitignore import GITIGNORE, IGNORE_FILE_MAX, GitIgnore
 from .gitignore import load as load_gitignore
 from .local import LocalTree, NotSynced
@@ -112,20 +112,24 @@ class LocalView:
             self.warned.add(problem.message)
             out.warn(problem.message)
 
-    def manifest(self) -> Manifest:
-        """The whole tree, walked through descriptors; what cannot be synced is named and left unknown."""
+    def walk(self) -> Listings:
+        """The whole tree, walked through descriptors, by directory (as the digests take it); what
+        cannot be synced is named and left unknown."""
         self.unknown = set()
-        return self.subtree("")
+        return self._walk("")
 
     def subtree(self, directory: str) -> Manifest:
-        """The tree below ``directory``; git's rules are read from the directories the walk lists."""
+        """The tree below ``directory``, by path; git's rules are read from the directories the walk lists."""
+        return flat(self._walk(directory))
+
+    def _walk(self, directory: str) -> Listings:
         try:
             found = self.tree.scan(directory, self._exclude_in, self.skipped, self._listed)
         finally:
             self.without_gitignore = set()  # a later read (a .gitignore just made) looks at the tree
-        for entry in [entry for entry in found.values() if entry.kind == LINK]:
-            if not self._portable(entry):
-                del found[entry.path]
+        for entries in found.values():
+            for entry in [entry for entry in entries if entry.kind == LINK and not self._portable(entry)]:
+                entries.remove(entry)
         return found
 
     def _exclude_in(self, directory: str) -> Exclude:

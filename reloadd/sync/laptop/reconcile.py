@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ...output import out
 from ...setup.settings import Settings
 from ..shared import listing
-from ..shared.manifest import DIR, Entry, Manifest
+from ..shared.manifest import DIR, Entry, Listings, Manifest
 from ..shared.protocol import chunks
 from . import compare
 from .halts import MassDeleteHold
@@ -61,11 +61,11 @@ class Reconcile:
         self.hold = hold
         self.pod_warnings = 0  # the agent's warnings in this (re)connection: the first ones are shown
 
-    def run(self, local: Manifest, timer: Phases) -> tuple[list[str], list[str]]:
+    def run(self, local: Manifest, groups: Listings, timer: Phases) -> tuple[list[str], list[str]]:
         """Compare by directory digests, fetch the listings that differ, stamp the files whose content
-        agrees; returns (the paths to send, the paths to delete)."""
+        agrees; returns (the paths to send, the paths to delete). ``local`` is this side's walk by
+        path, ``groups`` the same walk by directory (LocalView.walk)."""
         session = self.session
-        groups = listing.group(local.values())
         mine = listing.digests(groups)
         theirs = self._remote_digests()
         timer.mark("pod's walk")

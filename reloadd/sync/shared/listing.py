@@ -15,11 +15,10 @@ only the pod has shows up in its parent's listing, which then differs.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from .manifest import DIR, Entry
+from .manifest import Entry
 
 DIGEST_BYTES = 16  # blake2b-128: a collision needs ~2**64 directories, and it is fast on short inputs
 ROOT = ""  # the synced directory itself, in listings and digests
@@ -41,18 +40,6 @@ def _digest(fields: list[str]) -> str:
     fields.sort()
     text = "\0".join(fields)
     return hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=DIGEST_BYTES).hexdigest()
-
-
-def group(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
-    """The entries by the directory they are in; every directory (and the root) has a list, even an empty one."""
-    groups: dict[str, list[Entry]] = defaultdict(list)
-    groups[ROOT] = []
-    for entry in entries:
-        path = entry.path
-        groups[path.rpartition("/")[0]].append(entry)
-        if entry.kind == DIR:
-            groups.setdefault(path, [])
-    return groups
 
 
 def digests(groups: dict[str, list[Entry]]) -> dict[str, str]:

@@ -80,6 +80,11 @@ def entry_for(path: str, st: os.stat_result, target: str = "") -> Optional[Entry
 Listings = dict[str, list[Entry]]  # the entries directly in each directory ("" is the root), by directory
 
 
+def flat(found: Listings) -> Manifest:
+    """Every entry of a walk's listings, by path."""
+    return {entry.path: entry for entries in found.values() for entry in entries}
+
+
 def scan(
     root_fd: int,
     exclude: Exclude,
@@ -87,7 +92,7 @@ def scan(
     warn: Optional[Callable[[str], None]] = None,
 ) -> Manifest:
     """Every entry under the directory ``root_fd`` (which stays open), by relative path: see ``listings``."""
-    return {entry.path: entry for entries in listings(root_fd, exclude, temp, warn).values() for entry in entries}
+    return flat(listings(root_fd, exclude, temp, warn))
 
 
 def listings(
