@@ -74,9 +74,7 @@ class Applier:
         handlers[kind](message)
 
     def check(self, kind: str) -> None:
-        """Refuse a message that the batch in progress does not allow here."""
-        if kind in ("delete", "op", "commit") and self.batch is None:
-            raise ProtocolError(f"{kind!r} outside a batch")
+        """Refuse any message while a file's bytes are still owed."""
         if self.batch is not None and self.batch.upload is not None:
             raise ProtocolError(f"{kind!r} before the file {self.batch.upload.path!r} was complete")
 

@@ -48,9 +48,7 @@ class Agent:
     # -- dispatch ----------------------------------------------------------------------------------
     def handle(self, frame: Frame) -> None:
         if isinstance(frame, Data):
-            if self.applier is None:
-                raise ProtocolError("file data that no file op announced")
-            self.applier.data(frame.chunk)
+            self._applier().data(frame.chunk)
             return
         if isinstance(frame, ChannelData):
             raise ProtocolError("channel bytes are for the channel table, not the sync")
@@ -65,10 +63,10 @@ class Agent:
         handler = comparing.get(kind)
         if handler is None and kind not in BATCH_MESSAGES:
             raise ProtocolError(f"{kind!r} is not a message the agent takes")
+        if kind in ("delete", "op", "commit") and (self.applier is None or self.applier.batch is None):
+            raise ProtocolError(f"{kind!r} outside a batch")
         if self.applier is not None:
             self.applier.check(kind)
-        elif kind in ("delete", "op", "commit"):
-            raise ProtocolError(f"{kind!r} outside a batch")
         if kind in ("hash", "stamp", "batch"):
             self._drop_walk(message)  # the comparison is over, even if the laptop did not say so
         if handler is None:
