@@ -366,7 +366,7 @@ def profile_parts(base: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from reloadd.sync.laptop.compare import diff
     from reloadd.sync.shared.excludes import excluder
-    from reloadd.sync.shared.manifest import Entry, scan
+    from reloadd.sync.shared.manifest import Entry, flat, listings
     from reloadd.sync.shared.protocol import FrameReader, encode_message
 
     laptop = base / "prof-laptop"
@@ -382,7 +382,7 @@ def profile_parts(base: Path) -> None:
         parts[what] = time.perf_counter() - began
         return value
 
-    manifest = timed("walk (scan), one side", lambda: scan(fd, exclude))
+    manifest = timed("walk (scan), one side", lambda: flat(listings(fd, exclude)))
     assert isinstance(manifest, dict)
     wire = [entry.to_wire() for entry in manifest.values()]
     frames = timed("encode (JSON frames)", lambda: b"".join(

@@ -17,7 +17,7 @@ from reloadd.sync.pod.handlers import Agent
 from reloadd.sync.pod.root import Root
 from reloadd.sync.shared import listing
 from reloadd.sync.shared.excludes import sync_globs
-from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, listings, scan
+from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, flat, listings
 from reloadd.sync.shared.schema import ProtocolError
 
 
@@ -136,7 +136,7 @@ def test_the_agent_answers_start_with_the_same_digests_the_laptop_computes(pod: 
     pod.agent.handle({"t": "start", "exclude": ["node_modules"]})
     fd = os.open(pod.root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        expected = digests_of(list(scan(fd, lambda path, is_dir: path == "node_modules").values()))
+        expected = digests_of(list(flat(listings(fd, lambda path, is_dir: path == "node_modules")).values()))
     finally:
         os.close(fd)
     assert listing.parse_digests(pod.replies("dirs", "items")) == expected
@@ -152,11 +152,11 @@ def test_a_walks_listings_hold_every_directory_as_grouping_its_entries_would(pod
     fd = os.open(pod.root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         grouped = listings(fd, lambda path, is_dir: path == "node_modules")
-        flat = list(scan(fd, lambda path, is_dir: path == "node_modules").values())
+        walked = list(flat(listings(fd, lambda path, is_dir: path == "node_modules")).values())
     finally:
         os.close(fd)
     assert {directory: sorted(entries) for directory, entries in grouped.items()} == {
-        directory: sorted(entries) for directory, entries in group(flat).items()
+        directory: sorted(entries) for directory, entries in group(walked).items()
     }
     assert set(grouped) == {"", "src", "src/lib", "src/empty"}
     assert grouped["src/empty"] == []

@@ -16,7 +16,7 @@ from reloadd.sync.laptop.compare import diff, topmost
 from reloadd.sync.laptop.gitignore import load
 from reloadd.sync.shared import messages
 from reloadd.sync.shared.excludes import check_include, excluder, sync_globs
-from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, scan
+from reloadd.sync.shared.manifest import DIR, FILE, LINK, Entry, flat, listings
 from reloadd.sync.shared.protocol import MAX_FRAME, Data, FrameReader, chunks, encode_data, encode_message
 from reloadd.sync.shared.schema import CHANNEL_MESSAGES, MESSAGES, NOTICE_MESSAGES, ProtocolError
 
@@ -208,7 +208,7 @@ def test_scan_never_follows_symlinks_and_prunes_excluded_directories(tmp_path: P
     os.symlink("src/run.sh", root / "run")
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        found = scan(fd, excluder(str(root), ["node_modules/"]))
+        found = flat(listings(fd, excluder(str(root), ["node_modules/"])))
     finally:
         os.close(fd)
     assert sorted(found) == ["escape", "run", "src", "src/run.sh"]

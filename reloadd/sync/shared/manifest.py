@@ -85,16 +85,6 @@ def flat(found: Listings) -> Manifest:
     return {entry.path: entry for entries in found.values() for entry in entries}
 
 
-def scan(
-    root_fd: int,
-    exclude: Exclude,
-    temp: Optional[Callable[[int, str], None]] = None,
-    warn: Optional[Callable[[str], None]] = None,
-) -> Manifest:
-    """Every entry under the directory ``root_fd`` (which stays open), by relative path: see ``listings``."""
-    return flat(listings(root_fd, exclude, temp, warn))
-
-
 def listings(
     root_fd: int,
     exclude: Exclude,
