@@ -111,7 +111,7 @@ def test_hostile_paths_end_the_session_and_leave_nothing(world: tuple[Pod, Path]
     pod.handle(Data(b"first"))
     with pytest.raises(ProtocolError):
         pod.handle({"t": "op", **file_op(path, b"evil")})  # type: ignore[arg-type]
-    pod.agent.abort()  # what the session's end does
+    pod.agent.close()  # what the session's end does
     assert sorted(os.listdir(pod.root)) == ["kept.js"]  # the staged ok.js is gone, no temp file left
     assert (outside / "victim").read_text() == "original"
 
@@ -242,7 +242,7 @@ def test_malformed_sessions_are_refused_and_leave_nothing(world: tuple[Pod, Path
     with pytest.raises(ProtocolError):
         for frame in frames:
             pod.handle(frame)
-    pod.agent.abort()
+    pod.agent.close()
     assert os.listdir(pod.root) == []
 
 

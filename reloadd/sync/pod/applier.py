@@ -79,17 +79,14 @@ class Applier:
             raise ProtocolError(f"{kind!r} before the file {self.batch.upload.path!r} was complete")
 
     def close(self) -> None:
-        """The session ended: remove what a batch staged, stop the installer and the log feed."""
-        self.abort()
-        self.installer.stop()
-        if self.logs is not None:
-            self.logs.stop()
-
-    def abort(self) -> None:
-        """The session ended mid-batch: remove what was staged, so nothing partial stays."""
+        """The session ended: remove what a batch staged (nothing partial stays), stop the installer
+        and the log feed."""
         batch, self.batch = self.batch, None
         if batch is not None:
             batch.abort()
+        self.installer.stop()
+        if self.logs is not None:
+            self.logs.stop()
 
     def _temps(self) -> Iterator[str]:
         while True:

@@ -75,11 +75,11 @@ class Agent:
             handler(message)
 
     def _applier(self) -> Applier:
-        # Imported here, not at the top: its modules (batches, installs, the supervisor's socket) are
-        # most of the agent's imports, and every start waits for the walk that comes before them.
-        from .applier import Applier
-
         if self.applier is None:
+            # Imported here, not at the top: its modules (batches, installs, the supervisor's socket)
+            # are most of the agent's imports, and every start waits for the walk that comes first.
+            from .applier import Applier
+
             self.applier = Applier(self.root, self.env, self.send)
         return self.applier
 
@@ -87,11 +87,6 @@ class Agent:
         """The session ended: nothing a batch staged stays, and the installs and the log feed stop."""
         if self.applier is not None:
             self.applier.close()
-
-    def abort(self) -> None:
-        """The session ended mid-batch: remove what was staged, so nothing partial stays."""
-        if self.applier is not None:
-            self.applier.abort()
 
     # -- manifest and hashes -----------------------------------------------------------------------
     def _start(self, message: Start) -> None:
