@@ -222,6 +222,9 @@ def test_only_the_executable_bit_is_ever_set(world: tuple[Pod, Path]) -> None:
         [{"t": "batch", "id": 1}, {"t": "batch", "id": 2}],
         [{"t": "batch", "id": 1}, {"t": "commit", "id": 2}],
         [{"t": "rm-rf"}],
+        [Data(b"first")],
+        [{"t": "commit", "id": 1}],
+        [{"t": "batch", "id": 1}, dict(file_op("a", b"12"), t="op"), Data(b"1"), {"t": "start", "exclude": []}],
     ],
     ids=[
         "op-outside-batch",
@@ -235,6 +238,9 @@ def test_only_the_executable_bit_is_ever_set(world: tuple[Pod, Path]) -> None:
         "nested-batch",
         "commit-other-batch",
         "unknown-message",
+        "data-before-any-batch",
+        "commit-before-any-batch",
+        "start-while-a-file-is-owed",
     ],
 )
 def test_malformed_sessions_are_refused_and_leave_nothing(world: tuple[Pod, Path], frames: list[Any]) -> None:
